@@ -1,0 +1,419 @@
+//! The vault file's contents: each user's wrap of the data key, the PIN policy and the failed
+//! attempt counters. It holds no secret in the clear; it is read before the database is opened,
+//! which is why it lives beside the database and not inside it. Persisting it is the caller's
+//! job (atomically); this module is pure and takes the time as an argument.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Dek, DeviceSecret, Pin, random_bytes};
+use crate::wrap::{KdfParams, Wrap, unwrap, wrap};
+use crate::Error;
+
+/// Roles known to the vault. The full permission matrix comes with access control; the vault
+/// only needs to know who may manage users and keys.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// Rules for PINs and for failed attempts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinPolicy {
+    /// Minimum length in characters (passphrases of any length above it are allowed).
+    pub min_length: usize,
+    /// Failed attempts allowed before delays start.
+    pub free_attempts: u32,
+    /// Consecutive failures after which the user is locked out until an admin resets the PIN.
+    pub max_failures: u32,
+    /// First delay in seconds once the free attempts are used; doubles with each failure.
+    pub base_delay_secs: u64,
+    /// Longest delay between attempts, in seconds.
+    pub max_delay_secs: u64,
+}
+
+impl Default for PinPolicy {
+    fn default() -> Self {
+        PinPolicy {
+            min_length: 6,
+            free_attempts: 3,
+            max_failures: 10,
+            base_delay_secs: 2,
+            max_delay_secs: 15 * 60,
+        }
+    }
+}
+
+/// Longest PIN or passphrase accepted, in characters.
+pub const MAX_PIN_CHARS: usize = 1024;
+
+impl PinPolicy {
+    /// Checks a new PIN against the policy.
+    pub fn check(&self, pin: &Pin) -> Result<(), Error> {
+        let n = pin.char_len();
+        if n < self.min_length {
+            return Err(Error::PinTooShort { min: self.min_length });
+        }
+        if n > MAX_PIN_CHARS {
+            return Err(Error::PinTooLong { max: MAX_PIN_CHARS });
+        }
+        Ok(())
+    }
+
+    /// Checks the policy itself is sane.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.min_length < 4 || self.max_failures == 0 || self.free_attempts >= self.max_failures {
+            return Err(Error::BadPolicy);
+        }
+        Ok(())
+    }
+
+    /// Seconds to wait after `failures` consecutive failures.
+    pub fn delay_after(&self, failures: u32) -> u64 {
+        if failures < self.free_attempts {
+            return 0;
+        }
+        let exp = (failures - self.free_attempts).min(30);
+        self.base_delay_secs.saturating_mul(1u64 << exp).min(self.max_delay_secs)
+    }
+}
+
+/// One user of this device's vault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEntry {
+    /// The user's role.
+    pub role: String,
+    /// The wrap of the data key; `None` after a full re-key until an admin sets a new PIN.
+    pub wrap: Option<Wrap>,
+    /// Consecutive failed unlock attempts (kept across restarts).
+    pub failed_attempts: u32,
+    /// Unix time of the last failed attempt.
+    pub last_failure: Option<u64>,
+}
+
+/// Why an unlock attempt may not even be tried now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Go ahead.
+    Open,
+    /// Wait this many seconds first.
+    Wait(u64),
+}
+
+/// The whole vault file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultFile {
+    /// Format version of this file.
+    pub format: u32,
+    /// Random id of this vault; part of every wrap's associated data.
+    pub vault_id: String,
+    /// Increases with every full re-key of the database.
+    pub key_epoch: u32,
+    /// PIN and attempt rules.
+    pub policy: PinPolicy,
+    /// Users by name.
+    pub users: BTreeMap<String, UserEntry>,
+}
+
+const FORMAT: u32 = 1;
+
+/// Checks a user name: 1–64 characters of lowercase letters, digits, `.`, `_`, `-`, `@`.
+pub fn validate_user_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok { Ok(()) } else { Err(Error::BadUserName) }
+}
+
+impl VaultFile {
+    /// A new vault with its first (admin) user; returns the vault and the new data key.
+    pub fn create(
+        admin: &str,
+        pin: &Pin,
+        kdf: &KdfParams,
+        policy: PinPolicy,
+        device: &DeviceSecret,
+    ) -> Result<(VaultFile, Dek), Error> {
+        policy.validate()?;
+        validate_user_name(admin)?;
+        policy.check(pin)?;
+        let id: [u8; 16] = random_bytes()?;
+        let mut vf = VaultFile {
+            format: FORMAT,
+            vault_id: hex::encode(id),
+            key_epoch: 1,
+            policy,
+            users: BTreeMap::new(),
+        };
+        let dek = Dek::generate()?;
+        let w = wrap(&dek, pin, kdf, device, &vf.context(admin))?;
+        vf.users.insert(
+            admin.to_owned(),
+            UserEntry {
+                role: ADMIN_ROLE.to_owned(),
+                wrap: Some(w),
+                failed_attempts: 0,
+                last_failure: None,
+            },
+        );
+        Ok((vf, dek))
+    }
+
+    /// Parses the stored form.
+    pub fn from_json(bytes: &[u8]) -> Result<VaultFile, Error> {
+        let vf: VaultFile = serde_json::from_slice(bytes).map_err(|_| Error::Corrupt("vault file is not valid"))?;
+        if vf.format != FORMAT {
+            return Err(Error::Corrupt("vault file has an unknown format version"));
+        }
+        Ok(vf)
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    fn context(&self, user: &str) -> Vec<u8> {
+        format!("{}/{}/{}", self.vault_id, user, self.key_epoch).into_bytes()
+    }
+
+    fn user(&self, name: &str) -> Result<&UserEntry, Error> {
+        self.users.get(name).ok_or(Error::WrongCredentials)
+    }
+
+    /// Whether `user` may attempt an unlock at `now` (Unix seconds).
+    pub fn gate(&self, user: &str, now: u64) -> Result<Gate, Error> {
+        let Some(entry) = self.users.get(user) else {
+            // Unknown users get the same answer as a wrong PIN, after the attempt.
+            return Ok(Gate::Open);
+        };
+        if entry.failed_attempts >= self.policy.max_failures {
+            return Err(Error::LockedOut);
+        }
+        if entry.wrap.is_none() {
+            return Err(Error::ResetRequired);
+        }
+        let delay = self.policy.delay_after(entry.failed_attempts);
+        let since = entry.last_failure.map_or(u64::MAX, |t| now.saturating_sub(t));
+        // A clock that went backwards counts as no time passed.
+        if delay > 0 && since < delay {
+            return Ok(Gate::Wait(delay - since));
+        }
+        Ok(Gate::Open)
+    }
+
+    /// Counts an attempt as failed before it is tried, so killing the process mid-attempt does
+    /// not avoid the counter. [`VaultFile::note_success`] clears it.
+    pub fn note_attempt(&mut self, user: &str, now: u64) {
+        if let Some(e) = self.users.get_mut(user) {
+            e.failed_attempts = e.failed_attempts.saturating_add(1);
+            e.last_failure = Some(now);
+        }
+    }
+
+    /// Clears the failure counter after a successful unlock.
+    pub fn note_success(&mut self, user: &str) {
+        if let Some(e) = self.users.get_mut(user) {
+            e.failed_attempts = 0;
+            e.last_failure = None;
+        }
+    }
+
+    /// Attempts left before lockout.
+    pub fn attempts_left(&self, user: &str) -> u32 {
+        self.users
+            .get(user)
+            .map_or(0, |e| self.policy.max_failures.saturating_sub(e.failed_attempts))
+    }
+
+    /// Opens the data key with a user's PIN. Does not touch the counters.
+    pub fn open(&self, user: &str, pin: &Pin, device: &DeviceSecret) -> Result<Dek, Error> {
+        let entry = self.user(user)?;
+        let w = entry.wrap.as_ref().ok_or(Error::ResetRequired)?;
+        unwrap(w, pin, device, &self.context(user)).map_err(|e| match e {
+            Error::WrongPin => Error::WrongCredentials,
+            other => other,
+        })
+    }
+
+    /// The role of a user.
+    pub fn role(&self, user: &str) -> Option<&str> {
+        self.users.get(user).map(|e| e.role.as_str())
+    }
+
+    /// Adds a user with their own wrap of the data key.
+    pub fn add_user(
+        &mut self,
+        dek: &Dek,
+        name: &str,
+        role: &str,
+        pin: &Pin,
+        kdf: &KdfParams,
+        device: &DeviceSecret,
+    ) -> Result<(), Error> {
+        validate_user_name(name)?;
+        if self.users.contains_key(name) {
+            return Err(Error::UserExists);
+        }
+        self.policy.check(pin)?;
+        let w = wrap(dek, pin, kdf, device, &self.context(name))?;
+        self.users.insert(
+            name.to_owned(),
+            UserEntry {
+                role: role.to_owned(),
+                wrap: Some(w),
+                failed_attempts: 0,
+                last_failure: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a user's wrap. The last admin cannot be removed.
+    pub fn remove_user(&mut self, name: &str) -> Result<(), Error> {
+        let entry = self.users.get(name).ok_or(Error::NoSuchUser)?;
+        if entry.role == ADMIN_ROLE && self.users.values().filter(|e| e.role == ADMIN_ROLE).count() == 1 {
+            return Err(Error::LastAdmin);
+        }
+        self.users.remove(name);
+        Ok(())
+    }
+
+    /// Sets a new PIN for a user: re-wraps the same data key (fast; the database is untouched),
+    /// clears the failure counter and any lockout.
+    pub fn set_pin(&mut self, dek: &Dek, name: &str, pin: &Pin, kdf: &KdfParams, device: &DeviceSecret) -> Result<(), Error> {
+        self.policy.check(pin)?;
+        let ctx = self.context(name);
+        let entry = self.users.get_mut(name).ok_or(Error::NoSuchUser)?;
+        entry.wrap = Some(wrap(dek, pin, kdf, device, &ctx)?);
+        entry.failed_attempts = 0;
+        entry.last_failure = None;
+        Ok(())
+    }
+
+    /// Records a full re-key: a new epoch, a fresh wrap of the new key for the admin doing it,
+    /// and every other user's wrap dropped (their PINs may be what was compromised) until an
+    /// admin sets them a new PIN.
+    pub fn rekeyed(&self, new_dek: &Dek, actor: &str, pin: &Pin, device: &DeviceSecret) -> Result<VaultFile, Error> {
+        let mut next = self.clone();
+        next.key_epoch += 1;
+        let kdf = self.user(actor)?.wrap.as_ref().map(|w| w.kdf).unwrap_or_default();
+        let ctx = next.context(actor);
+        for (name, entry) in next.users.iter_mut() {
+            entry.wrap = None;
+            if name == actor {
+                entry.wrap = Some(wrap(new_dek, pin, &kdf, device, &ctx)?);
+                entry.failed_attempts = 0;
+                entry.last_failure = None;
+            }
+        }
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> KdfParams {
+        KdfParams {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn setup() -> (VaultFile, Dek, DeviceSecret) {
+        let dev = DeviceSecret::generate().unwrap();
+        let (vf, dek) = VaultFile::create("admin", &Pin::from("123456"), &fast(), PinPolicy::default(), &dev).unwrap();
+        (vf, dek, dev)
+    }
+
+    #[test]
+    fn users_have_their_own_wraps_of_one_key() {
+        let (mut vf, dek, dev) = setup();
+        vf.add_user(&dek, "nurse.kim", "nurse", &Pin::from("kim-secret"), &fast(), &dev).unwrap();
+        let a = vf.open("admin", &Pin::from("123456"), &dev).unwrap();
+        let b = vf.open("nurse.kim", &Pin::from("kim-secret"), &dev).unwrap();
+        assert_eq!(a.as_bytes(), b.as_bytes());
+        assert!(matches!(vf.open("nurse.kim", &Pin::from("123456"), &dev), Err(Error::WrongCredentials)));
+        assert!(matches!(vf.open("nobody", &Pin::from("123456"), &dev), Err(Error::WrongCredentials)));
+        let back = VaultFile::from_json(&vf.to_json()).unwrap();
+        assert_eq!(back, vf);
+    }
+
+    #[test]
+    fn pin_policy_is_enforced() {
+        let (mut vf, dek, dev) = setup();
+        assert!(matches!(
+            vf.add_user(&dek, "x", "nurse", &Pin::from("12345"), &fast(), &dev),
+            Err(Error::PinTooShort { min: 6 })
+        ));
+        assert!(matches!(
+            vf.add_user(&dek, "Bad Name", "nurse", &Pin::from("123456"), &fast(), &dev),
+            Err(Error::BadUserName)
+        ));
+        vf.add_user(&dek, "x", "nurse", &Pin::from("a long passphrase with spaces"), &fast(), &dev).unwrap();
+    }
+
+    #[test]
+    fn delays_grow_then_lock_out() {
+        let (mut vf, _dek, _dev) = setup();
+        let p = vf.policy.clone();
+        let mut now = 1_000;
+        for i in 0..p.max_failures {
+            // Wait exactly as long as the gate asks, then fail again.
+            if let Gate::Wait(s) = vf.gate("admin", now).unwrap() {
+                assert_eq!(s, p.delay_after(i));
+                assert!(i >= p.free_attempts);
+                now += s;
+            } else {
+                assert!(i < p.free_attempts, "attempt {i} should be delayed");
+            }
+            assert_eq!(vf.gate("admin", now).unwrap(), Gate::Open);
+            vf.note_attempt("admin", now);
+        }
+        assert!(matches!(vf.gate("admin", now + 1_000_000), Err(Error::LockedOut)));
+        assert_eq!(p.delay_after(3), 2);
+        assert_eq!(p.delay_after(4), 4);
+        assert_eq!(p.delay_after(40), p.max_delay_secs);
+    }
+
+    #[test]
+    fn success_clears_counter_and_set_pin_unlocks() {
+        let (mut vf, dek, dev) = setup();
+        for _ in 0..vf.policy.max_failures {
+            vf.note_attempt("admin", 5);
+        }
+        assert!(matches!(vf.gate("admin", 10_000), Err(Error::LockedOut)));
+        vf.set_pin(&dek, "admin", &Pin::from("654321"), &fast(), &dev).unwrap();
+        assert_eq!(vf.gate("admin", 10_000).unwrap(), Gate::Open);
+        assert!(vf.open("admin", &Pin::from("654321"), &dev).is_ok());
+        vf.note_attempt("admin", 5);
+        vf.note_success("admin");
+        assert_eq!(vf.attempts_left("admin"), vf.policy.max_failures);
+    }
+
+    #[test]
+    fn last_admin_stays() {
+        let (mut vf, dek, dev) = setup();
+        assert!(matches!(vf.remove_user("admin"), Err(Error::LastAdmin)));
+        vf.add_user(&dek, "admin2", ADMIN_ROLE, &Pin::from("999999"), &fast(), &dev).unwrap();
+        vf.remove_user("admin").unwrap();
+        assert!(matches!(vf.remove_user("nope"), Err(Error::NoSuchUser)));
+    }
+
+    #[test]
+    fn rekey_drops_other_wraps() {
+        let (mut vf, dek, dev) = setup();
+        vf.add_user(&dek, "bob", "clinician", &Pin::from("bob-pin-1"), &fast(), &dev).unwrap();
+        let new = Dek::generate().unwrap();
+        let next = vf.rekeyed(&new, "admin", &Pin::from("123456"), &dev).unwrap();
+        assert_eq!(next.key_epoch, 2);
+        assert_eq!(next.open("admin", &Pin::from("123456"), &dev).unwrap().as_bytes(), new.as_bytes());
+        assert!(matches!(next.open("bob", &Pin::from("bob-pin-1"), &dev), Err(Error::ResetRequired)));
+        assert!(matches!(next.gate("bob", 0), Err(Error::ResetRequired)));
+        // The old wrap does not open under the new epoch either.
+        assert!(vf.open("admin", &Pin::from("123456"), &dev).is_ok());
+    }
+}
