@@ -1,1 +1,148 @@
+//! The encrypted document store of a Hearth node: the only crate with SQL.
+//!
+//! One SQLCipher file per node holds several named databases. Each holds CouchDB-style documents
+//! with revision trees ([`revtree`]), a changes feed, `_local/` documents and attachments. The
+//! file is opened with the node's data key ([`vault::Dek`]) as SQLCipher's raw key; nothing in
+//! the file, its WAL or its temp files is plaintext. [`DataDir`] ties the file to the vault
+//! (unlocking with a user's PIN).
+//!
+//! ```no_run
+//! use store::{DataDir, DocId, DocWrite, GetOptions, InitOptions};
+//! use vault::Pin;
+//!
+//! let dir = DataDir::init("/tmp/hearth-example".as_ref(), "admin", &Pin::from("246810"), &InitOptions::default())?;
+//! let node = dir.unlock("admin", &Pin::from("246810"))?;
+//! node.store.ensure_db("records")?;
+//! let body = serde_json::json!({"resourceType": "Patient"}).as_object().cloned().unwrap_or_default();
+//! let rev = node.store.put("records", DocWrite::new(DocId::parse("Patient/p1")?, None, body))?;
+//! let doc = node.store.get("records", &DocId::parse("Patient/p1")?, &GetOptions::default())?;
+//! assert_eq!(doc.rev, rev);
+//! # Ok::<(), store::Error>(())
+//! ```
+
+mod attachments;
+mod changes;
+mod datadir;
+mod doc;
+mod local;
+mod read;
+mod schema;
+mod store;
+mod write;
+
+pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
+pub use changes::{Change, Changes, ChangesQuery, Style};
+pub use datadir::{DataDir, InitOptions, Unlocked, DB_FILE, DEVICE_SECRET_FILE, VAULT_FILE};
+pub use doc::{AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES};
+pub use read::{GetOptions, OpenRev, OpenRevs, RevStatus};
+pub use schema::latest_version as schema_version;
+pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};
+
+/// Errors from the store. Messages are specific and never contain document contents or keys.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite or SQLCipher reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file did not open with this key, or is not a database.
+    #[error("the database file could not be decrypted with this key, or is not a Hearth database")]
+    NotADatabase,
+    /// The file was written by a newer Hearth.
+    #[error("the database schema is version {found}, newer than this Hearth supports ({supported}); upgrade Hearth")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: u32,
+        /// Latest version this build knows.
+        supported: u32,
+    },
+    /// No database of that name.
+    #[error("Database does not exist.")]
+    DbNotFound,
+    /// Creating a database that exists.
+    #[error("The database could not be created, the file already exists.")]
+    DbExists,
+    /// A database name outside CouchDB's rule.
+    #[error("Name must begin with a lowercase letter, contain only lowercase letters, digits and _$()+-/, and be at most 238 characters.")]
+    BadDbName,
+    /// A bad document id.
+    #[error("{0}")]
+    BadDocId(String),
+    /// A malformed request or document.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A document that breaks a document rule (CouchDB's `doc_validation`).
+    #[error("{0}")]
+    DocValidation(String),
+    /// Not found; the reason is CouchDB's (`missing` or `deleted`).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// The write does not extend a current leaf.
+    #[error("Document update conflict.")]
+    Conflict,
+    /// An attachment stub names nothing stored.
+    #[error("Invalid attachment stub in {0}")]
+    MissingStub(String),
+    /// Stored data failed to decode.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A revision tree problem.
+    #[error(transparent)]
+    RevTree(#[from] revtree::Error),
+    /// A key-hierarchy problem (wrong PIN, lockout, policy).
+    #[error(transparent)]
+    Vault(#[from] vault::Error),
+    /// Too many failed attempts recently.
+    #[error("too many failed attempts; try again in {0} seconds")]
+    Throttled(u64),
+    /// A file operation failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, #[source] std::io::Error),
+    /// The data folder has no Hearth node in it.
+    #[error("no Hearth data found in this folder; run `hearth init` first")]
+    NotInitialized,
+    /// The data folder already has a Hearth node.
+    #[error("this folder already holds a Hearth node; refusing to overwrite it")]
+    AlreadyInitialized,
+    /// The device secret file can be read by other users.
+    #[error("the device secret file is readable by other users (mode {0:o}); it must be 0600")]
+    InsecureSecretFile(u32),
+    /// The action needs an administrator.
+    #[error("only an administrator can do this")]
+    NotAdmin,
+}
+
+impl Error {
+    /// Whether the error concerns one document of a batch (the batch goes on) rather than the
+    /// whole write (the batch rolls back).
+    pub fn is_per_document(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict
+                | Error::MissingStub(_)
+                | Error::BadDocId(_)
+                | Error::BadRequest(_)
+                | Error::DocValidation(_)
+                | Error::NotFound(_)
+                | Error::RevTree(revtree::Error::InvalidRev(_))
+        )
+    }
+
+    /// CouchDB's HTTP status and `error` name for this error.
+    pub fn couch_status(&self) -> (u16, &'static str) {
+        match self {
+            Error::DbNotFound | Error::NotFound(_) => (404, "not_found"),
+            Error::DbExists => (412, "file_exists"),
+            Error::BadDbName => (400, "illegal_database_name"),
+            Error::BadDocId(_) => (400, "illegal_docid"),
+            Error::BadRequest(_) | Error::RevTree(revtree::Error::InvalidRev(_)) => (400, "bad_request"),
+            Error::DocValidation(_) => (400, "doc_validation"),
+            Error::Conflict => (409, "conflict"),
+            Error::MissingStub(_) => (412, "missing_stub"),
+            Error::Throttled(_) => (429, "too_many_requests"),
+            Error::NotAdmin => (403, "forbidden"),
+            Error::Vault(vault::Error::WrongCredentials | vault::Error::WrongPin) => (401, "unauthorized"),
+            _ => (500, "internal_server_error"),
+        }
+    }
+}
 

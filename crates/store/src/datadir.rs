@@ -1,0 +1,301 @@
+//! A node's data folder: the encrypted database file, the vault file (users' wraps of the data
+//! key) and the device secret. Unlocking reads the vault, checks the attempt throttle, opens the
+//! data key with the user's PIN and opens the database with it.
+//!
+//! ```text
+//! <data-dir>/hearth.db        SQLCipher database (and -wal, -shm)
+//! <data-dir>/vault.json       wraps of the data key, PIN policy, attempt counters; no secret
+//! <data-dir>/device.secret    32 random bytes, mode 0600, never inside the database
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use vault::{ADMIN_ROLE, Dek, DeviceSecret, Gate, KdfParams, Pin, PinPolicy, VaultFile};
+
+use crate::store::Store;
+use crate::Error;
+
+/// The database file's name in a data folder.
+pub const DB_FILE: &str = "hearth.db";
+/// The vault file's name.
+pub const VAULT_FILE: &str = "vault.json";
+/// The device secret file's name.
+pub const DEVICE_SECRET_FILE: &str = "device.secret";
+/// A vault written during a re-key, before the database is re-encrypted.
+const PENDING_VAULT_FILE: &str = "vault.json.rekey";
+
+/// Choices made when a node is created.
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    /// Argon2id cost for the first user's wrap.
+    pub kdf: KdfParams,
+    /// PIN and attempt rules.
+    pub policy: PinPolicy,
+}
+
+/// A node's data folder, locked: nothing decrypted yet.
+pub struct DataDir {
+    path: PathBuf,
+    vault: VaultFile,
+    device: DeviceSecret,
+}
+
+/// An unlocked node: the open store and the user who unlocked it. Dropping it drops (and
+/// zeroizes) the data key.
+pub struct Unlocked {
+    /// The open database file.
+    pub store: Store,
+    /// Who unlocked it.
+    pub user: String,
+    /// Their role.
+    pub role: String,
+    dek: Dek,
+    dir: DataDir,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes a file atomically: temp file, fsync, rename, fsync the folder.
+fn write_atomic(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| Error::Io(what, e))?;
+    f.write_all(bytes).map_err(|e| Error::Io(what, e))?;
+    f.sync_all().map_err(|e| Error::Io(what, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| Error::Io(what, e))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Io("creating the device secret file", e))?;
+    f.write_all(bytes).map_err(|e| Error::Io("writing the device secret file", e))?;
+    f.sync_all().map_err(|e| Error::Io("writing the device secret file", e))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn check_secret_mode(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|e| Error::Io("reading the device secret file", e))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::InsecureSecretFile(mode));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    fs::write(path, bytes).map_err(|e| Error::Io("writing the device secret file", e))
+}
+
+#[cfg(not(unix))]
+fn check_secret_mode(_path: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
+impl DataDir {
+    /// Creates a new node in `path`: device secret, vault with its first admin, and an empty
+    /// encrypted database. Refuses a folder that already holds a node.
+    pub fn init(path: &Path, admin: &str, pin: &Pin, opts: &InitOptions) -> Result<DataDir, Error> {
+        fs::create_dir_all(path).map_err(|e| Error::Io("creating the data folder", e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+        }
+        for f in [DB_FILE, VAULT_FILE, DEVICE_SECRET_FILE] {
+            if path.join(f).exists() {
+                return Err(Error::AlreadyInitialized);
+            }
+        }
+        let device = DeviceSecret::generate()?;
+        let (vault, dek) = VaultFile::create(admin, pin, &opts.kdf, opts.policy.clone(), &device)?;
+        write_secret_file(&path.join(DEVICE_SECRET_FILE), device.expose_bytes())?;
+        // Create the database before publishing the vault: a folder with a vault file always
+        // has a database its key opens.
+        Store::open(&path.join(DB_FILE), &dek)?;
+        write_atomic(&path.join(VAULT_FILE), &vault.to_json(), "writing the vault file")?;
+        Ok(DataDir {
+            path: path.to_owned(),
+            vault,
+            device,
+        })
+    }
+
+    /// Opens a data folder without unlocking it.
+    pub fn open(path: &Path) -> Result<DataDir, Error> {
+        let vault_path = path.join(VAULT_FILE);
+        if !vault_path.exists() {
+            return Err(Error::NotInitialized);
+        }
+        let secret_path = path.join(DEVICE_SECRET_FILE);
+        check_secret_mode(&secret_path)?;
+        let secret = fs::read(&secret_path).map_err(|e| Error::Io("reading the device secret file", e))?;
+        let device = DeviceSecret::from_bytes(&secret)?;
+        let vault = VaultFile::from_json(&fs::read(&vault_path).map_err(|e| Error::Io("reading the vault file", e))?)?;
+        Ok(DataDir {
+            path: path.to_owned(),
+            vault,
+            device,
+        })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The vault file's contents (no secrets in it).
+    pub fn vault(&self) -> &VaultFile {
+        &self.vault
+    }
+
+    fn save_vault(&self) -> Result<(), Error> {
+        write_atomic(&self.path.join(VAULT_FILE), &self.vault.to_json(), "writing the vault file")
+    }
+
+    /// Unlocks with a user's PIN. The attempt is counted (and saved) before the PIN is tried,
+    /// so killing the process cannot dodge the counter; success clears it.
+    pub fn unlock(mut self, user: &str, pin: &Pin) -> Result<Unlocked, Error> {
+        let t = now();
+        if let Gate::Wait(secs) = self.vault.gate(user, t)? {
+            return Err(Error::Throttled(secs));
+        }
+        self.vault.note_attempt(user, t);
+        self.save_vault()?;
+        let dek = match self.vault.open(user, pin, &self.device) {
+            Ok(dek) => dek,
+            Err(e) => return Err(e.into()),
+        };
+        let store = match Store::open(&self.path.join(DB_FILE), &dek) {
+            Ok(s) => s,
+            Err(Error::NotADatabase) if self.path.join(PENDING_VAULT_FILE).exists() => {
+                return self.finish_interrupted_rekey(user, pin);
+            }
+            Err(e) => return Err(e),
+        };
+        self.vault.note_success(user);
+        self.save_vault()?;
+        let role = self.vault.role(user).unwrap_or_default().to_owned();
+        Ok(Unlocked {
+            store,
+            user: user.to_owned(),
+            role,
+            dek,
+            dir: self,
+        })
+    }
+
+    /// A re-key was interrupted after the database was re-encrypted but before the new vault
+    /// was published: publish it now.
+    fn finish_interrupted_rekey(mut self, user: &str, pin: &Pin) -> Result<Unlocked, Error> {
+        let pending_path = self.path.join(PENDING_VAULT_FILE);
+        let pending = VaultFile::from_json(&fs::read(&pending_path).map_err(|e| Error::Io("reading the pending vault file", e))?)?;
+        let dek = pending.open(user, pin, &self.device)?;
+        let store = Store::open(&self.path.join(DB_FILE), &dek)?;
+        self.vault = pending;
+        self.vault.note_success(user);
+        self.save_vault()?;
+        fs::remove_file(&pending_path).map_err(|e| Error::Io("removing the pending vault file", e))?;
+        let role = self.vault.role(user).unwrap_or_default().to_owned();
+        Ok(Unlocked {
+            store,
+            user: user.to_owned(),
+            role,
+            dek,
+            dir: self,
+        })
+    }
+}
+
+impl Unlocked {
+    fn require_admin(&self) -> Result<(), Error> {
+        if self.role == ADMIN_ROLE { Ok(()) } else { Err(Error::NotAdmin) }
+    }
+
+    /// The vault file's contents.
+    pub fn vault(&self) -> &VaultFile {
+        &self.dir.vault
+    }
+
+    /// The data folder.
+    pub fn path(&self) -> &Path {
+        &self.dir.path
+    }
+
+    /// Adds a user with their own wrap of the data key (admin only).
+    pub fn add_user(&mut self, name: &str, role: &str, pin: &Pin, kdf: &KdfParams) -> Result<(), Error> {
+        self.require_admin()?;
+        self.dir.vault.add_user(&self.dek, name, role, pin, kdf, &self.dir.device)?;
+        self.dir.save_vault()
+    }
+
+    /// Removes a user's wrap (admin only). Their PIN no longer opens anything.
+    pub fn remove_user(&mut self, name: &str) -> Result<(), Error> {
+        self.require_admin()?;
+        self.dir.vault.remove_user(name)?;
+        self.dir.save_vault()
+    }
+
+    /// Sets a new PIN: for yourself, or (admin only) for another user, which also clears their
+    /// lockout. Re-wraps the data key only; the database is untouched.
+    pub fn set_pin(&mut self, name: &str, pin: &Pin) -> Result<(), Error> {
+        if name != self.user {
+            self.require_admin()?;
+        }
+        let kdf = self
+            .dir
+            .vault
+            .users
+            .get(name)
+            .and_then(|u| u.wrap.as_ref())
+            .map(|w| w.kdf)
+            .unwrap_or_else(|| self.dir.vault.users.get(&self.user).and_then(|u| u.wrap.as_ref()).map(|w| w.kdf).unwrap_or_default());
+        self.dir.vault.set_pin(&self.dek, name, pin, &kdf, &self.dir.device)?;
+        self.dir.save_vault()
+    }
+
+    /// Re-encrypts the whole database under a new data key (admin only, with their PIN). Other
+    /// users must be given a new PIN by an admin afterwards.
+    ///
+    /// Crash-safe order: the new vault is written beside the old one, the database is
+    /// re-keyed, then the new vault replaces the old. An interruption in between is finished by
+    /// the next unlock.
+    pub fn rekey(&mut self, pin: &Pin) -> Result<(), Error> {
+        self.require_admin()?;
+        // Prove the PIN first: the new wrap must be openable by it.
+        self.dir.vault.open(&self.user, pin, &self.dir.device)?;
+        let new_dek = Dek::generate()?;
+        let next = self.dir.vault.rekeyed(&new_dek, &self.user, pin, &self.dir.device)?;
+        let pending = self.dir.path.join(PENDING_VAULT_FILE);
+        write_atomic(&pending, &next.to_json(), "writing the pending vault file")?;
+        self.store.rekey(&new_dek)?;
+        self.dir.vault = next;
+        self.dir.save_vault()?;
+        fs::remove_file(&pending).map_err(|e| Error::Io("removing the pending vault file", e))?;
+        self.dek = new_dek;
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! Documents as clients send and receive them: CouchDB JSON with `_id`, `_rev`, `_deleted`,
+//! `_attachments`, `_revisions`. See
+//! <https://docs.couchdb.org/en/stable/api/document/common.html>.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine;
+use revtree::{Rev, Revisions};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Error;
+
+/// A document body: the JSON object without the underscore fields.
+pub type Body = Map<String, Value>;
+
+/// Longest document id accepted, in bytes. CouchDB has no limit by default; a bound keeps
+/// indexes and error paths sane.
+pub const MAX_DOC_ID_BYTES: usize = 4096;
+
+/// A validated document id.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocId(String);
+
+/// Which namespace a document id is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocKind {
+    /// An ordinary (replicated) document.
+    Normal,
+    /// `_design/…`: replicated like any document; Hearth runs no code from it.
+    Design,
+    /// `_local/…`: never replicated, no revision tree.
+    Local,
+}
+
+impl DocId {
+    /// Checks CouchDB's id rules: non-empty, and an underscore only in `_design/` or `_local/`.
+    pub fn parse(s: &str) -> Result<DocId, Error> {
+        if s.is_empty() {
+            return Err(Error::BadDocId("document id must not be empty".into()));
+        }
+        if s.len() > MAX_DOC_ID_BYTES {
+            return Err(Error::BadDocId(format!("document id is longer than {MAX_DOC_ID_BYTES} bytes")));
+        }
+        if let Some(rest) = s.strip_prefix("_design/").or_else(|| s.strip_prefix("_local/")) {
+            if rest.is_empty() {
+                return Err(Error::BadDocId("a _design/ or _local/ id needs a name after the slash".into()));
+            }
+        } else if s.starts_with('_') {
+            return Err(Error::BadDocId("Only reserved document ids may start with underscore.".into()));
+        }
+        Ok(DocId(s.to_owned()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its namespace.
+    pub fn kind(&self) -> DocKind {
+        if self.0.starts_with("_local/") {
+            DocKind::Local
+        } else if self.0.starts_with("_design/") {
+            DocKind::Design
+        } else {
+            DocKind::Normal
+        }
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DocId({:?})", self.0)
+    }
+}
+
+/// Stored description of one attachment of a revision (what a stub shows).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    /// MIME type given by the writer.
+    pub content_type: String,
+    /// `md5-<base64>` of the attachment's bytes, as CouchDB and PouchDB compute it.
+    pub digest: String,
+    /// Length in bytes (uncompressed).
+    pub length: u64,
+    /// Generation of the revision that added this version of the attachment.
+    pub revpos: u64,
+}
+
+/// An attachment as a writer supplies it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AttachmentInput {
+    /// Keep the attachment of the parent revision (or, for replicated revisions, the stored
+    /// attachment with this digest).
+    Stub {
+        /// The digest the writer expects, when given.
+        digest: Option<String>,
+    },
+    /// New content.
+    Data {
+        /// MIME type.
+        content_type: String,
+        /// The bytes.
+        data: Vec<u8>,
+        /// `revpos` supplied by a replicating peer (`new_edits=false`).
+        revpos: Option<u64>,
+    },
+}
+
+impl fmt::Debug for AttachmentInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttachmentInput::Stub { digest } => f.debug_struct("Stub").field("digest", digest).finish(),
+            AttachmentInput::Data { content_type, data, .. } => f
+                .debug_struct("Data")
+                .field("content_type", content_type)
+                .field("len", &data.len())
+                .finish(),
+        }
+    }
+}
+
+/// A document to write.
+#[derive(Clone, Debug)]
+pub struct DocWrite {
+    /// Its id.
+    pub id: DocId,
+    /// `_rev`: the revision edited (normal writes) or the revision inserted (replication).
+    pub rev: Option<Rev>,
+    /// `_deleted`.
+    pub deleted: bool,
+    /// The body without underscore fields.
+    pub body: Body,
+    /// `_attachments`.
+    pub attachments: BTreeMap<String, AttachmentInput>,
+    /// `_revisions`: ancestry of `rev`, used when replicating.
+    pub revisions: Option<Revisions>,
+}
+
+/// Underscore fields CouchDB accepts on input and ignores (they are outputs).
+const IGNORED_SPECIALS: &[&str] = &["_revs_info", "_conflicts", "_deleted_conflicts", "_local_seq"];
+
+impl DocWrite {
+    /// A write of a body with no attachments.
+    pub fn new(id: DocId, rev: Option<Rev>, body: Body) -> DocWrite {
+        DocWrite {
+            id,
+            rev,
+            deleted: false,
+            body,
+            attachments: BTreeMap::new(),
+            revisions: None,
+        }
+    }
+
+    /// A deletion of `rev`.
+    pub fn deletion(id: DocId, rev: Rev) -> DocWrite {
+        DocWrite {
+            id,
+            rev: Some(rev),
+            deleted: true,
+            body: Body::new(),
+            attachments: BTreeMap::new(),
+            revisions: None,
+        }
+    }
+
+    /// Parses CouchDB document JSON. `path_id` is the id from the URL or command line, which
+    /// must agree with `_id` when both are given.
+    pub fn from_json(value: Value, path_id: Option<&str>) -> Result<DocWrite, Error> {
+        let Value::Object(map) = value else {
+            return Err(Error::BadRequest("Document must be a JSON object".into()));
+        };
+        let mut body = Body::new();
+        let mut id = None;
+        let mut rev = None;
+        let mut deleted = false;
+        let mut attachments = BTreeMap::new();
+        let mut revisions = None;
+        for (k, v) in map {
+            match k.as_str() {
+                "_id" => match v {
+                    Value::String(s) => id = Some(s),
+                    _ => return Err(Error::BadDocId("document id must be a string".into())),
+                },
+                "_rev" => match v {
+                    Value::String(s) => rev = Some(s.parse::<Rev>().map_err(|e| Error::BadRequest(e.to_string()))?),
+                    Value::Null => {}
+                    _ => return Err(Error::BadRequest("_rev must be a string".into())),
+                },
+                "_deleted" => match v {
+                    Value::Bool(b) => deleted = b,
+                    _ => return Err(Error::BadRequest("_deleted must be true or false".into())),
+                },
+                "_attachments" => attachments = parse_attachments(v)?,
+                "_revisions" => {
+                    revisions = Some(
+                        serde_json::from_value::<Revisions>(v)
+                            .map_err(|_| Error::BadRequest("_revisions must be {\"start\": n, \"ids\": [..]}".into()))?,
+                    )
+                }
+                k if IGNORED_SPECIALS.contains(&k) => {}
+                k if k.starts_with('_') => {
+                    return Err(Error::DocValidation(format!("Bad special document member: {k}")));
+                }
+                _ => {
+                    body.insert(k, v);
+                }
+            }
+        }
+        let id = match (id, path_id) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::BadRequest("_id in the body does not match the document id given".into()));
+            }
+            (Some(a), _) => a,
+            (None, Some(b)) => b.to_owned(),
+            (None, None) => return Err(Error::BadDocId("document has no _id".into())),
+        };
+        if let (Some(r), Some(revs)) = (&rev, &revisions) {
+            let path = revs.to_path().map_err(|e| Error::BadRequest(e.to_string()))?;
+            if path.first() != Some(r) {
+                return Err(Error::BadRequest("_revisions does not start with _rev".into()));
+            }
+        }
+        Ok(DocWrite {
+            id: DocId::parse(&id)?,
+            rev,
+            deleted,
+            body,
+            attachments,
+            revisions,
+        })
+    }
+}
+
+fn parse_attachments(v: Value) -> Result<BTreeMap<String, AttachmentInput>, Error> {
+    let Value::Object(map) = v else {
+        return Err(Error::BadRequest("_attachments must be an object".into()));
+    };
+    let mut out = BTreeMap::new();
+    for (name, att) in map {
+        if name.is_empty() || name.starts_with('_') {
+            return Err(Error::BadRequest("attachment names must not be empty or start with '_'".into()));
+        }
+        let Value::Object(att) = att else {
+            return Err(Error::BadRequest("each attachment must be an object".into()));
+        };
+        let input = if att.get("stub").and_then(Value::as_bool) == Some(true) {
+            AttachmentInput::Stub {
+                digest: att.get("digest").and_then(Value::as_str).map(str::to_owned),
+            }
+        } else {
+            let data = att
+                .get("data")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::BadRequest("an attachment needs \"data\" (base64) or \"stub\": true".into()))?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|_| Error::BadRequest("attachment data is not valid base64".into()))?;
+            AttachmentInput::Data {
+                content_type: att
+                    .get("content_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("application/octet-stream")
+                    .to_owned(),
+                data,
+                revpos: att.get("revpos").and_then(Value::as_u64),
+            }
+        };
+        out.insert(name, input);
+    }
+    Ok(out)
+}
+
+/// A revision of a document as read from the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    /// Its id.
+    pub id: DocId,
+    /// The revision read.
+    pub rev: Rev,
+    /// Whether this revision is a deletion.
+    pub deleted: bool,
+    /// The body without underscore fields.
+    pub body: Body,
+    /// Attachment stubs by name.
+    pub attachments: BTreeMap<String, AttachmentInfo>,
+    /// `_conflicts`, when asked for.
+    pub conflicts: Option<Vec<Rev>>,
+    /// `_deleted_conflicts`, when asked for.
+    pub deleted_conflicts: Option<Vec<Rev>>,
+    /// `_revisions`, when asked for.
+    pub revisions: Option<Revisions>,
+}
+
+impl Document {
+    /// The CouchDB JSON form, with attachments as stubs.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::with_capacity(self.body.len() + 4);
+        m.insert("_id".into(), Value::String(self.id.0.clone()));
+        m.insert("_rev".into(), Value::String(self.rev.to_string()));
+        if self.deleted {
+            m.insert("_deleted".into(), Value::Bool(true));
+        }
+        if !self.attachments.is_empty() {
+            let atts: Map<String, Value> = self
+                .attachments
+                .iter()
+                .map(|(name, a)| {
+                    let mut o = Map::new();
+                    o.insert("content_type".into(), a.content_type.clone().into());
+                    o.insert("digest".into(), a.digest.clone().into());
+                    o.insert("length".into(), a.length.into());
+                    o.insert("revpos".into(), a.revpos.into());
+                    o.insert("stub".into(), true.into());
+                    (name.clone(), Value::Object(o))
+                })
+                .collect();
+            m.insert("_attachments".into(), Value::Object(atts));
+        }
+        let revs = |v: &Vec<Rev>| Value::Array(v.iter().map(|r| Value::String(r.to_string())).collect());
+        if let Some(c) = self.conflicts.as_ref().filter(|c| !c.is_empty()) {
+            m.insert("_conflicts".into(), revs(c));
+        }
+        if let Some(c) = self.deleted_conflicts.as_ref().filter(|c| !c.is_empty()) {
+            m.insert("_deleted_conflicts".into(), revs(c));
+        }
+        if let Some(r) = &self.revisions {
+            m.insert("_revisions".into(), serde_json::to_value(r).unwrap_or(Value::Null));
+        }
+        for (k, v) in &self.body {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn id_rules_follow_couchdb() {
+        assert_eq!(DocId::parse("Patient/p1").unwrap().kind(), DocKind::Normal);
+        assert_eq!(DocId::parse("_design/app").unwrap().kind(), DocKind::Design);
+        assert_eq!(DocId::parse("_local/ckpt").unwrap().kind(), DocKind::Local);
+        for bad in ["", "_foo", "_design/", "_local/", "_users"] {
+            assert!(matches!(DocId::parse(bad), Err(Error::BadDocId(_))), "{bad:?}");
+        }
+        assert!(DocId::parse(&"x".repeat(MAX_DOC_ID_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn parses_specials_and_rejects_unknown_ones() {
+        let w = DocWrite::from_json(
+            json!({"_id":"a","_rev":"1-abc","_deleted":true,"_conflicts":["1-x"],"name":"x"}),
+            None,
+        )
+        .unwrap();
+        assert!(w.deleted);
+        assert_eq!(w.rev.unwrap().to_string(), "1-abc");
+        assert_eq!(w.body.len(), 1);
+        let e = DocWrite::from_json(json!({"_id":"a","_foo":1}), None).unwrap_err();
+        assert!(e.to_string().contains("Bad special document member: _foo"));
+        assert!(DocWrite::from_json(json!([1]), None).is_err());
+        assert!(DocWrite::from_json(json!({"_id":"a"}), Some("b")).is_err());
+        assert!(DocWrite::from_json(json!({"_id": 5}), None).is_err());
+        assert!(DocWrite::from_json(json!({"_rev":"1-a","_revisions":{"start":2,"ids":["b","a"]}}), Some("x")).is_err());
+        assert!(DocWrite::from_json(json!({"_rev":"bogus"}), Some("x")).is_err());
+    }
+
+    #[test]
+    fn parses_attachments() {
+        let w = DocWrite::from_json(
+            json!({"_id":"a","_attachments":{
+                "sig.png":{"content_type":"image/png","data":"aGVsbG8="},
+                "old.txt":{"stub":true,"digest":"md5-x"}}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            w.attachments["sig.png"],
+            AttachmentInput::Data {
+                content_type: "image/png".into(),
+                data: b"hello".to_vec(),
+                revpos: None
+            }
+        );
+        assert!(matches!(w.attachments["old.txt"], AttachmentInput::Stub { .. }));
+        assert!(DocWrite::from_json(json!({"_id":"a","_attachments":{"x":{"data":"%%%"}}}), None).is_err());
+        assert!(DocWrite::from_json(json!({"_id":"a","_attachments":{"x":{}}}), None).is_err());
+    }
+}

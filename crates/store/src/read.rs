@@ -1,0 +1,249 @@
+//! Reading documents: the winner, a given revision, `open_revs`, attachments. See
+//! <https://docs.couchdb.org/en/stable/api/document/common.html#get--db-docid>.
+
+use std::collections::BTreeMap;
+
+use revtree::{Rev, RevTree, Revisions};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::doc::{AttachmentInfo, Body, DocId, Document};
+use crate::store::Store;
+use crate::{Error, attachments};
+
+/// Options for [`Store::get`], as CouchDB's query parameters.
+#[derive(Clone, Debug, Default)]
+pub struct GetOptions {
+    /// `rev`: read this revision instead of the winner (a deleted one too).
+    pub rev: Option<Rev>,
+    /// `conflicts`: include `_conflicts`.
+    pub conflicts: bool,
+    /// `deleted_conflicts`: include `_deleted_conflicts`.
+    pub deleted_conflicts: bool,
+    /// `revs`: include `_revisions`.
+    pub revs: bool,
+}
+
+/// Which revisions [`Store::open_revs`] returns.
+#[derive(Clone, Debug)]
+pub enum OpenRevs {
+    /// Every leaf, deleted ones included.
+    All,
+    /// These revisions.
+    Revs(Vec<Rev>),
+}
+
+/// One answer of [`Store::open_revs`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpenRev {
+    /// The revision was found.
+    Ok(Document),
+    /// The store does not hold this revision (or no longer holds its body).
+    Missing(Rev),
+}
+
+/// Status of one revision in `_revs_info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevStatus {
+    /// The body is stored.
+    Available,
+    /// The body is gone (compacted, or never received).
+    Missing,
+    /// A deletion.
+    Deleted,
+}
+
+struct RevRow {
+    deleted: bool,
+    body: Vec<u8>,
+    atts: Option<String>,
+}
+
+fn parse_body(bytes: &[u8]) -> Result<Body, Error> {
+    serde_json::from_slice(bytes).map_err(|_| Error::Corrupt("a stored document body is not valid JSON".into()))
+}
+
+fn parse_atts(atts: Option<String>) -> Result<BTreeMap<String, AttachmentInfo>, Error> {
+    match atts {
+        None => Ok(BTreeMap::new()),
+        Some(j) => serde_json::from_str(&j).map_err(|_| Error::Corrupt("stored attachment stubs are not valid".into())),
+    }
+}
+
+fn load_doc_row(conn: &Connection, db_id: i64, id: &str) -> Result<Option<(i64, RevTree)>, Error> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT id, tree FROM docs WHERE db_id = ?1 AND doc_id = ?2")?
+        .query_row(params![db_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(rowid, t)| Ok((rowid, RevTree::decode(&t)?))).transpose()
+}
+
+fn load_rev(conn: &Connection, rowid: i64, rev: &Rev) -> Result<Option<RevRow>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT deleted, body, atts FROM revs WHERE doc = ?1 AND rev = ?2")?
+        .query_row(params![rowid, rev.to_string()], |r| {
+            Ok(RevRow {
+                deleted: r.get(0)?,
+                body: r.get(1)?,
+                atts: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+fn build(id: &DocId, rev: Rev, row: RevRow, tree: Option<&RevTree>, opts: &GetOptions) -> Result<Document, Error> {
+    let revisions = match (opts.revs, tree) {
+        (true, Some(t)) => t.path_to(&rev).and_then(|p| Revisions::from_path(&p)),
+        _ => None,
+    };
+    Ok(Document {
+        id: id.clone(),
+        deleted: row.deleted,
+        body: parse_body(&row.body)?,
+        attachments: parse_atts(row.atts)?,
+        conflicts: (opts.conflicts).then(|| tree.map(RevTree::conflicts).unwrap_or_default()),
+        deleted_conflicts: (opts.deleted_conflicts).then(|| tree.map(RevTree::deleted_conflicts).unwrap_or_default()),
+        revisions,
+        rev,
+    })
+}
+
+impl Store {
+    /// Reads a document: the winning revision, or `opts.rev`.
+    ///
+    /// A missing document is `NotFound("missing")`; one whose winner is deleted is
+    /// `NotFound("deleted")` unless a revision is asked for explicitly.
+    pub fn get(&self, db: &str, id: &DocId, opts: &GetOptions) -> Result<Document, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        let conn = &inner.conn;
+        let plain = opts.rev.is_none() && !opts.conflicts && !opts.deleted_conflicts && !opts.revs;
+        if plain {
+            // The hot path: one indexed join, no tree decoding.
+            let row: Option<(String, bool, Vec<u8>, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT d.winner, d.deleted, r.body, r.atts FROM docs d
+                     JOIN revs r ON r.doc = d.id AND r.rev = d.winner
+                     WHERE d.db_id = ?1 AND d.doc_id = ?2",
+                )?
+                .query_row(params![meta.id, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?;
+            let Some((winner, deleted, body, atts)) = row else {
+                return Err(Error::NotFound("missing"));
+            };
+            if deleted {
+                return Err(Error::NotFound("deleted"));
+            }
+            let rev: Rev = winner.parse().map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?;
+            return build(id, rev, RevRow { deleted, body, atts }, None, opts);
+        }
+        let (rowid, tree) = load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
+        let rev = match &opts.rev {
+            Some(r) => r.clone(),
+            None => {
+                let w = tree.winner().ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
+                if w.deleted {
+                    return Err(Error::NotFound("deleted"));
+                }
+                w.rev
+            }
+        };
+        let row = load_rev(conn, rowid, &rev)?.ok_or(Error::NotFound("missing"))?;
+        build(id, rev, row, Some(&tree), opts)
+    }
+
+    /// CouchDB's `open_revs`: several revisions of one document at once, each found or
+    /// missing. With `latest`, a non-leaf revision is replaced by the leaves that descend from
+    /// it. With `revs`, each carries `_revisions`.
+    pub fn open_revs(&self, db: &str, id: &DocId, which: &OpenRevs, revs: bool, latest: bool) -> Result<Vec<OpenRev>, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        let conn = &inner.conn;
+        let Some((rowid, tree)) = load_doc_row(conn, meta.id, id.as_str())? else {
+            return match which {
+                OpenRevs::All => Err(Error::NotFound("missing")),
+                OpenRevs::Revs(list) => Ok(list.iter().cloned().map(OpenRev::Missing).collect()),
+            };
+        };
+        let wanted: Vec<Rev> = match which {
+            OpenRevs::All => tree.leaves().into_iter().map(|l| l.rev).collect(),
+            OpenRevs::Revs(list) if latest => {
+                let leaves = tree.leaves();
+                let mut out = Vec::new();
+                for r in list {
+                    let descendants: Vec<Rev> = leaves
+                        .iter()
+                        .filter(|l| tree.path_to(&l.rev).is_some_and(|p| p.contains(r)))
+                        .map(|l| l.rev.clone())
+                        .collect();
+                    if descendants.is_empty() {
+                        out.push(r.clone());
+                    } else {
+                        out.extend(descendants);
+                    }
+                }
+                out.dedup();
+                out
+            }
+            OpenRevs::Revs(list) => list.clone(),
+        };
+        let opts = GetOptions {
+            revs,
+            ..GetOptions::default()
+        };
+        let mut out = Vec::with_capacity(wanted.len());
+        for rev in wanted {
+            match load_rev(conn, rowid, &rev)? {
+                Some(row) if tree.contains(&rev) => out.push(OpenRev::Ok(build(id, rev, row, Some(&tree), &opts)?)),
+                _ => out.push(OpenRev::Missing(rev)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// CouchDB's `_revs_info` for a revision: its ancestry, newest first, with the status of
+    /// each.
+    pub fn revs_info(&self, db: &str, id: &DocId, rev: &Rev) -> Result<Vec<(Rev, RevStatus)>, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        let conn = &inner.conn;
+        let (rowid, tree) = load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
+        let path = tree.path_to(rev).ok_or(Error::NotFound("missing"))?;
+        let mut stmt = conn.prepare_cached("SELECT deleted FROM revs WHERE doc = ?1 AND rev = ?2")?;
+        let mut out = Vec::with_capacity(path.len());
+        for r in path {
+            let deleted: Option<bool> = stmt
+                .query_row(params![rowid, r.to_string()], |row| row.get(0))
+                .optional()?;
+            let status = match deleted {
+                Some(true) => RevStatus::Deleted,
+                Some(false) => RevStatus::Available,
+                None => RevStatus::Missing,
+            };
+            out.push((r, status));
+        }
+        Ok(out)
+    }
+
+    /// The revision tree of a document.
+    pub fn rev_tree(&self, db: &str, id: &DocId) -> Result<RevTree, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        load_doc_row(&inner.conn, meta.id, id.as_str())?
+            .map(|(_, t)| t)
+            .ok_or(Error::NotFound("missing"))
+    }
+
+    /// Reads an attachment's bytes and stub from a revision (the winner when `rev` is `None`).
+    pub fn get_attachment(&self, db: &str, id: &DocId, name: &str, rev: Option<&Rev>) -> Result<(AttachmentInfo, Vec<u8>), Error> {
+        let opts = GetOptions {
+            rev: rev.cloned(),
+            ..GetOptions::default()
+        };
+        let doc = self.get(db, id, &opts)?;
+        let info = doc.attachments.get(name).cloned().ok_or(Error::NotFound("missing"))?;
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        let data = attachments::get(&inner.conn, meta.id, &info.digest)?;
+        Ok((info, data))
+    }
+}

@@ -1,0 +1,145 @@
+//! The database schema, applied by numbered, forward-only migrations (`PRAGMA user_version`).
+//!
+//! ```text
+//! dbs          one row per named database in the node's file
+//!   id           INTEGER PRIMARY KEY AUTOINCREMENT (never reused)
+//!   name         CouchDB database name, unique
+//!   update_seq   last sequence handed out in this database
+//!   revs_limit   revisions kept per leaf path (CouchDB _revs_limit, default 1000)
+//!   uuid         random id of this database instance
+//! docs         one row per document (the changes feed is its (db_id, seq) index)
+//!   db_id, doc_id  unique together
+//!   seq          sequence of the document's latest change
+//!   winner       the winning leaf revision
+//!   deleted      whether the winner is a tombstone
+//!   tree         the revision tree (revtree::RevTree::encode)
+//! revs         stored bodies of revisions (leaves, and ancestors until compaction)
+//!   doc, rev     unique together
+//!   deleted      whether the revision is a deletion
+//!   body         canonical JSON of the body
+//!   atts         JSON map of attachment stubs, or NULL
+//! attachments  attachment contents, content-addressed per database
+//!   db_id, digest  primary key (digest is md5-<base64> of the identity bytes)
+//!   encoding     0 = identity, 1 = gzip
+//!   length       identity length
+//!   data         stored bytes
+//! local_docs   _local/ documents: no revision tree, not in the changes feed
+//!   db_id, doc_id  primary key
+//!   rev          "0-N"
+//!   body         JSON
+//! ```
+
+use rusqlite::Connection;
+
+use crate::Error;
+
+/// Each entry moves the schema from version `i` to `i + 1`. Never edit a shipped entry; add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    "CREATE TABLE dbs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        update_seq INTEGER NOT NULL DEFAULT 0,
+        revs_limit INTEGER NOT NULL DEFAULT 1000,
+        uuid TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE docs (
+        id INTEGER PRIMARY KEY,
+        db_id INTEGER NOT NULL REFERENCES dbs(id) ON DELETE CASCADE,
+        doc_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        winner TEXT NOT NULL,
+        deleted INTEGER NOT NULL,
+        tree BLOB NOT NULL,
+        UNIQUE (db_id, doc_id)
+    );
+    CREATE INDEX docs_by_seq ON docs (db_id, seq);
+    CREATE TABLE revs (
+        id INTEGER PRIMARY KEY,
+        doc INTEGER NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
+        rev TEXT NOT NULL,
+        deleted INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        atts TEXT,
+        UNIQUE (doc, rev)
+    );
+    CREATE TABLE attachments (
+        db_id INTEGER NOT NULL REFERENCES dbs(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        encoding INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (db_id, digest)
+    );
+    CREATE TABLE local_docs (
+        db_id INTEGER NOT NULL REFERENCES dbs(id) ON DELETE CASCADE,
+        doc_id TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (db_id, doc_id)
+    );",
+];
+
+/// The schema version this build writes.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.len() as u32
+}
+
+/// Brings the schema up to date in one transaction. A file from a newer Hearth is refused, not
+/// touched.
+pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > latest_version() {
+        return Err(Error::SchemaTooNew {
+            found: current,
+            supported: latest_version(),
+        });
+    }
+    if current == latest_version() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    // Re-read inside the lock: another process may have migrated meanwhile.
+    let current: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as u32 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn stepwise_upgrade_equals_fresh_schema() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        let mut stepwise = Connection::open_in_memory().unwrap();
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            stepwise.execute_batch(sql).unwrap();
+            stepwise.pragma_update(None, "user_version", i as u32 + 1).unwrap();
+            migrate(&mut stepwise).unwrap();
+        }
+        assert_eq!(schema_of(&fresh), schema_of(&stepwise));
+        let v: u32 = fresh.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, latest_version());
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+        assert!(matches!(migrate(&mut c), Err(Error::SchemaTooNew { .. })));
+    }
+}

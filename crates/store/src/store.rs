@@ -1,0 +1,356 @@
+//! Opening the node's database file and managing the named databases inside it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::watch;
+use vault::Dek;
+use zeroize::Zeroizing;
+
+use crate::{Error, schema};
+
+/// Default SQLite page cache per connection: 64 MiB. SQLCipher's cost is paid on cache misses
+/// (each miss decrypts and authenticates a page), so a cache sized to the hot set keeps reads
+/// close to plain SQLite.
+pub const DEFAULT_CACHE_MIB: u32 = 64;
+
+/// One node's database file, unlocked.
+///
+/// Holds one connection behind a mutex; every method is a short transaction. `Store` is
+/// `Send + Sync`; share it with an `Arc`.
+pub struct Store {
+    pub(crate) inner: Mutex<Inner>,
+    watchers: Mutex<HashMap<i64, watch::Sender<u64>>>,
+    path: PathBuf,
+    encrypted: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) conn: Connection,
+    dbs: HashMap<String, DbMeta>,
+}
+
+/// What the store keeps in memory about a named database.
+#[derive(Clone, Debug)]
+pub(crate) struct DbMeta {
+    pub(crate) id: i64,
+    pub(crate) revs_limit: usize,
+}
+
+/// Facts about one named database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbInfo {
+    /// Its name.
+    pub name: String,
+    /// Documents whose winner is not deleted.
+    pub doc_count: u64,
+    /// Documents whose winner is a tombstone.
+    pub doc_del_count: u64,
+    /// The latest sequence.
+    pub update_seq: u64,
+    /// Revisions kept per leaf path.
+    pub revs_limit: usize,
+    /// Random id of this database instance.
+    pub uuid: String,
+}
+
+/// Checks CouchDB's database name rule: `^[a-z][a-z0-9_$()+/-]*$`, at most 238 characters.
+pub fn validate_db_name(name: &str) -> Result<(), Error> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_$()+/-".contains(&b));
+    if first_ok && rest_ok && name.len() <= 238 {
+        Ok(())
+    } else {
+        Err(Error::BadDbName)
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Store {
+    /// Opens (creating if needed) an encrypted database file with the node's data key.
+    pub fn open(path: &Path, key: &Dek) -> Result<Store, Error> {
+        Store::open_inner(path, Some(key), DEFAULT_CACHE_MIB)
+    }
+
+    /// Opens with a chosen page-cache size in MiB.
+    pub fn open_with_cache(path: &Path, key: &Dek, cache_mib: u32) -> Result<Store, Error> {
+        Store::open_inner(path, Some(key), cache_mib)
+    }
+
+    /// Opens a plain, unencrypted SQLite file. Only for the benchmark that compares SQLCipher
+    /// with plain SQLite on the same code path; never used for PHI.
+    pub fn open_unencrypted_for_benchmark(path: &Path, cache_mib: u32) -> Result<Store, Error> {
+        Store::open_inner(path, None, cache_mib)
+    }
+
+    fn open_inner(path: &Path, key: Option<&Dek>, cache_mib: u32) -> Result<Store, Error> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        // SQLCipher prints "hmac check failed" to stderr on a wrong key unless told not to.
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+        if let Some(key) = key {
+            let sql = Zeroizing::new(format!("PRAGMA key = \"{}\";", key.sqlcipher_pragma_value().as_str()));
+            conn.execute_batch(&sql)?;
+        }
+        // The first read proves the key: a wrong key or a plaintext file fails here.
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
+                return Err(Error::NotADatabase);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -{};",
+            u64::from(cache_mib) * 1024
+        ))?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            inner: Mutex::new(Inner {
+                conn,
+                dbs: HashMap::new(),
+            }),
+            watchers: Mutex::new(HashMap::new()),
+            path: path.to_owned(),
+            encrypted: key.is_some(),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file is encrypted (always, outside the benchmark).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back on drop), so a poisoned lock is safe to reuse.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a named database.
+    pub fn create_db(&self, name: &str) -> Result<(), Error> {
+        validate_db_name(name)?;
+        let uuid = hex::encode(vault::random_bytes::<16>().map_err(Error::Vault)?);
+        let inner = self.lock();
+        let n = inner.conn.execute(
+            "INSERT INTO dbs (name, uuid, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+            params![name, uuid, now_secs()],
+        )?;
+        if n == 0 {
+            return Err(Error::DbExists);
+        }
+        Ok(())
+    }
+
+    /// Creates the database unless it exists.
+    pub fn ensure_db(&self, name: &str) -> Result<(), Error> {
+        match self.create_db(name) {
+            Ok(()) | Err(Error::DbExists) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a named database and everything in it.
+    pub fn delete_db(&self, name: &str) -> Result<(), Error> {
+        let mut inner = self.lock();
+        let n = inner.conn.execute("DELETE FROM dbs WHERE name = ?1", [name])?;
+        if let Some(meta) = inner.dbs.remove(name) {
+            self.watchers.lock().unwrap_or_else(|p| p.into_inner()).remove(&meta.id);
+        }
+        if n == 0 {
+            return Err(Error::DbNotFound);
+        }
+        Ok(())
+    }
+
+    /// Names of all databases, sorted.
+    pub fn list_dbs(&self) -> Result<Vec<String>, Error> {
+        let inner = self.lock();
+        let mut st = inner.conn.prepare_cached("SELECT name FROM dbs ORDER BY name")?;
+        let names = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(names)
+    }
+
+    /// Facts about one database.
+    pub fn db_info(&self, name: &str) -> Result<DbInfo, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(name)?;
+        let conn = &inner.conn;
+        let (update_seq, revs_limit, uuid): (i64, i64, String) = conn.query_row(
+            "SELECT update_seq, revs_limit, uuid FROM dbs WHERE id = ?1",
+            [meta.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let (live, dead): (i64, i64) = conn.query_row(
+            "SELECT coalesce(sum(deleted = 0), 0), coalesce(sum(deleted = 1), 0) FROM docs WHERE db_id = ?1",
+            [meta.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(DbInfo {
+            name: name.to_owned(),
+            doc_count: live as u64,
+            doc_del_count: dead as u64,
+            update_seq: update_seq as u64,
+            revs_limit: revs_limit as usize,
+            uuid,
+        })
+    }
+
+    /// Sets how many revisions are kept per leaf path (CouchDB `_revs_limit`); applies to
+    /// documents as they are next written.
+    pub fn set_revs_limit(&self, name: &str, limit: usize) -> Result<(), Error> {
+        if limit == 0 || limit > 1_000_000 {
+            return Err(Error::BadRequest("revs_limit must be between 1 and 1000000".into()));
+        }
+        let mut inner = self.lock();
+        let id = inner.meta(name)?.id;
+        inner
+            .conn
+            .execute("UPDATE dbs SET revs_limit = ?1 WHERE id = ?2", params![limit as i64, id])?;
+        inner.dbs.remove(name);
+        Ok(())
+    }
+
+    /// Writes the WAL back into the main file and truncates it.
+    pub fn checkpoint(&self) -> Result<(), Error> {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Runs SQLite's `integrity_check` and, for encrypted files, SQLCipher's
+    /// `cipher_integrity_check` (which authenticates every page). Returns the problems found;
+    /// empty means healthy.
+    pub fn integrity_check(&self) -> Result<Vec<String>, Error> {
+        let inner = self.lock();
+        let mut problems = Vec::new();
+        let mut st = inner.conn.prepare("PRAGMA integrity_check")?;
+        for row in st.query_map([], |r| r.get::<_, String>(0))? {
+            let row = row?;
+            if row != "ok" {
+                problems.push(row);
+            }
+        }
+        if self.encrypted {
+            let mut st = inner.conn.prepare("PRAGMA cipher_integrity_check")?;
+            for row in st.query_map([], |r| r.get::<_, String>(0))? {
+                problems.push(row?);
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Re-encrypts the whole file under a new data key (`PRAGMA rekey`), for compromise
+    /// recovery. Every page is rewritten; the old key no longer opens the file.
+    pub fn rekey(&self, new_key: &Dek) -> Result<(), Error> {
+        if !self.encrypted {
+            return Err(Error::BadRequest("an unencrypted benchmark store cannot be re-keyed".into()));
+        }
+        let inner = self.lock();
+        // SQLCipher re-keys through the rollback journal; leave WAL mode for the duration.
+        inner
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        inner.conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        let sql = Zeroizing::new(format!("PRAGMA rekey = \"{}\";", new_key.sqlcipher_pragma_value().as_str()));
+        let result = inner.conn.execute_batch(&sql);
+        inner.conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        result?;
+        Ok(())
+    }
+
+    pub(crate) fn notify(&self, db_id: i64, seq: u64) {
+        let watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = watchers.get(&db_id) {
+            tx.send_replace(seq);
+        }
+    }
+
+    /// Waits until the database's sequence passes `since`, then returns the new sequence.
+    /// Sees writes made through this `Store`; wrap it in a timeout for long-polling.
+    pub async fn wait_for_change(&self, db: &str, since: u64) -> Result<u64, Error> {
+        let (db_id, mut rx) = {
+            let mut inner = self.lock();
+            let meta = inner.meta(db)?;
+            let current: i64 = inner
+                .conn
+                .query_row("SELECT update_seq FROM dbs WHERE id = ?1", [meta.id], |r| r.get(0))?;
+            let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = watchers
+                .entry(meta.id)
+                .or_insert_with(|| watch::channel(current as u64).0);
+            tx.send_if_modified(|v| {
+                let newer = (current as u64) > *v;
+                if newer {
+                    *v = current as u64;
+                }
+                newer
+            });
+            (meta.id, tx.subscribe())
+        };
+        let seq = rx
+            .wait_for(|s| *s > since)
+            .await
+            .map(|s| *s)
+            .map_err(|_| Error::DbNotFound)?;
+        let _ = db_id;
+        Ok(seq)
+    }
+}
+
+impl Inner {
+    /// Looks up a database by name, caching the answer.
+    pub(crate) fn meta(&mut self, name: &str) -> Result<DbMeta, Error> {
+        if let Some(m) = self.dbs.get(name) {
+            return Ok(m.clone());
+        }
+        let row: Option<(i64, i64)> = self
+            .conn
+            .query_row("SELECT id, revs_limit FROM dbs WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (id, revs_limit) = row.ok_or(Error::DbNotFound)?;
+        let meta = DbMeta {
+            id,
+            revs_limit: revs_limit as usize,
+        };
+        self.dbs.insert(name.to_owned(), meta.clone());
+        Ok(meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_names_follow_couchdb() {
+        for ok in ["patients", "a", "clinic-1", "a_b$c(d)e+f/g"] {
+            assert!(validate_db_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Patients", "1abc", "_users", "a b", &"a".repeat(239)] {
+            assert!(validate_db_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Writing documents: normal edits (`new_edits=true`) and replicated revisions
+//! (`new_edits=false`), each batch in one transaction.
+//!
+//! Semantics follow CouchDB's `_bulk_docs`
+//! (<https://docs.couchdb.org/en/stable/api/database/bulk-api.html#db-bulk-docs>): a normal
+//! write must name a current leaf as `_rev` (or none, for a new document or one whose winner is
+//! deleted), otherwise that document gets a conflict; the other documents of the batch still
+//! commit, all together.
+
+use std::collections::BTreeMap;
+
+use revtree::{Rev, RevTree, canonical_json};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::doc::{AttachmentInfo, AttachmentInput, DocKind, DocWrite};
+use crate::store::{DbMeta, Store};
+use crate::{Error, attachments};
+
+/// The stored state of one document row, loaded for a write.
+struct Existing {
+    rowid: i64,
+    tree: RevTree,
+}
+
+impl Store {
+    /// Writes one document as a normal edit; returns its new revision.
+    pub fn put(&self, db: &str, doc: DocWrite) -> Result<Rev, Error> {
+        let mut results = self.bulk_docs(db, vec![doc], true)?;
+        results.pop().unwrap_or(Err(Error::Conflict))
+    }
+
+    /// Writes a batch in one transaction and returns one result per document, in order.
+    ///
+    /// With `new_edits = false` each document must carry `_rev` (and usually `_revisions`); its
+    /// revisions are merged into the tree as they are, which is how replication inserts foreign
+    /// revisions. A revision already present is accepted and changes nothing.
+    ///
+    /// Per-document problems (conflicts, missing attachment stubs) are results; anything else
+    /// (I/O, a corrupt file) rolls back the whole batch and is returned as the error.
+    pub fn bulk_docs(&self, db: &str, docs: Vec<DocWrite>, new_edits: bool) -> Result<Vec<Result<Rev, Error>>, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut seq: i64 = tx
+            .prepare_cached("SELECT update_seq FROM dbs WHERE id = ?1")?
+            .query_row([meta.id], |r| r.get(0))?;
+        let start_seq = seq;
+        let mut results = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let result = if doc.id.kind() == DocKind::Local {
+                Err(Error::BadRequest("_local documents are written with put_local, not in a batch".into()))
+            } else if new_edits {
+                write_edit(&tx, &meta, doc, &mut seq)
+            } else {
+                write_replicated(&tx, &meta, doc, &mut seq)
+            };
+            match result {
+                Ok(rev) => results.push(Ok(rev)),
+                Err(e) if e.is_per_document() => results.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        if seq != start_seq {
+            tx.prepare_cached("UPDATE dbs SET update_seq = ?1 WHERE id = ?2")?
+                .execute(params![seq, meta.id])?;
+        }
+        tx.commit()?;
+        drop(inner);
+        if seq != start_seq {
+            self.notify(meta.id, seq as u64);
+        }
+        Ok(results)
+    }
+}
+
+fn load(conn: &Connection, db_id: i64, doc_id: &str) -> Result<Option<Existing>, Error> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT id, tree FROM docs WHERE db_id = ?1 AND doc_id = ?2")?
+        .query_row(params![db_id, doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((rowid, bytes)) => Ok(Some(Existing {
+            rowid,
+            tree: RevTree::decode(&bytes)?,
+        })),
+    }
+}
+
+/// The stub map stored with a revision.
+fn load_atts(conn: &Connection, rowid: i64, rev: &Rev) -> Result<Option<BTreeMap<String, AttachmentInfo>>, Error> {
+    let atts: Option<Option<String>> = conn
+        .prepare_cached("SELECT atts FROM revs WHERE doc = ?1 AND rev = ?2")?
+        .query_row(params![rowid, rev.to_string()], |r| r.get(0))
+        .optional()?;
+    match atts.flatten() {
+        None => Ok(None),
+        Some(json) => Ok(Some(
+            serde_json::from_str(&json).map_err(|_| Error::Corrupt("stored attachment stubs are not valid".into()))?,
+        )),
+    }
+}
+
+fn write_edit(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) -> Result<Rev, Error> {
+    let existing = load(conn, meta.id, doc.id.as_str())?;
+    let parent = match (&existing, &doc.rev) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(Error::Conflict),
+        (Some(e), None) => match e.tree.winner() {
+            // Re-creating a deleted document continues its tombstone branch.
+            Some(w) if w.deleted => Some(w.rev),
+            _ => return Err(Error::Conflict),
+        },
+        (Some(e), Some(r)) if e.tree.is_leaf(r) => Some(r.clone()),
+        (Some(_), Some(_)) => return Err(Error::Conflict),
+    };
+    let parent_atts = match (&existing, &parent) {
+        (Some(e), Some(p)) => load_atts(conn, e.rowid, p)?.unwrap_or_default(),
+        _ => BTreeMap::new(),
+    };
+    let generation = parent.as_ref().map_or(1, |p| p.generation() + 1);
+    let mut atts = BTreeMap::new();
+    for (name, input) in doc.attachments {
+        let info = match input {
+            AttachmentInput::Data { content_type, data, .. } => {
+                let digest = attachments::put(conn, meta.id, &content_type, &data)?;
+                AttachmentInfo {
+                    content_type,
+                    digest,
+                    length: data.len() as u64,
+                    revpos: generation,
+                }
+            }
+            AttachmentInput::Stub { digest } => {
+                let info = parent_atts.get(&name).ok_or_else(|| Error::MissingStub(name.clone()))?;
+                if digest.as_ref().is_some_and(|d| *d != info.digest) {
+                    return Err(Error::MissingStub(name));
+                }
+                info.clone()
+            }
+        };
+        atts.insert(name, info);
+    }
+    let body = canonical_json(&doc.body);
+    let digests: Vec<(&str, &str)> = atts.iter().map(|(n, a)| (n.as_str(), a.digest.as_str())).collect();
+    let rev = Rev::derive(parent.as_ref(), doc.deleted, &body, &digests);
+    let mut path = vec![rev.clone()];
+    path.extend(parent);
+    let (rowid, mut tree) = match existing {
+        Some(e) => (Some(e.rowid), e.tree),
+        None => (None, RevTree::new()),
+    };
+    tree.merge_path(&path, doc.deleted)?;
+    save(conn, meta, doc.id.as_str(), rowid, tree, &rev, doc.deleted, &body, &atts, seq)?;
+    Ok(rev)
+}
+
+fn write_replicated(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) -> Result<Rev, Error> {
+    let rev = doc
+        .rev
+        .clone()
+        .ok_or_else(|| Error::BadRequest("a replicated document (new_edits=false) needs _rev".into()))?;
+    let path = match &doc.revisions {
+        Some(r) => r.to_path().map_err(|e| Error::BadRequest(e.to_string()))?,
+        None => vec![rev.clone()],
+    };
+    if path.first() != Some(&rev) {
+        return Err(Error::BadRequest("_revisions does not start with _rev".into()));
+    }
+    let existing = load(conn, meta.id, doc.id.as_str())?;
+    if existing.as_ref().is_some_and(|e| e.tree.contains(&rev)) {
+        return Ok(rev);
+    }
+    let mut atts = BTreeMap::new();
+    for (name, input) in doc.attachments {
+        let info = match input {
+            AttachmentInput::Data {
+                content_type,
+                data,
+                revpos,
+            } => {
+                let digest = attachments::put(conn, meta.id, &content_type, &data)?;
+                AttachmentInfo {
+                    content_type,
+                    digest,
+                    length: data.len() as u64,
+                    revpos: revpos.unwrap_or(rev.generation()),
+                }
+            }
+            AttachmentInput::Stub { digest } => {
+                // A stub names an attachment of an ancestor we already hold.
+                let found = match &existing {
+                    Some(e) => find_ancestor_att(conn, e, &path[1..], &name)?,
+                    None => None,
+                };
+                let info = found.ok_or_else(|| Error::MissingStub(name.clone()))?;
+                if digest.as_ref().is_some_and(|d| *d != info.digest) || !attachments::exists(conn, meta.id, &info.digest)? {
+                    return Err(Error::MissingStub(name));
+                }
+                info
+            }
+        };
+        atts.insert(name, info);
+    }
+    let (rowid, mut tree) = match existing {
+        Some(e) => (Some(e.rowid), e.tree),
+        None => (None, RevTree::new()),
+    };
+    tree.merge_path(&path, doc.deleted)?;
+    let body = canonical_json(&doc.body);
+    save(conn, meta, doc.id.as_str(), rowid, tree, &rev, doc.deleted, &body, &atts, seq)?;
+    Ok(rev)
+}
+
+fn find_ancestor_att(conn: &Connection, e: &Existing, ancestors: &[Rev], name: &str) -> Result<Option<AttachmentInfo>, Error> {
+    for anc in ancestors {
+        if let Some(atts) = load_atts(conn, e.rowid, anc)? {
+            if let Some(info) = atts.get(name) {
+                return Ok(Some(info.clone()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Stores the new revision's body, stems the tree, and updates the document row with a new
+/// sequence.
+#[allow(clippy::too_many_arguments)]
+fn save(
+    conn: &Connection,
+    meta: &DbMeta,
+    doc_id: &str,
+    rowid: Option<i64>,
+    mut tree: RevTree,
+    rev: &Rev,
+    deleted: bool,
+    body: &[u8],
+    atts: &BTreeMap<String, AttachmentInfo>,
+    seq: &mut i64,
+) -> Result<(), Error> {
+    let stemmed = if tree.len() > meta.revs_limit {
+        tree.stem(meta.revs_limit)
+    } else {
+        Vec::new()
+    };
+    let winner = tree
+        .winner()
+        .ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
+    *seq += 1;
+    let tree_bytes = tree.encode();
+    let rowid = match rowid {
+        Some(id) => {
+            conn.prepare_cached("UPDATE docs SET seq = ?1, winner = ?2, deleted = ?3, tree = ?4 WHERE id = ?5")?
+                .execute(params![*seq, winner.rev.to_string(), winner.deleted, tree_bytes, id])?;
+            id
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO docs (db_id, doc_id, seq, winner, deleted, tree) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![meta.id, doc_id, *seq, winner.rev.to_string(), winner.deleted, tree_bytes])?;
+            conn.last_insert_rowid()
+        }
+    };
+    let atts_json = if atts.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(atts).map_err(|_| Error::Corrupt("attachment stubs do not serialize".into()))?)
+    };
+    conn.prepare_cached("INSERT OR REPLACE INTO revs (doc, rev, deleted, body, atts) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![rowid, rev.to_string(), deleted, body, atts_json])?;
+    if !stemmed.is_empty() {
+        let mut del = conn.prepare_cached("DELETE FROM revs WHERE doc = ?1 AND rev = ?2")?;
+        for r in stemmed {
+            del.execute(params![rowid, r.to_string()])?;
+        }
+    }
+    Ok(())
+}
