@@ -1,1 +1,100 @@
-fn main() {}
+//! `hearth`: the command-line entry point of a Hearth node.
+//!
+//! Every command that opens the store unlocks it with `--user` and a PIN (typed without echo,
+//! or the first line of standard input with `--pin-stdin`), so everything can be scripted.
+//! Errors print one clear sentence (with its causes) and exit non-zero.
+
+/// Prints a line to standard output; a closed pipe (`hearth … | head`) ends the program quietly
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
+mod cmd;
+mod input;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Hearth: offline-first, encrypted clinical records.
+#[derive(Parser, Debug)]
+#[command(name = "hearth", version, about, long_about = None)]
+struct Cli {
+    /// The node's data folder.
+    #[arg(long, global = true, env = "HEARTH_DATA_DIR", default_value = "hearth-data")]
+    data_dir: PathBuf,
+    /// The user who unlocks the vault.
+    #[arg(long, global = true, env = "HEARTH_USER")]
+    user: Option<String>,
+    /// Read the PIN from the first line of standard input instead of the terminal (further
+    /// lines answer later prompts, such as a new PIN).
+    #[arg(long, global = true)]
+    pin_stdin: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a demo node in a local folder, load a small clinic's records and show what happened.
+    Demo(cmd::demo::Args),
+    /// Create a new device vault and its first administrator.
+    Init(cmd::init::Args),
+    /// Databases inside the node's file.
+    #[command(subcommand)]
+    Db(cmd::db::DbCommand),
+    /// Write, read and delete documents.
+    #[command(subcommand)]
+    Doc(cmd::doc::DocCommand),
+    /// Read a database's changes feed.
+    Changes(cmd::changes::Args),
+    /// Manage the users who can unlock this device.
+    #[command(subcommand)]
+    User(cmd::user::UserCommand),
+    /// Re-encrypt the whole database under a new key (compromise recovery).
+    Rekey,
+    /// Check the database file's integrity (SQLite and SQLCipher page authentication).
+    Check,
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut ctx = cmd::Context::new(cli.data_dir, cli.user, cli.pin_stdin);
+    let result = match cli.command {
+        Command::Demo(a) => cmd::demo::run(&mut ctx, a),
+        Command::Init(a) => cmd::init::run(&mut ctx, a),
+        Command::Db(c) => cmd::db::run(&mut ctx, c),
+        Command::Doc(c) => cmd::doc::run(&mut ctx, c),
+        Command::Changes(a) => cmd::changes::run(&mut ctx, a),
+        Command::User(c) => cmd::user::run(&mut ctx, c),
+        Command::Rekey => cmd::user::rekey(&mut ctx),
+        Command::Check => cmd::db::check(&mut ctx),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprint!(": {cause}");
+            }
+            eprintln!();
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -106,6 +106,12 @@ impl Pin {
         self.0.as_bytes()
     }
 
+    /// Compares two PINs without an early exit on the first differing byte.
+    pub fn ct_eq(&self, other: &Pin) -> bool {
+        let (a, b) = (self.as_bytes(), other.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
     /// Length in characters.
     pub fn char_len(&self) -> usize {
         self.0.chars().count()
