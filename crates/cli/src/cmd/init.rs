@@ -37,6 +37,7 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
     let policy = PinPolicy {
         min_length: args.min_pin_length,
         max_failures: args.max_failures,
+        free_attempts: PinPolicy::default().free_attempts.min(args.max_failures.saturating_sub(1)),
         ..PinPolicy::default()
     };
     let pin = ctx.input.new_pin(&format!("New PIN for {user}: "))?;
