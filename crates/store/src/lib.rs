@@ -47,6 +47,9 @@ pub enum Error {
     /// The file did not open with this key, or is not a database.
     #[error("the database file could not be decrypted with this key, or is not a Hearth database")]
     NotADatabase,
+    /// Another process has the database file open.
+    #[error("the database is in use by another Hearth process (a running hub or app); stop it or use its API")]
+    InUse,
     /// The file was written by a newer Hearth.
     #[error("the database schema is version {found}, newer than this Hearth supports ({supported}); upgrade Hearth")]
     SchemaTooNew {

@@ -122,7 +122,7 @@ impl Store {
             let row: Option<(String, bool, Vec<u8>, Option<String>)> = conn
                 .prepare_cached(
                     "SELECT d.winner, d.deleted, r.body, r.atts FROM docs d
-                     JOIN revs r ON r.doc = d.id AND r.rev = d.winner
+                     JOIN revs r ON r.id = d.winner_row
                      WHERE d.db_id = ?1 AND d.doc_id = ?2",
                 )?
                 .query_row(params![meta.id, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))

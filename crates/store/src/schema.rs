@@ -11,6 +11,7 @@
 //!   db_id, doc_id  unique together
 //!   seq          sequence of the document's latest change
 //!   winner       the winning leaf revision
+//!   winner_row   revs.id of the winner's body (reads skip the (doc, rev) index)
 //!   deleted      whether the winner is a tombstone
 //!   tree         the revision tree (revtree::RevTree::encode)
 //! revs         stored bodies of revisions (leaves, and ancestors until compaction)
@@ -50,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
         doc_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
         winner TEXT NOT NULL,
+        winner_row INTEGER NOT NULL,
         deleted INTEGER NOT NULL,
         tree BLOB NOT NULL,
         UNIQUE (db_id, doc_id)

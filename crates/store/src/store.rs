@@ -14,7 +14,7 @@ use crate::{Error, schema};
 /// Default SQLite page cache per connection: 64 MiB. SQLCipher's cost is paid on cache misses
 /// (each miss decrypts and authenticates a page), so a cache sized to the hot set keeps reads
 /// close to plain SQLite.
-pub const DEFAULT_CACHE_MIB: u32 = 64;
+pub const DEFAULT_CACHE_MIB: u32 = 256;
 
 /// One node's database file, unlocked.
 ///
@@ -94,17 +94,25 @@ impl Store {
     fn open_inner(path: &Path, key: Option<&Dek>, cache_mib: u32) -> Result<Store, Error> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)?;
+        // Another process holding the file gets this long to let go before we report it.
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
         // SQLCipher prints "hmac check failed" to stderr on a wrong key unless told not to.
         conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
         if let Some(key) = key {
             let sql = Zeroizing::new(format!("PRAGMA key = \"{}\";", key.sqlcipher_pragma_value().as_str()));
             conn.execute_batch(&sql)?;
         }
+        // One process owns the file while it has it open (docs/adr/0004): no per-statement file
+        // locking, no shared-memory WAL index on disk. Set before the first access.
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;")?;
         // The first read proves the key: a wrong key or a plaintext file fails here.
         match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
             Ok(_) => {}
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
                 return Err(Error::NotADatabase);
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy => {
+                return Err(Error::InUse);
             }
             Err(e) => return Err(e.into()),
         }
@@ -113,7 +121,6 @@ impl Store {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
-             PRAGMA busy_timeout = 5000;
              PRAGMA cache_size = -{};",
             u64::from(cache_mib) * 1024
         ))?;

@@ -249,16 +249,13 @@ fn save(
     *seq += 1;
     let tree_bytes = tree.encode();
     let rowid = match rowid {
-        Some(id) => {
-            conn.prepare_cached("UPDATE docs SET seq = ?1, winner = ?2, deleted = ?3, tree = ?4 WHERE id = ?5")?
-                .execute(params![*seq, winner.rev.to_string(), winner.deleted, tree_bytes, id])?;
-            id
-        }
+        Some(id) => id,
         None => {
+            // Inserted with a placeholder winner row, fixed below once the body row exists.
             conn.prepare_cached(
-                "INSERT INTO docs (db_id, doc_id, seq, winner, deleted, tree) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO docs (db_id, doc_id, seq, winner, winner_row, deleted, tree) VALUES (?1, ?2, ?3, '', 0, 0, x'')",
             )?
-            .execute(params![meta.id, doc_id, *seq, winner.rev.to_string(), winner.deleted, tree_bytes])?;
+            .execute(params![meta.id, doc_id, *seq])?;
             conn.last_insert_rowid()
         }
     };
@@ -269,6 +266,17 @@ fn save(
     };
     conn.prepare_cached("INSERT OR REPLACE INTO revs (doc, rev, deleted, body, atts) VALUES (?1, ?2, ?3, ?4, ?5)")?
         .execute(params![rowid, rev.to_string(), deleted, body, atts_json])?;
+    let body_row = conn.last_insert_rowid();
+    let winner_row = if winner.rev == *rev {
+        body_row
+    } else {
+        conn.prepare_cached("SELECT id FROM revs WHERE doc = ?1 AND rev = ?2")?
+            .query_row(params![rowid, winner.rev.to_string()], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| Error::Corrupt("the winning revision has no stored body".into()))?
+    };
+    conn.prepare_cached("UPDATE docs SET seq = ?1, winner = ?2, winner_row = ?3, deleted = ?4, tree = ?5 WHERE id = ?6")?
+        .execute(params![*seq, winner.rev.to_string(), winner_row, winner.deleted, tree_bytes, rowid])?;
     if !stemmed.is_empty() {
         let mut del = conn.prepare_cached("DELETE FROM revs WHERE doc = ?1 AND rev = ?2")?;
         for r in stemmed {
