@@ -34,7 +34,7 @@ pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
 pub use changes::{Change, Changes, ChangesQuery, Style};
 pub use datadir::{DataDir, InitOptions, Unlocked, DB_FILE, DEVICE_SECRET_FILE, VAULT_FILE};
 pub use doc::{AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES};
-pub use read::{GetOptions, OpenRev, OpenRevs, RevStatus};
+pub use read::{GetOptions, OpenRev, OpenRevs, RawDocument, RevStatus};
 pub use schema::latest_version as schema_version;
 pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};
 

@@ -41,6 +41,70 @@ pub enum OpenRev {
     Missing(Rev),
 }
 
+/// The winning revision of a document with its body as stored (canonical JSON, unparsed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawDocument {
+    /// Its id.
+    pub id: DocId,
+    /// The winning revision.
+    pub rev: Rev,
+    /// The body: a JSON object without underscore fields, keys sorted.
+    pub body: Vec<u8>,
+    /// Attachment stubs by name.
+    pub attachments: BTreeMap<String, AttachmentInfo>,
+}
+
+impl RawDocument {
+    /// Parses the body into a [`Document`].
+    pub fn parse(self) -> Result<Document, Error> {
+        Ok(Document {
+            body: parse_body(&self.body)?,
+            id: self.id,
+            rev: self.rev,
+            deleted: false,
+            attachments: self.attachments,
+            conflicts: None,
+            deleted_conflicts: None,
+            revisions: None,
+        })
+    }
+
+    /// The CouchDB JSON of the document, `_id` and `_rev` spliced in front of the stored body
+    /// (attachments as stubs), without parsing the body.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + self.id.as_str().len() + 64);
+        out.extend_from_slice(b"{\"_id\":");
+        // Serializing a &str cannot fail.
+        out.extend_from_slice(&serde_json::to_vec(self.id.as_str()).unwrap_or_default());
+        out.extend_from_slice(b",\"_rev\":\"");
+        out.extend_from_slice(self.rev.to_string().as_bytes());
+        out.push(b'"');
+        if !self.attachments.is_empty() {
+            let stubs = Document {
+                id: self.id.clone(),
+                rev: self.rev.clone(),
+                deleted: false,
+                body: Body::new(),
+                attachments: self.attachments.clone(),
+                conflicts: None,
+                deleted_conflicts: None,
+                revisions: None,
+            }
+            .to_json();
+            out.extend_from_slice(b",\"_attachments\":");
+            out.extend_from_slice(&serde_json::to_vec(&stubs["_attachments"]).unwrap_or_default());
+        }
+        // The stored body is a JSON object: "{}" or "{...}".
+        let inner = self.body.get(1..self.body.len().saturating_sub(1)).unwrap_or_default();
+        if !inner.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(inner);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
 /// Status of one revision in `_revs_info`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RevStatus {
@@ -113,29 +177,13 @@ impl Store {
     /// A missing document is `NotFound("missing")`; one whose winner is deleted is
     /// `NotFound("deleted")` unless a revision is asked for explicitly.
     pub fn get(&self, db: &str, id: &DocId, opts: &GetOptions) -> Result<Document, Error> {
+        let plain = opts.rev.is_none() && !opts.conflicts && !opts.deleted_conflicts && !opts.revs;
+        if plain {
+            return self.get_raw(db, id)?.parse();
+        }
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
         let conn = &inner.conn;
-        let plain = opts.rev.is_none() && !opts.conflicts && !opts.deleted_conflicts && !opts.revs;
-        if plain {
-            // The hot path: one indexed join, no tree decoding.
-            let row: Option<(String, bool, Vec<u8>, Option<String>)> = conn
-                .prepare_cached(
-                    "SELECT d.winner, d.deleted, r.body, r.atts FROM docs d
-                     JOIN revs r ON r.id = d.winner_row
-                     WHERE d.db_id = ?1 AND d.doc_id = ?2",
-                )?
-                .query_row(params![meta.id, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()?;
-            let Some((winner, deleted, body, atts)) = row else {
-                return Err(Error::NotFound("missing"));
-            };
-            if deleted {
-                return Err(Error::NotFound("deleted"));
-            }
-            let rev: Rev = winner.parse().map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?;
-            return build(id, rev, RevRow { deleted, body, atts }, None, opts);
-        }
         let (rowid, tree) = load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
         let rev = match &opts.rev {
             Some(r) => r.clone(),
@@ -149,6 +197,36 @@ impl Store {
         };
         let row = load_rev(conn, rowid, &rev)?.ok_or(Error::NotFound("missing"))?;
         build(id, rev, row, Some(&tree), opts)
+    }
+
+    /// Reads the winning revision as stored: its canonical JSON body, unparsed. This is the
+    /// path that serves documents over HTTP (the stored bytes are spliced into the response),
+    /// so a read costs one indexed lookup and no JSON parsing.
+    pub fn get_raw(&self, db: &str, id: &DocId) -> Result<RawDocument, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        let row: Option<(String, bool, Vec<u8>, Option<String>)> = inner
+            .conn
+            .prepare_cached(
+                "SELECT d.winner, d.deleted, r.body, r.atts FROM docs d
+                 JOIN revs r ON r.id = d.winner_row
+                 WHERE d.db_id = ?1 AND d.doc_id = ?2",
+            )?
+            .query_row(params![meta.id, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        drop(inner);
+        let Some((winner, deleted, body, atts)) = row else {
+            return Err(Error::NotFound("missing"));
+        };
+        if deleted {
+            return Err(Error::NotFound("deleted"));
+        }
+        Ok(RawDocument {
+            id: id.clone(),
+            rev: winner.parse().map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?,
+            body,
+            attachments: parse_atts(atts)?,
+        })
     }
 
     /// CouchDB's `open_revs`: several revisions of one document at once, each found or

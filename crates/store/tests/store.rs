@@ -501,3 +501,20 @@ fn init_refuses_existing_node_and_open_refuses_empty_folder() {
         assert!(matches!(DataDir::open(dir.path()), Err(Error::InsecureSecretFile(0o644))));
     }
 }
+
+#[test]
+fn raw_reads_splice_the_same_json_as_parsed_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let s = &n.store;
+    put(s, json!({"_id": "empty"})).unwrap();
+    put(s, json!({"_id": "Patient/\"q\"", "name": [{"given": ["Zoë"]}], "n": 1.5})).unwrap();
+    put(s, json!({"_id": "att", "k": true, "_attachments": {"a.txt": {"content_type": "text/plain", "data": "aGk="}}})).unwrap();
+    for doc_id in ["empty", "Patient/\"q\"", "att"] {
+        let raw = s.get_raw(DB, &id(doc_id)).unwrap();
+        let spliced: Value = serde_json::from_slice(&raw.to_json_bytes()).unwrap();
+        let parsed = s.get(DB, &id(doc_id), &GetOptions::default()).unwrap().to_json();
+        assert_eq!(spliced, parsed, "{doc_id}");
+    }
+    assert!(matches!(s.get_raw(DB, &id("nope")), Err(Error::NotFound("missing"))));
+}
