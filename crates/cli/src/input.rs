@@ -20,14 +20,22 @@ impl Input {
     pub fn pin(&mut self, prompt: &str) -> Result<Pin> {
         if self.from_stdin {
             let mut line = String::new();
-            let n = std::io::stdin().lock().read_line(&mut line).context("reading a PIN from standard input")?;
+            let n = std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading a PIN from standard input")?;
             if n == 0 {
-                bail!("standard input ended before a PIN was given ({})", prompt.trim_end_matches(": "));
+                bail!(
+                    "standard input ended before a PIN was given ({})",
+                    prompt.trim_end_matches(": ")
+                );
             }
             return Ok(Pin::new(line));
         }
         if !std::io::stdin().is_terminal() {
-            bail!("there is no terminal to read the PIN from; pass --pin-stdin and give the PIN on standard input");
+            bail!(
+                "there is no terminal to read the PIN from; pass --pin-stdin and give the PIN on standard input"
+            );
         }
         let s = rpassword::prompt_password(prompt).context("reading the PIN from the terminal")?;
         Ok(Pin::new(s))
@@ -48,7 +56,10 @@ impl Input {
     /// Reads everything left on standard input (after any PIN lines).
     pub fn rest_of_stdin(&mut self) -> Result<String> {
         let mut s = String::new();
-        std::io::stdin().lock().read_to_string(&mut s).context("reading standard input")?;
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
         Ok(s)
     }
 }

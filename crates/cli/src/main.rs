@@ -25,7 +25,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "hearth", version, about, long_about = None)]
 struct Cli {
     /// The node's data folder.
-    #[arg(long, global = true, env = "HEARTH_DATA_DIR", default_value = "hearth-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "HEARTH_DATA_DIR",
+        default_value = "hearth-data"
+    )]
     data_dir: PathBuf,
     /// The user who unlocks the vault.
     #[arg(long, global = true, env = "HEARTH_USER")]

@@ -1,5 +1,7 @@
 //! The `hearth` binary as a user runs it: real processes, real files, PINs on stdin.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -23,17 +25,30 @@ fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("hearth starts");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "hearth failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hearth failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn fail(out: &Output) -> String {
-    assert!(!out.status.success(), "hearth should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "hearth should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8(out.stderr.clone()).unwrap();
     assert!(!err.contains("panicked"), "hearth panicked: {err}");
     assert!(err.starts_with("error: "), "{err}");
@@ -56,26 +71,57 @@ fn document_lifecycle_through_the_binary() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
     init(&dir);
-    let put = json(&ok(&hearth(&dir, &["doc", "put", r#"{"_id":"Patient/p1","name":"Ada"}"#], &format!("{PIN}\n"))));
+    let put = json(&ok(&hearth(
+        &dir,
+        &["doc", "put", r#"{"_id":"Patient/p1","name":"Ada"}"#],
+        &format!("{PIN}\n"),
+    )));
     let rev1 = put["rev"].as_str().unwrap().to_owned();
     assert!(rev1.starts_with("1-"));
     // The body can come from stdin after the PIN line.
     let upd = format!(r#"{{"_id":"Patient/p1","_rev":"{rev1}","name":"Ada L."}}"#);
-    let rev2 = json(&ok(&hearth(&dir, &["doc", "put", "-"], &format!("{PIN}\n{upd}"))))["rev"].as_str().unwrap().to_owned();
+    let rev2 = json(&ok(&hearth(
+        &dir,
+        &["doc", "put", "-"],
+        &format!("{PIN}\n{upd}"),
+    )))["rev"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Updating the stale revision is a conflict, with a clear message and non-zero exit.
-    let err = fail(&hearth(&dir, &["doc", "put", "-"], &format!("{PIN}\n{upd}")));
+    let err = fail(&hearth(
+        &dir,
+        &["doc", "put", "-"],
+        &format!("{PIN}\n{upd}"),
+    ));
     assert!(err.contains("Document update conflict"), "{err}");
-    let got = json(&ok(&hearth(&dir, &["doc", "get", "Patient/p1", "--revs"], &format!("{PIN}\n"))));
+    let got = json(&ok(&hearth(
+        &dir,
+        &["doc", "get", "Patient/p1", "--revs"],
+        &format!("{PIN}\n"),
+    )));
     assert_eq!(got["name"], "Ada L.");
     assert_eq!(got["_revisions"]["start"], 2);
     let changes = json(&ok(&hearth(&dir, &["changes"], &format!("{PIN}\n"))));
     assert_eq!(changes["results"].as_array().unwrap().len(), 1);
     assert_eq!(changes["last_seq"], 2);
-    let del = ok(&hearth(&dir, &["doc", "delete", "Patient/p1", "--rev", &rev2], &format!("{PIN}\n")));
+    let del = ok(&hearth(
+        &dir,
+        &["doc", "delete", "Patient/p1", "--rev", &rev2],
+        &format!("{PIN}\n"),
+    ));
     assert!(json(&del)["rev"].as_str().unwrap().starts_with("3-"));
-    let err = fail(&hearth(&dir, &["doc", "get", "Patient/p1"], &format!("{PIN}\n")));
+    let err = fail(&hearth(
+        &dir,
+        &["doc", "get", "Patient/p1"],
+        &format!("{PIN}\n"),
+    ));
     assert!(err.contains("not found: deleted"), "{err}");
-    let all = json(&ok(&hearth(&dir, &["doc", "get", "Patient/p1", "--open-revs", "all"], &format!("{PIN}\n"))));
+    let all = json(&ok(&hearth(
+        &dir,
+        &["doc", "get", "Patient/p1", "--open-revs", "all"],
+        &format!("{PIN}\n"),
+    )));
     assert_eq!(all[0]["ok"]["_deleted"], true);
     ok(&hearth(&dir, &["check"], &format!("{PIN}\n")));
 }
@@ -87,22 +133,41 @@ fn bad_input_gets_one_clear_error() {
     init(&dir);
     let cases: &[(&[&str], &str)] = &[
         (&["doc", "put", "{not json"], "not valid JSON"),
-        (&["doc", "put", r#"{"_id":"_bad"}"#], "Only reserved document ids may start with underscore"),
-        (&["doc", "put", r#"{"_id":"x","_zap":1}"#], "Bad special document member: _zap"),
+        (
+            &["doc", "put", r#"{"_id":"_bad"}"#],
+            "Only reserved document ids may start with underscore",
+        ),
+        (
+            &["doc", "put", r#"{"_id":"x","_zap":1}"#],
+            "Bad special document member: _zap",
+        ),
         (&["doc", "put", "[1,2]"], "Document must be a JSON object"),
         (&["doc", "get", "x", "--rev", "banana"], "generation-hash"),
-        (&["doc", "get", "x", "--db", "nope"], "Database does not exist"),
-        (&["db", "create", "Bad Name"], "Name must begin with a lowercase letter"),
+        (
+            &["doc", "get", "x", "--db", "nope"],
+            "Database does not exist",
+        ),
+        (
+            &["db", "create", "Bad Name"],
+            "Name must begin with a lowercase letter",
+        ),
         (&["db", "delete", "records"], "add --yes"),
         (&["doc", "load", "/nonexistent/file.ndjson"], "cannot read"),
     ];
     for (args, expect) in cases {
         let err = fail(&hearth(&dir, args, &format!("{PIN}\n")));
-        assert!(err.contains(expect), "{args:?}: expected {expect:?} in {err:?}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected {expect:?} in {err:?}"
+        );
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     }
     // Commands on a folder with no node, and a missing --user.
-    let err = fail(&hearth(&tmp.path().join("empty"), &["changes"], &format!("{PIN}\n")));
+    let err = fail(&hearth(
+        &tmp.path().join("empty"),
+        &["changes"],
+        &format!("{PIN}\n"),
+    ));
     assert!(err.contains("run `hearth init` first"), "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["--data-dir"])
@@ -128,11 +193,31 @@ fn bad_input_gets_one_clear_error() {
 fn users_pins_lockout_and_rekey_through_the_binary() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
-    let out = ok(&hearth(&dir, &["init", "--max-failures", "3", "--kdf-memory-mib", "8", "--kdf-iterations", "1"], &format!("{PIN}\n")));
+    let out = ok(&hearth(
+        &dir,
+        &[
+            "init",
+            "--max-failures",
+            "3",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ],
+        &format!("{PIN}\n"),
+    ));
     assert!(out.contains("admin"));
-    let err = fail(&hearth(&dir, &["user", "add", "nurse.kim", "--role", "nurse"], &format!("{PIN}\n123\n")));
+    let err = fail(&hearth(
+        &dir,
+        &["user", "add", "nurse.kim", "--role", "nurse"],
+        &format!("{PIN}\n123\n"),
+    ));
     assert!(err.contains("at least 6 characters"), "{err}");
-    ok(&hearth(&dir, &["user", "add", "nurse.kim", "--role", "nurse"], &format!("{PIN}\nkim-pin-1\n")));
+    ok(&hearth(
+        &dir,
+        &["user", "add", "nurse.kim", "--role", "nurse"],
+        &format!("{PIN}\nkim-pin-1\n"),
+    ));
     let as_kim = |args: &[&str], stdin: &str| {
         Command::new(env!("CARGO_BIN_EXE_hearth"))
             .arg("--data-dir")
@@ -150,7 +235,10 @@ fn users_pins_lockout_and_rekey_through_the_binary() {
             .unwrap()
     };
     ok(&as_kim(&["changes"], "kim-pin-1\n"));
-    let err = fail(&as_kim(&["user", "add", "x", "--role", "nurse"], "kim-pin-1\n123456\n"));
+    let err = fail(&as_kim(
+        &["user", "add", "x", "--role", "nurse"],
+        "kim-pin-1\n123456\n",
+    ));
     assert!(err.contains("only an administrator"), "{err}");
     // Two wrong PINs are free; the third must wait; after it, Kim is locked out.
     for _ in 0..2 {
@@ -164,17 +252,32 @@ fn users_pins_lockout_and_rekey_through_the_binary() {
     assert!(err.contains("wrong user or PIN"), "{err}");
     let err = fail(&as_kim(&["changes"], "kim-pin-1\n"));
     assert!(err.contains("locked out"), "{err}");
-    ok(&hearth(&dir, &["user", "passwd", "nurse.kim"], &format!("{PIN}\nkim-pin-2\n")));
+    ok(&hearth(
+        &dir,
+        &["user", "passwd", "nurse.kim"],
+        &format!("{PIN}\nkim-pin-2\n"),
+    ));
     ok(&as_kim(&["changes"], "kim-pin-2\n"));
     let list = ok(&hearth(&dir, &["user", "list"], &format!("{PIN}\n")));
-    assert!(list.contains("nurse.kim\tnurse\t0 failed attempts"), "{list}");
+    assert!(
+        list.contains("nurse.kim\tnurse\t0 failed attempts"),
+        "{list}"
+    );
 
-    ok(&hearth(&dir, &["doc", "put", r#"{"_id":"k","v":1}"#], &format!("{PIN}\n")));
+    ok(&hearth(
+        &dir,
+        &["doc", "put", r#"{"_id":"k","v":1}"#],
+        &format!("{PIN}\n"),
+    ));
     let out = ok(&hearth(&dir, &["rekey"], &format!("{PIN}\n{PIN}\n")));
     assert!(out.contains("1 other user(s) need a new PIN"), "{out}");
     let err = fail(&as_kim(&["changes"], "kim-pin-2\n"));
     assert!(err.contains("must be reset by an administrator"), "{err}");
-    let got = json(&ok(&hearth(&dir, &["doc", "get", "k"], &format!("{PIN}\n"))));
+    let got = json(&ok(&hearth(
+        &dir,
+        &["doc", "get", "k"],
+        &format!("{PIN}\n"),
+    )));
     assert_eq!(got["v"], 1);
     ok(&hearth(&dir, &["check"], &format!("{PIN}\n")));
 }
@@ -189,10 +292,17 @@ fn demo_runs_and_leaves_no_plaintext() {
         .output()
         .unwrap();
     let text = ok(&out);
-    assert!(text.contains("not found. The data is encrypted at rest."), "{text}");
+    assert!(
+        text.contains("not found. The data is encrypted at rest."),
+        "{text}"
+    );
     assert!(text.contains("kept for review"), "{text}");
     // Running it again reuses the node.
-    let again = ok(&Command::new(env!("CARGO_BIN_EXE_hearth")).args(["demo", "--folder"]).arg(&folder).output().unwrap());
+    let again = ok(&Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["demo", "--folder"])
+        .arg(&folder)
+        .output()
+        .unwrap());
     assert!(again.contains("Reusing the demo node"));
 }
 
@@ -210,20 +320,35 @@ fn killed_writer_never_leaves_a_half_written_batch() {
         let file = tmp.path().join(format!("batch{round}.ndjson"));
         let mut text = String::with_capacity(BATCH * 1000);
         for i in 0..BATCH {
-            text.push_str(&format!("{{\"_id\":\"r{round}-{i:05}\",\"pad\":\"{pad}\"}}\n"));
+            text.push_str(&format!(
+                "{{\"_id\":\"r{round}-{i:05}\",\"pad\":\"{pad}\"}}\n"
+            ));
         }
         std::fs::write(&file, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
             .arg("--data-dir")
             .arg(&dir)
-            .args(["--user", "admin", "--pin-stdin", "doc", "load", "--batch-size", &BATCH.to_string()])
+            .args([
+                "--user",
+                "admin",
+                "--pin-stdin",
+                "doc",
+                "load",
+                "--batch-size",
+                &BATCH.to_string(),
+            ])
             .arg(&file)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(format!("{PIN}\n").as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PIN}\n").as_bytes())
+            .unwrap();
         child
     };
     // Round 0 runs to the end and tells how long a whole load takes here.
@@ -242,27 +367,48 @@ fn killed_writer_never_leaves_a_half_written_batch() {
         child.kill().ok();
         child.wait().unwrap();
     }
-    assert!(mid_write_kills >= KILLS / 2, "only {mid_write_kills} kills hit a running writer");
-    let node = store::DataDir::open(&dir).unwrap().unlock("admin", &vault::Pin::from(PIN)).unwrap();
+    assert!(
+        mid_write_kills >= KILLS / 2,
+        "only {mid_write_kills} kills hit a running writer"
+    );
+    let node = store::DataDir::open(&dir)
+        .unwrap()
+        .unlock("admin", &vault::Pin::from(PIN))
+        .unwrap();
     assert!(node.store.integrity_check().unwrap().is_empty());
-    let mut seen = vec![0usize; KILLS + 1];
+    let mut seen = [0usize; KILLS + 1];
     let mut since = 0;
     loop {
         let page = node
             .store
-            .changes("records", &store::ChangesQuery { since, limit: Some(5000), ..Default::default() })
+            .changes(
+                "records",
+                &store::ChangesQuery {
+                    since,
+                    limit: Some(5000),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         if page.results.is_empty() {
             break;
         }
         for c in &page.results {
-            let round: usize = c.id.as_str()[1..].split('-').next().unwrap().parse().unwrap();
+            let round: usize = c.id.as_str()[1..]
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             seen[round] += 1;
         }
         since = page.last_seq;
     }
     assert_eq!(seen[0], BATCH, "the unkilled load must be complete");
     for (round, n) in seen.iter().enumerate() {
-        assert!(*n == 0 || *n == BATCH, "round {round}: {n} of {BATCH} documents survived a kill");
+        assert!(
+            *n == 0 || *n == BATCH,
+            "round {round}: {n} of {BATCH} documents survived a kill"
+        );
     }
 }

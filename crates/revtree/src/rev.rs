@@ -48,7 +48,12 @@ impl Rev {
     /// (keys sorted, no whitespace) and the attachment digests sorted by name, so two replicas that
     /// make the identical edit produce the identical revision (CouchDB does the same with Erlang
     /// terms; our bytes differ, which only matters for edits made on both sides, where we agree).
-    pub fn derive(parent: Option<&Rev>, deleted: bool, canonical_body: &[u8], attachments: &[(&str, &str)]) -> Rev {
+    pub fn derive(
+        parent: Option<&Rev>,
+        deleted: bool,
+        canonical_body: &[u8],
+        attachments: &[(&str, &str)],
+    ) -> Rev {
         let mut h = Md5::new();
         match parent {
             Some(p) => {
@@ -76,10 +81,14 @@ impl Rev {
 
 fn validate_hash(hash: &str) -> Result<(), Error> {
     if hash.is_empty() || hash.len() > 128 {
-        return Err(Error::InvalidRev("the hash part must be 1 to 128 characters".into()));
+        return Err(Error::InvalidRev(
+            "the hash part must be 1 to 128 characters".into(),
+        ));
     }
     if !hash.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(Error::InvalidRev("the hash part must be letters and digits".into()));
+        return Err(Error::InvalidRev(
+            "the hash part must be letters and digits".into(),
+        ));
     }
     Ok(())
 }
@@ -214,16 +223,36 @@ mod tests {
         assert_ne!(x, Rev::derive(None, false, br#"{"a":1}"#, &[]));
         let with_att = Rev::derive(Some(&p), false, br#"{"a":1}"#, &[("f", "md5-x")]);
         assert_ne!(x, with_att);
-        assert_eq!(with_att, Rev::derive(Some(&p), false, br#"{"a":1}"#, &[("f", "md5-x")]));
+        assert_eq!(
+            with_att,
+            Rev::derive(Some(&p), false, br#"{"a":1}"#, &[("f", "md5-x")])
+        );
     }
 
     #[test]
     fn revisions_round_trip() {
-        let r = Revisions { start: 3, ids: vec!["c".into(), "b".into(), "a".into()] };
+        let r = Revisions {
+            start: 3,
+            ids: vec!["c".into(), "b".into(), "a".into()],
+        };
         let path = r.to_path().unwrap();
         assert_eq!(path[2].to_string(), "1-a");
         assert_eq!(Revisions::from_path(&path).unwrap(), r);
-        assert!(Revisions { start: 1, ids: vec!["b".into(), "a".into()] }.to_path().is_err());
-        assert!(Revisions { start: 1, ids: vec![] }.to_path().is_err());
+        assert!(
+            Revisions {
+                start: 1,
+                ids: vec!["b".into(), "a".into()]
+            }
+            .to_path()
+            .is_err()
+        );
+        assert!(
+            Revisions {
+                start: 1,
+                ids: vec![]
+            }
+            .to_path()
+            .is_err()
+        );
     }
 }

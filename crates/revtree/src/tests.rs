@@ -26,7 +26,10 @@ fn linear_history_has_one_leaf() {
     assert_eq!(t.leaves().len(), 1);
     assert_eq!(t.winner().unwrap().rev, rev("3-c"));
     assert!(t.conflicts().is_empty());
-    assert_eq!(t.path_to(&rev("3-c")).unwrap(), path(&["3-c", "2-b", "1-a"]));
+    assert_eq!(
+        t.path_to(&rev("3-c")).unwrap(),
+        path(&["3-c", "2-b", "1-a"])
+    );
     assert!(t.is_leaf(&rev("3-c")));
     assert!(!t.is_leaf(&rev("2-b")));
 }
@@ -50,7 +53,8 @@ fn winner_prefers_live_then_generation_then_hash() {
     assert_eq!(t.conflicts(), vec![rev("2-bbb"), rev("2-aaa")]);
 
     // Deleting the deepest branch hands the win back to a live leaf.
-    t.merge_path(&[rev("11-tomb"), rev("10-d10")], true).unwrap();
+    t.merge_path(&[rev("11-tomb"), rev("10-d10")], true)
+        .unwrap();
     assert_eq!(t.winner().unwrap().rev, rev("2-bbb"));
     assert_eq!(t.deleted_conflicts(), vec![rev("11-tomb")]);
     assert_eq!(t.conflicts(), vec![rev("2-aaa")]);
@@ -87,7 +91,10 @@ fn stemming_keeps_limit_revisions_per_leaf_and_never_leaves() {
     assert_eq!(removed.len(), 5);
     assert_eq!(t.len(), 3);
     assert_eq!(t.winner().unwrap().rev, rev("8-h8"));
-    assert_eq!(t.path_to(&rev("8-h8")).unwrap(), path(&["8-h8", "7-h7", "6-h6"]));
+    assert_eq!(
+        t.path_to(&rev("8-h8")).unwrap(),
+        path(&["8-h8", "7-h7", "6-h6"])
+    );
     // Re-merging the full history and stemming again lands at the same tree.
     let before = t.clone();
     t.merge_path(&chain, false).unwrap();
@@ -96,7 +103,10 @@ fn stemming_keeps_limit_revisions_per_leaf_and_never_leaves() {
     // A new edit on top still links to the stemmed history.
     t.merge_path(&path(&["9-h9", "8-h8"]), false).unwrap();
     t.stem(3);
-    assert_eq!(t.path_to(&rev("9-h9")).unwrap(), path(&["9-h9", "8-h8", "7-h7"]));
+    assert_eq!(
+        t.path_to(&rev("9-h9")).unwrap(),
+        path(&["9-h9", "8-h8", "7-h7"])
+    );
 }
 
 #[test]
@@ -117,30 +127,32 @@ fn encode_decode_round_trip_and_rejects_garbage() {
 /// A random history: a tree of edits where each edit picks an earlier revision as its parent.
 /// Returns every leaf path (newest first) with its deleted flag, the form replication delivers.
 fn arb_paths() -> impl Strategy<Value = Vec<(Vec<Rev>, bool)>> {
-    prop::collection::vec((any::<prop::sample::Index>(), any::<bool>(), 0u8..4), 1..24).prop_map(|edits| {
-        // node i: (parent index or none, rev)
-        let mut nodes: Vec<(Option<usize>, Rev)> = vec![];
-        let mut out = vec![];
-        for (pick, deleted, salt) in edits {
-            let parent = if nodes.is_empty() || salt == 0 {
-                None
-            } else {
-                Some(pick.index(nodes.len()))
-            };
-            let parent_rev = parent.map(|p| nodes[p].1.clone());
-            let body = format!("{{\"n\":{},\"s\":{salt}}}", nodes.len());
-            let r = Rev::derive(parent_rev.as_ref(), deleted, body.as_bytes(), &[]);
-            nodes.push((parent, r.clone()));
-            let mut p = vec![r];
-            let mut cur = parent;
-            while let Some(i) = cur {
-                p.push(nodes[i].1.clone());
-                cur = nodes[i].0;
+    prop::collection::vec((any::<prop::sample::Index>(), any::<bool>(), 0u8..4), 1..24).prop_map(
+        |edits| {
+            // node i: (parent index or none, rev)
+            let mut nodes: Vec<(Option<usize>, Rev)> = vec![];
+            let mut out = vec![];
+            for (pick, deleted, salt) in edits {
+                let parent = if nodes.is_empty() || salt == 0 {
+                    None
+                } else {
+                    Some(pick.index(nodes.len()))
+                };
+                let parent_rev = parent.map(|p| nodes[p].1.clone());
+                let body = format!("{{\"n\":{},\"s\":{salt}}}", nodes.len());
+                let r = Rev::derive(parent_rev.as_ref(), deleted, body.as_bytes(), &[]);
+                nodes.push((parent, r.clone()));
+                let mut p = vec![r];
+                let mut cur = parent;
+                while let Some(i) = cur {
+                    p.push(nodes[i].1.clone());
+                    cur = nodes[i].0;
+                }
+                out.push((p, deleted));
             }
-            out.push((p, deleted));
-        }
-        out
-    })
+            out
+        },
+    )
 }
 
 fn build(paths: &[(Vec<Rev>, bool)]) -> RevTree {
@@ -158,7 +170,9 @@ fn same_knowledge(a: &RevTree, b: &RevTree) -> bool {
     let revs = |t: &RevTree| t.revisions().map(|(r, _)| r.clone()).collect::<Vec<_>>();
     revs(a) == revs(b)
         && a.leaves() == b.leaves()
-        && a.leaves().iter().all(|l| a.path_to(&l.rev) == b.path_to(&l.rev))
+        && a.leaves()
+            .iter()
+            .all(|l| a.path_to(&l.rev) == b.path_to(&l.rev))
 }
 
 proptest! {

@@ -83,7 +83,9 @@ impl RevTree {
     /// as non-deleted. The path must be contiguous in generation.
     pub fn merge_path(&mut self, path: &[Rev], deleted: bool) -> Result<MergeOutcome, Error> {
         let Some(newest) = path.first() else {
-            return Err(Error::InvalidRev("an empty revision path cannot be merged".into()));
+            return Err(Error::InvalidRev(
+                "an empty revision path cannot be merged".into(),
+            ));
         };
         for pair in path.windows(2) {
             if pair[1].generation() + 1 != pair[0].generation() {
@@ -169,10 +171,9 @@ impl RevTree {
     /// Whether the revision is a leaf of the tree.
     pub fn is_leaf(&self, rev: &Rev) -> bool {
         self.nodes.contains_key(rev)
-            && !self
-                .nodes
-                .iter()
-                .any(|(r, n)| r.generation() == rev.generation() + 1 && n.parent.as_deref() == Some(rev.hash()))
+            && !self.nodes.iter().any(|(r, n)| {
+                r.generation() == rev.generation() + 1 && n.parent.as_deref() == Some(rev.hash())
+            })
     }
 
     /// The winning leaf: not deleted beats deleted, then highest generation, then highest hash.
@@ -242,7 +243,12 @@ impl RevTree {
                 keep.insert(rev);
             }
         }
-        let removed: Vec<Rev> = self.nodes.keys().filter(|r| !keep.contains(*r)).cloned().collect();
+        let removed: Vec<Rev> = self
+            .nodes
+            .keys()
+            .filter(|r| !keep.contains(*r))
+            .cloned()
+            .collect();
         for r in &removed {
             self.nodes.remove(r);
         }
@@ -337,7 +343,8 @@ impl Reader<'_> {
     }
 
     fn string(&mut self) -> Result<String, Error> {
-        let len = usize::try_from(self.varint()?).map_err(|_| Error::Corrupt("length overflows".into()))?;
+        let len = usize::try_from(self.varint()?)
+            .map_err(|_| Error::Corrupt("length overflows".into()))?;
         let end = self
             .pos
             .checked_add(len)

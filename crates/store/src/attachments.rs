@@ -18,23 +18,40 @@ const GZIP: i64 = 1;
 /// CouchDB's attachment digest: `md5-` and the base64 MD5 of the bytes.
 pub fn digest(data: &[u8]) -> String {
     let sum = Md5::digest(data);
-    format!("md5-{}", base64::engine::general_purpose::STANDARD.encode(sum))
+    format!(
+        "md5-{}",
+        base64::engine::general_purpose::STANDARD.encode(sum)
+    )
 }
 
 /// Content types worth compressing (CouchDB's `compressible_types` default, plus FHIR's).
 fn compressible(content_type: &str) -> bool {
-    let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     ct.starts_with("text/")
         || ct.ends_with("+json")
         || ct.ends_with("+xml")
         || matches!(
             ct.as_str(),
-            "application/json" | "application/javascript" | "application/xml" | "application/x-ndjson" | "image/svg+xml"
+            "application/json"
+                | "application/javascript"
+                | "application/xml"
+                | "application/x-ndjson"
+                | "image/svg+xml"
         )
 }
 
 /// Stores the bytes under their digest unless already present; returns the digest.
-pub(crate) fn put(conn: &Connection, db_id: i64, content_type: &str, data: &[u8]) -> Result<String, Error> {
+pub(crate) fn put(
+    conn: &Connection,
+    db_id: i64,
+    content_type: &str,
+    data: &[u8],
+) -> Result<String, Error> {
     let d = digest(data);
     let exists: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM attachments WHERE db_id = ?1 AND digest = ?2")?
@@ -44,10 +61,20 @@ pub(crate) fn put(conn: &Connection, db_id: i64, content_type: &str, data: &[u8]
         return Ok(d);
     }
     let (encoding, stored) = if data.len() >= COMPRESS_MIN_BYTES && compressible(content_type) {
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 2), Compression::default());
-        enc.write_all(data).map_err(|e| Error::Io("compressing an attachment", e))?;
-        let gz = enc.finish().map_err(|e| Error::Io("compressing an attachment", e))?;
-        if gz.len() < data.len() { (GZIP, gz) } else { (IDENTITY, data.to_vec()) }
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(data.len() / 2),
+            Compression::default(),
+        );
+        enc.write_all(data)
+            .map_err(|e| Error::Io("compressing an attachment", e))?;
+        let gz = enc
+            .finish()
+            .map_err(|e| Error::Io("compressing an attachment", e))?;
+        if gz.len() < data.len() {
+            (GZIP, gz)
+        } else {
+            (IDENTITY, data.to_vec())
+        }
     } else {
         (IDENTITY, data.to_vec())
     };
@@ -68,8 +95,12 @@ pub(crate) fn exists(conn: &Connection, db_id: i64, digest: &str) -> Result<bool
 /// Reads the identity bytes for a digest.
 pub(crate) fn get(conn: &Connection, db_id: i64, want: &str) -> Result<Vec<u8>, Error> {
     let row: Option<(i64, i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT encoding, length, data FROM attachments WHERE db_id = ?1 AND digest = ?2")?
-        .query_row(params![db_id, want], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .prepare_cached(
+            "SELECT encoding, length, data FROM attachments WHERE db_id = ?1 AND digest = ?2",
+        )?
+        .query_row(params![db_id, want], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     let (encoding, length, data) = row.ok_or(Error::NotFound("missing"))?;
     let out = match encoding {
@@ -81,10 +112,16 @@ pub(crate) fn get(conn: &Connection, db_id: i64, want: &str) -> Result<Vec<u8>, 
                 .map_err(|_| Error::Corrupt("a stored attachment does not decompress".into()))?;
             out
         }
-        _ => return Err(Error::Corrupt("a stored attachment has an unknown encoding".into())),
+        _ => {
+            return Err(Error::Corrupt(
+                "a stored attachment has an unknown encoding".into(),
+            ));
+        }
     };
     if out.len() as i64 != length || digest(&out) != want {
-        return Err(Error::Corrupt("a stored attachment does not match its digest".into()));
+        return Err(Error::Corrupt(
+            "a stored attachment does not match its digest".into(),
+        ));
     }
     Ok(out)
 }

@@ -4,10 +4,10 @@
 use revtree::{Rev, RevTree};
 use rusqlite::params;
 
+use crate::Error;
 use crate::doc::{DocId, Document};
 use crate::read::GetOptions;
 use crate::store::Store;
-use crate::Error;
 
 /// Which revisions a change lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,12 +83,21 @@ impl Store {
         let mut results = Vec::with_capacity(rows.len());
         for (seq, id, deleted, tree) in rows {
             let tree = RevTree::decode(&tree)?;
-            let winner = tree.winner().ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
+            let winner = tree
+                .winner()
+                .ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
             let mut changes = vec![winner.rev.clone()];
             if q.style == Style::AllDocs {
-                changes.extend(tree.leaves().into_iter().rev().map(|l| l.rev).filter(|r| *r != winner.rev));
+                changes.extend(
+                    tree.leaves()
+                        .into_iter()
+                        .rev()
+                        .map(|l| l.rev)
+                        .filter(|r| *r != winner.rev),
+                );
             }
-            let id = DocId::parse(&id).map_err(|_| Error::Corrupt("a stored document id is invalid".into()))?;
+            let id = DocId::parse(&id)
+                .map_err(|_| Error::Corrupt("a stored document id is invalid".into()))?;
             let doc = if q.include_docs && !deleted {
                 let opts = GetOptions {
                     conflicts: q.conflicts,

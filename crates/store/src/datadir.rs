@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use vault::{ADMIN_ROLE, Dek, DeviceSecret, Gate, KdfParams, Pin, PinPolicy, VaultFile};
 
-use crate::store::Store;
 use crate::Error;
+use crate::store::Store;
 
 /// The database file's name in a data folder.
 pub const DB_FILE: &str = "hearth.db";
@@ -69,10 +69,10 @@ fn write_atomic(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), Err
     f.sync_all().map_err(|e| Error::Io(what, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| Error::Io(what, e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    // Make the rename itself durable; a folder that cannot be opened for syncing (some
+    // platforms) still has the file renamed.
+    if let Some(Ok(d)) = path.parent().map(fs::File::open) {
+        let _ = d.sync_all();
     }
     Ok(())
 }
@@ -86,8 +86,10 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::Io("creating the device secret file", e))?;
-    f.write_all(bytes).map_err(|e| Error::Io("writing the device secret file", e))?;
-    f.sync_all().map_err(|e| Error::Io("writing the device secret file", e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::Io("writing the device secret file", e))?;
+    f.sync_all()
+        .map_err(|e| Error::Io("writing the device secret file", e))?;
     Ok(())
 }
 
@@ -136,7 +138,11 @@ impl DataDir {
         // Create the database before publishing the vault: a folder with a vault file always
         // has a database its key opens.
         Store::open(&path.join(DB_FILE), &dek)?;
-        write_atomic(&path.join(VAULT_FILE), &vault.to_json(), "writing the vault file")?;
+        write_atomic(
+            &path.join(VAULT_FILE),
+            &vault.to_json(),
+            "writing the vault file",
+        )?;
         Ok(DataDir {
             path: path.to_owned(),
             vault,
@@ -152,9 +158,12 @@ impl DataDir {
         }
         let secret_path = path.join(DEVICE_SECRET_FILE);
         check_secret_mode(&secret_path)?;
-        let secret = fs::read(&secret_path).map_err(|e| Error::Io("reading the device secret file", e))?;
+        let secret =
+            fs::read(&secret_path).map_err(|e| Error::Io("reading the device secret file", e))?;
         let device = DeviceSecret::from_bytes(&secret)?;
-        let vault = VaultFile::from_json(&fs::read(&vault_path).map_err(|e| Error::Io("reading the vault file", e))?)?;
+        let vault = VaultFile::from_json(
+            &fs::read(&vault_path).map_err(|e| Error::Io("reading the vault file", e))?,
+        )?;
         Ok(DataDir {
             path: path.to_owned(),
             vault,
@@ -173,7 +182,11 @@ impl DataDir {
     }
 
     fn save_vault(&self) -> Result<(), Error> {
-        write_atomic(&self.path.join(VAULT_FILE), &self.vault.to_json(), "writing the vault file")
+        write_atomic(
+            &self.path.join(VAULT_FILE),
+            &self.vault.to_json(),
+            "writing the vault file",
+        )
     }
 
     /// Unlocks with a user's PIN. The attempt is counted (and saved) before the PIN is tried,
@@ -185,10 +198,7 @@ impl DataDir {
         }
         self.vault.note_attempt(user, t);
         self.save_vault()?;
-        let dek = match self.vault.open(user, pin, &self.device) {
-            Ok(dek) => dek,
-            Err(e) => return Err(e.into()),
-        };
+        let dek = self.vault.open(user, pin, &self.device)?;
         let store = match Store::open(&self.path.join(DB_FILE), &dek) {
             Ok(s) => s,
             Err(Error::NotADatabase) if self.path.join(PENDING_VAULT_FILE).exists() => {
@@ -212,13 +222,16 @@ impl DataDir {
     /// was published: publish it now.
     fn finish_interrupted_rekey(mut self, user: &str, pin: &Pin) -> Result<Unlocked, Error> {
         let pending_path = self.path.join(PENDING_VAULT_FILE);
-        let pending = VaultFile::from_json(&fs::read(&pending_path).map_err(|e| Error::Io("reading the pending vault file", e))?)?;
+        let pending = VaultFile::from_json(
+            &fs::read(&pending_path).map_err(|e| Error::Io("reading the pending vault file", e))?,
+        )?;
         let dek = pending.open(user, pin, &self.device)?;
         let store = Store::open(&self.path.join(DB_FILE), &dek)?;
         self.vault = pending;
         self.vault.note_success(user);
         self.save_vault()?;
-        fs::remove_file(&pending_path).map_err(|e| Error::Io("removing the pending vault file", e))?;
+        fs::remove_file(&pending_path)
+            .map_err(|e| Error::Io("removing the pending vault file", e))?;
         let role = self.vault.role(user).unwrap_or_default().to_owned();
         Ok(Unlocked {
             store,
@@ -232,7 +245,11 @@ impl DataDir {
 
 impl Unlocked {
     fn require_admin(&self) -> Result<(), Error> {
-        if self.role == ADMIN_ROLE { Ok(()) } else { Err(Error::NotAdmin) }
+        if self.role == ADMIN_ROLE {
+            Ok(())
+        } else {
+            Err(Error::NotAdmin)
+        }
     }
 
     /// The vault file's contents.
@@ -246,9 +263,17 @@ impl Unlocked {
     }
 
     /// Adds a user with their own wrap of the data key (admin only).
-    pub fn add_user(&mut self, name: &str, role: &str, pin: &Pin, kdf: &KdfParams) -> Result<(), Error> {
+    pub fn add_user(
+        &mut self,
+        name: &str,
+        role: &str,
+        pin: &Pin,
+        kdf: &KdfParams,
+    ) -> Result<(), Error> {
         self.require_admin()?;
-        self.dir.vault.add_user(&self.dek, name, role, pin, kdf, &self.dir.device)?;
+        self.dir
+            .vault
+            .add_user(&self.dek, name, role, pin, kdf, &self.dir.device)?;
         self.dir.save_vault()
     }
 
@@ -272,8 +297,18 @@ impl Unlocked {
             .get(name)
             .and_then(|u| u.wrap.as_ref())
             .map(|w| w.kdf)
-            .unwrap_or_else(|| self.dir.vault.users.get(&self.user).and_then(|u| u.wrap.as_ref()).map(|w| w.kdf).unwrap_or_default());
-        self.dir.vault.set_pin(&self.dek, name, pin, &kdf, &self.dir.device)?;
+            .unwrap_or_else(|| {
+                self.dir
+                    .vault
+                    .users
+                    .get(&self.user)
+                    .and_then(|u| u.wrap.as_ref())
+                    .map(|w| w.kdf)
+                    .unwrap_or_default()
+            });
+        self.dir
+            .vault
+            .set_pin(&self.dek, name, pin, &kdf, &self.dir.device)?;
         self.dir.save_vault()
     }
 
@@ -288,7 +323,10 @@ impl Unlocked {
         // Prove the PIN first: the new wrap must be openable by it.
         self.dir.vault.open(&self.user, pin, &self.dir.device)?;
         let new_dek = Dek::generate()?;
-        let next = self.dir.vault.rekeyed(&new_dek, &self.user, pin, &self.dir.device)?;
+        let next = self
+            .dir
+            .vault
+            .rekeyed(&new_dek, &self.user, pin, &self.dir.device)?;
         let pending = self.dir.path.join(PENDING_VAULT_FILE);
         write_atomic(&pending, &next.to_json(), "writing the pending vault file")?;
         self.store.rekey(&new_dek)?;

@@ -41,14 +41,23 @@ impl DocId {
             return Err(Error::BadDocId("document id must not be empty".into()));
         }
         if s.len() > MAX_DOC_ID_BYTES {
-            return Err(Error::BadDocId(format!("document id is longer than {MAX_DOC_ID_BYTES} bytes")));
+            return Err(Error::BadDocId(format!(
+                "document id is longer than {MAX_DOC_ID_BYTES} bytes"
+            )));
         }
-        if let Some(rest) = s.strip_prefix("_design/").or_else(|| s.strip_prefix("_local/")) {
+        if let Some(rest) = s
+            .strip_prefix("_design/")
+            .or_else(|| s.strip_prefix("_local/"))
+        {
             if rest.is_empty() {
-                return Err(Error::BadDocId("a _design/ or _local/ id needs a name after the slash".into()));
+                return Err(Error::BadDocId(
+                    "a _design/ or _local/ id needs a name after the slash".into(),
+                ));
             }
         } else if s.starts_with('_') {
-            return Err(Error::BadDocId("Only reserved document ids may start with underscore.".into()));
+            return Err(Error::BadDocId(
+                "Only reserved document ids may start with underscore.".into(),
+            ));
         }
         Ok(DocId(s.to_owned()))
     }
@@ -118,8 +127,12 @@ pub enum AttachmentInput {
 impl fmt::Debug for AttachmentInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AttachmentInput::Stub { digest } => f.debug_struct("Stub").field("digest", digest).finish(),
-            AttachmentInput::Data { content_type, data, .. } => f
+            AttachmentInput::Stub { digest } => {
+                f.debug_struct("Stub").field("digest", digest).finish()
+            }
+            AttachmentInput::Data {
+                content_type, data, ..
+            } => f
                 .debug_struct("Data")
                 .field("content_type", content_type)
                 .field("len", &data.len())
@@ -146,7 +159,12 @@ pub struct DocWrite {
 }
 
 /// Underscore fields CouchDB accepts on input and ignores (they are outputs).
-const IGNORED_SPECIALS: &[&str] = &["_revs_info", "_conflicts", "_deleted_conflicts", "_local_seq"];
+const IGNORED_SPECIALS: &[&str] = &[
+    "_revs_info",
+    "_conflicts",
+    "_deleted_conflicts",
+    "_local_seq",
+];
 
 impl DocWrite {
     /// A write of a body with no attachments.
@@ -192,7 +210,12 @@ impl DocWrite {
                     _ => return Err(Error::BadDocId("document id must be a string".into())),
                 },
                 "_rev" => match v {
-                    Value::String(s) => rev = Some(s.parse::<Rev>().map_err(|e| Error::BadRequest(e.to_string()))?),
+                    Value::String(s) => {
+                        rev = Some(
+                            s.parse::<Rev>()
+                                .map_err(|e| Error::BadRequest(e.to_string()))?,
+                        )
+                    }
                     Value::Null => {}
                     _ => return Err(Error::BadRequest("_rev must be a string".into())),
                 },
@@ -202,14 +225,15 @@ impl DocWrite {
                 },
                 "_attachments" => attachments = parse_attachments(v)?,
                 "_revisions" => {
-                    revisions = Some(
-                        serde_json::from_value::<Revisions>(v)
-                            .map_err(|_| Error::BadRequest("_revisions must be {\"start\": n, \"ids\": [..]}".into()))?,
-                    )
+                    revisions = Some(serde_json::from_value::<Revisions>(v).map_err(|_| {
+                        Error::BadRequest("_revisions must be {\"start\": n, \"ids\": [..]}".into())
+                    })?)
                 }
                 k if IGNORED_SPECIALS.contains(&k) => {}
                 k if k.starts_with('_') => {
-                    return Err(Error::DocValidation(format!("Bad special document member: {k}")));
+                    return Err(Error::DocValidation(format!(
+                        "Bad special document member: {k}"
+                    )));
                 }
                 _ => {
                     body.insert(k, v);
@@ -218,16 +242,22 @@ impl DocWrite {
         }
         let id = match (id, path_id) {
             (Some(a), Some(b)) if a != b => {
-                return Err(Error::BadRequest("_id in the body does not match the document id given".into()));
+                return Err(Error::BadRequest(
+                    "_id in the body does not match the document id given".into(),
+                ));
             }
             (Some(a), _) => a,
             (None, Some(b)) => b.to_owned(),
             (None, None) => return Err(Error::BadDocId("document has no _id".into())),
         };
         if let (Some(r), Some(revs)) = (&rev, &revisions) {
-            let path = revs.to_path().map_err(|e| Error::BadRequest(e.to_string()))?;
+            let path = revs
+                .to_path()
+                .map_err(|e| Error::BadRequest(e.to_string()))?;
             if path.first() != Some(r) {
-                return Err(Error::BadRequest("_revisions does not start with _rev".into()));
+                return Err(Error::BadRequest(
+                    "_revisions does not start with _rev".into(),
+                ));
             }
         }
         Ok(DocWrite {
@@ -248,20 +278,23 @@ fn parse_attachments(v: Value) -> Result<BTreeMap<String, AttachmentInput>, Erro
     let mut out = BTreeMap::new();
     for (name, att) in map {
         if name.is_empty() || name.starts_with('_') {
-            return Err(Error::BadRequest("attachment names must not be empty or start with '_'".into()));
+            return Err(Error::BadRequest(
+                "attachment names must not be empty or start with '_'".into(),
+            ));
         }
         let Value::Object(att) = att else {
-            return Err(Error::BadRequest("each attachment must be an object".into()));
+            return Err(Error::BadRequest(
+                "each attachment must be an object".into(),
+            ));
         };
         let input = if att.get("stub").and_then(Value::as_bool) == Some(true) {
             AttachmentInput::Stub {
                 digest: att.get("digest").and_then(Value::as_str).map(str::to_owned),
             }
         } else {
-            let data = att
-                .get("data")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::BadRequest("an attachment needs \"data\" (base64) or \"stub\": true".into()))?;
+            let data = att.get("data").and_then(Value::as_str).ok_or_else(|| {
+                Error::BadRequest("an attachment needs \"data\" (base64) or \"stub\": true".into())
+            })?;
             let data = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .map_err(|_| Error::BadRequest("attachment data is not valid base64".into()))?;
@@ -326,7 +359,8 @@ impl Document {
                 .collect();
             m.insert("_attachments".into(), Value::Object(atts));
         }
-        let revs = |v: &Vec<Rev>| Value::Array(v.iter().map(|r| Value::String(r.to_string())).collect());
+        let revs =
+            |v: &Vec<Rev>| Value::Array(v.iter().map(|r| Value::String(r.to_string())).collect());
         if let Some(c) = self.conflicts.as_ref().filter(|c| !c.is_empty()) {
             m.insert("_conflicts".into(), revs(c));
         }
@@ -334,7 +368,10 @@ impl Document {
             m.insert("_deleted_conflicts".into(), revs(c));
         }
         if let Some(r) = &self.revisions {
-            m.insert("_revisions".into(), serde_json::to_value(r).unwrap_or(Value::Null));
+            m.insert(
+                "_revisions".into(),
+                serde_json::to_value(r).unwrap_or(Value::Null),
+            );
         }
         for (k, v) in &self.body {
             m.insert(k.clone(), v.clone());
@@ -354,7 +391,10 @@ mod tests {
         assert_eq!(DocId::parse("_design/app").unwrap().kind(), DocKind::Design);
         assert_eq!(DocId::parse("_local/ckpt").unwrap().kind(), DocKind::Local);
         for bad in ["", "_foo", "_design/", "_local/", "_users"] {
-            assert!(matches!(DocId::parse(bad), Err(Error::BadDocId(_))), "{bad:?}");
+            assert!(
+                matches!(DocId::parse(bad), Err(Error::BadDocId(_))),
+                "{bad:?}"
+            );
         }
         assert!(DocId::parse(&"x".repeat(MAX_DOC_ID_BYTES + 1)).is_err());
     }
@@ -374,7 +414,13 @@ mod tests {
         assert!(DocWrite::from_json(json!([1]), None).is_err());
         assert!(DocWrite::from_json(json!({"_id":"a"}), Some("b")).is_err());
         assert!(DocWrite::from_json(json!({"_id": 5}), None).is_err());
-        assert!(DocWrite::from_json(json!({"_rev":"1-a","_revisions":{"start":2,"ids":["b","a"]}}), Some("x")).is_err());
+        assert!(
+            DocWrite::from_json(
+                json!({"_rev":"1-a","_revisions":{"start":2,"ids":["b","a"]}}),
+                Some("x")
+            )
+            .is_err()
+        );
         assert!(DocWrite::from_json(json!({"_rev":"bogus"}), Some("x")).is_err());
     }
 
@@ -395,8 +441,14 @@ mod tests {
                 revpos: None
             }
         );
-        assert!(matches!(w.attachments["old.txt"], AttachmentInput::Stub { .. }));
-        assert!(DocWrite::from_json(json!({"_id":"a","_attachments":{"x":{"data":"%%%"}}}), None).is_err());
+        assert!(matches!(
+            w.attachments["old.txt"],
+            AttachmentInput::Stub { .. }
+        ));
+        assert!(
+            DocWrite::from_json(json!({"_id":"a","_attachments":{"x":{"data":"%%%"}}}), None)
+                .is_err()
+        );
         assert!(DocWrite::from_json(json!({"_id":"a","_attachments":{"x":{}}}), None).is_err());
     }
 }

@@ -32,8 +32,10 @@ mod write;
 
 pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
 pub use changes::{Change, Changes, ChangesQuery, Style};
-pub use datadir::{DataDir, InitOptions, Unlocked, DB_FILE, DEVICE_SECRET_FILE, VAULT_FILE};
-pub use doc::{AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES};
+pub use datadir::{DB_FILE, DEVICE_SECRET_FILE, DataDir, InitOptions, Unlocked, VAULT_FILE};
+pub use doc::{
+    AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES,
+};
 pub use read::{GetOptions, OpenRev, OpenRevs, RawDocument, RevStatus};
 pub use schema::latest_version as schema_version;
 pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};
@@ -48,10 +50,14 @@ pub enum Error {
     #[error("the database file could not be decrypted with this key, or is not a Hearth database")]
     NotADatabase,
     /// Another process has the database file open.
-    #[error("the database is in use by another Hearth process (a running hub or app); stop it or use its API")]
+    #[error(
+        "the database is in use by another Hearth process (a running hub or app); stop it or use its API"
+    )]
     InUse,
     /// The file was written by a newer Hearth.
-    #[error("the database schema is version {found}, newer than this Hearth supports ({supported}); upgrade Hearth")]
+    #[error(
+        "the database schema is version {found}, newer than this Hearth supports ({supported}); upgrade Hearth"
+    )]
     SchemaTooNew {
         /// Version in the file.
         found: u32,
@@ -65,7 +71,9 @@ pub enum Error {
     #[error("The database could not be created, the file already exists.")]
     DbExists,
     /// A database name outside CouchDB's rule.
-    #[error("Name must begin with a lowercase letter, contain only lowercase letters, digits and _$()+-/, and be at most 238 characters.")]
+    #[error(
+        "Name must begin with a lowercase letter, contain only lowercase letters, digits and _$()+-/, and be at most 238 characters."
+    )]
     BadDbName,
     /// A bad document id.
     #[error("{0}")]
@@ -137,15 +145,18 @@ impl Error {
             Error::DbExists => (412, "file_exists"),
             Error::BadDbName => (400, "illegal_database_name"),
             Error::BadDocId(_) => (400, "illegal_docid"),
-            Error::BadRequest(_) | Error::RevTree(revtree::Error::InvalidRev(_)) => (400, "bad_request"),
+            Error::BadRequest(_) | Error::RevTree(revtree::Error::InvalidRev(_)) => {
+                (400, "bad_request")
+            }
             Error::DocValidation(_) => (400, "doc_validation"),
             Error::Conflict => (409, "conflict"),
             Error::MissingStub(_) => (412, "missing_stub"),
             Error::Throttled(_) => (429, "too_many_requests"),
             Error::NotAdmin => (403, "forbidden"),
-            Error::Vault(vault::Error::WrongCredentials | vault::Error::WrongPin) => (401, "unauthorized"),
+            Error::Vault(vault::Error::WrongCredentials | vault::Error::WrongPin) => {
+                (401, "unauthorized")
+            }
             _ => (500, "internal_server_error"),
         }
     }
 }
-

@@ -3,15 +3,17 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::Error;
 use crate::doc::{Body, DocId, DocKind};
 use crate::store::Store;
-use crate::Error;
 
 fn check_local(id: &DocId) -> Result<(), Error> {
     if id.kind() == DocKind::Local {
         Ok(())
     } else {
-        Err(Error::BadDocId("a local document id must start with _local/".into()))
+        Err(Error::BadDocId(
+            "a local document id must start with _local/".into(),
+        ))
     }
 }
 
@@ -25,7 +27,14 @@ fn current(conn: &Connection, db_id: i64, id: &str) -> Result<Option<(String, Ve
 impl Store {
     /// Writes a local document. `rev` must be the current `0-N` when the document exists (as
     /// CouchDB requires); returns the new `0-N`. `deleted` removes it.
-    pub fn put_local(&self, db: &str, id: &DocId, rev: Option<&str>, deleted: bool, body: &Body) -> Result<String, Error> {
+    pub fn put_local(
+        &self,
+        db: &str,
+        id: &DocId,
+        rev: Option<&str>,
+        deleted: bool,
+        body: &Body,
+    ) -> Result<String, Error> {
         check_local(id)?;
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
@@ -38,9 +47,13 @@ impl Store {
             (None, Some(_)) => return Err(Error::Conflict),
         };
         if deleted {
-            tx.execute("DELETE FROM local_docs WHERE db_id = ?1 AND doc_id = ?2", params![meta.id, id.as_str()])?;
+            tx.execute(
+                "DELETE FROM local_docs WHERE db_id = ?1 AND doc_id = ?2",
+                params![meta.id, id.as_str()],
+            )?;
         } else {
-            let bytes = serde_json::to_vec(body).map_err(|_| Error::BadRequest("body does not serialize".into()))?;
+            let bytes = serde_json::to_vec(body)
+                .map_err(|_| Error::BadRequest("body does not serialize".into()))?;
             tx.execute(
                 "INSERT OR REPLACE INTO local_docs (db_id, doc_id, rev, body) VALUES (?1, ?2, ?3, ?4)",
                 params![meta.id, id.as_str(), format!("0-{next}"), bytes],
@@ -55,8 +68,10 @@ impl Store {
         check_local(id)?;
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
-        let (rev, body) = current(&inner.conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
-        let body = serde_json::from_slice(&body).map_err(|_| Error::Corrupt("a stored local document is not valid JSON".into()))?;
+        let (rev, body) =
+            current(&inner.conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
+        let body = serde_json::from_slice(&body)
+            .map_err(|_| Error::Corrupt("a stored local document is not valid JSON".into()))?;
         Ok((rev, body))
     }
 }

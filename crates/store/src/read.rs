@@ -95,7 +95,10 @@ impl RawDocument {
             out.extend_from_slice(&serde_json::to_vec(&stubs["_attachments"]).unwrap_or_default());
         }
         // The stored body is a JSON object: "{}" or "{...}".
-        let inner = self.body.get(1..self.body.len().saturating_sub(1)).unwrap_or_default();
+        let inner = self
+            .body
+            .get(1..self.body.len().saturating_sub(1))
+            .unwrap_or_default();
         if !inner.is_empty() {
             out.push(b',');
             out.extend_from_slice(inner);
@@ -123,13 +126,15 @@ struct RevRow {
 }
 
 fn parse_body(bytes: &[u8]) -> Result<Body, Error> {
-    serde_json::from_slice(bytes).map_err(|_| Error::Corrupt("a stored document body is not valid JSON".into()))
+    serde_json::from_slice(bytes)
+        .map_err(|_| Error::Corrupt("a stored document body is not valid JSON".into()))
 }
 
 fn parse_atts(atts: Option<String>) -> Result<BTreeMap<String, AttachmentInfo>, Error> {
     match atts {
         None => Ok(BTreeMap::new()),
-        Some(j) => serde_json::from_str(&j).map_err(|_| Error::Corrupt("stored attachment stubs are not valid".into())),
+        Some(j) => serde_json::from_str(&j)
+            .map_err(|_| Error::Corrupt("stored attachment stubs are not valid".into())),
     }
 }
 
@@ -138,7 +143,8 @@ fn load_doc_row(conn: &Connection, db_id: i64, id: &str) -> Result<Option<(i64, 
         .prepare_cached("SELECT id, tree FROM docs WHERE db_id = ?1 AND doc_id = ?2")?
         .query_row(params![db_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    row.map(|(rowid, t)| Ok((rowid, RevTree::decode(&t)?))).transpose()
+    row.map(|(rowid, t)| Ok((rowid, RevTree::decode(&t)?)))
+        .transpose()
 }
 
 fn load_rev(conn: &Connection, rowid: i64, rev: &Rev) -> Result<Option<RevRow>, Error> {
@@ -154,7 +160,13 @@ fn load_rev(conn: &Connection, rowid: i64, rev: &Rev) -> Result<Option<RevRow>, 
         .optional()?)
 }
 
-fn build(id: &DocId, rev: Rev, row: RevRow, tree: Option<&RevTree>, opts: &GetOptions) -> Result<Document, Error> {
+fn build(
+    id: &DocId,
+    rev: Rev,
+    row: RevRow,
+    tree: Option<&RevTree>,
+    opts: &GetOptions,
+) -> Result<Document, Error> {
     let revisions = match (opts.revs, tree) {
         (true, Some(t)) => t.path_to(&rev).and_then(|p| Revisions::from_path(&p)),
         _ => None,
@@ -165,7 +177,8 @@ fn build(id: &DocId, rev: Rev, row: RevRow, tree: Option<&RevTree>, opts: &GetOp
         body: parse_body(&row.body)?,
         attachments: parse_atts(row.atts)?,
         conflicts: (opts.conflicts).then(|| tree.map(RevTree::conflicts).unwrap_or_default()),
-        deleted_conflicts: (opts.deleted_conflicts).then(|| tree.map(RevTree::deleted_conflicts).unwrap_or_default()),
+        deleted_conflicts: (opts.deleted_conflicts)
+            .then(|| tree.map(RevTree::deleted_conflicts).unwrap_or_default()),
         revisions,
         rev,
     })
@@ -184,11 +197,14 @@ impl Store {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
         let conn = &inner.conn;
-        let (rowid, tree) = load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
+        let (rowid, tree) =
+            load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
         let rev = match &opts.rev {
             Some(r) => r.clone(),
             None => {
-                let w = tree.winner().ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
+                let w = tree
+                    .winner()
+                    .ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
                 if w.deleted {
                     return Err(Error::NotFound("deleted"));
                 }
@@ -212,7 +228,9 @@ impl Store {
                  JOIN revs r ON r.id = d.winner_row
                  WHERE d.db_id = ?1 AND d.doc_id = ?2",
             )?
-            .query_row(params![meta.id, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row(params![meta.id, id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         drop(inner);
         let Some((winner, deleted, body, atts)) = row else {
@@ -223,7 +241,9 @@ impl Store {
         }
         Ok(RawDocument {
             id: id.clone(),
-            rev: winner.parse().map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?,
+            rev: winner
+                .parse()
+                .map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?,
             body,
             attachments: parse_atts(atts)?,
         })
@@ -232,7 +252,14 @@ impl Store {
     /// CouchDB's `open_revs`: several revisions of one document at once, each found or
     /// missing. With `latest`, a non-leaf revision is replaced by the leaves that descend from
     /// it. With `revs`, each carries `_revisions`.
-    pub fn open_revs(&self, db: &str, id: &DocId, which: &OpenRevs, revs: bool, latest: bool) -> Result<Vec<OpenRev>, Error> {
+    pub fn open_revs(
+        &self,
+        db: &str,
+        id: &DocId,
+        which: &OpenRevs,
+        revs: bool,
+        latest: bool,
+    ) -> Result<Vec<OpenRev>, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
         let conn = &inner.conn;
@@ -271,7 +298,9 @@ impl Store {
         let mut out = Vec::with_capacity(wanted.len());
         for rev in wanted {
             match load_rev(conn, rowid, &rev)? {
-                Some(row) if tree.contains(&rev) => out.push(OpenRev::Ok(build(id, rev, row, Some(&tree), &opts)?)),
+                Some(row) if tree.contains(&rev) => {
+                    out.push(OpenRev::Ok(build(id, rev, row, Some(&tree), &opts)?))
+                }
                 _ => out.push(OpenRev::Missing(rev)),
             }
         }
@@ -280,13 +309,20 @@ impl Store {
 
     /// CouchDB's `_revs_info` for a revision: its ancestry, newest first, with the status of
     /// each.
-    pub fn revs_info(&self, db: &str, id: &DocId, rev: &Rev) -> Result<Vec<(Rev, RevStatus)>, Error> {
+    pub fn revs_info(
+        &self,
+        db: &str,
+        id: &DocId,
+        rev: &Rev,
+    ) -> Result<Vec<(Rev, RevStatus)>, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
         let conn = &inner.conn;
-        let (rowid, tree) = load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
+        let (rowid, tree) =
+            load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
         let path = tree.path_to(rev).ok_or(Error::NotFound("missing"))?;
-        let mut stmt = conn.prepare_cached("SELECT deleted FROM revs WHERE doc = ?1 AND rev = ?2")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT deleted FROM revs WHERE doc = ?1 AND rev = ?2")?;
         let mut out = Vec::with_capacity(path.len());
         for r in path {
             let deleted: Option<bool> = stmt
@@ -312,13 +348,23 @@ impl Store {
     }
 
     /// Reads an attachment's bytes and stub from a revision (the winner when `rev` is `None`).
-    pub fn get_attachment(&self, db: &str, id: &DocId, name: &str, rev: Option<&Rev>) -> Result<(AttachmentInfo, Vec<u8>), Error> {
+    pub fn get_attachment(
+        &self,
+        db: &str,
+        id: &DocId,
+        name: &str,
+        rev: Option<&Rev>,
+    ) -> Result<(AttachmentInfo, Vec<u8>), Error> {
         let opts = GetOptions {
             rev: rev.cloned(),
             ..GetOptions::default()
         };
         let doc = self.get(db, id, &opts)?;
-        let info = doc.attachments.get(name).cloned().ok_or(Error::NotFound("missing"))?;
+        let info = doc
+            .attachments
+            .get(name)
+            .cloned()
+            .ok_or(Error::NotFound("missing"))?;
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
         let data = attachments::get(&inner.conn, meta.id, &info.digest)?;

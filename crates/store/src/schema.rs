@@ -120,7 +120,10 @@ mod tests {
         let mut st = conn
             .prepare("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY name")
             .unwrap();
-        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     #[test]
@@ -130,11 +133,15 @@ mod tests {
         let mut stepwise = Connection::open_in_memory().unwrap();
         for (i, sql) in MIGRATIONS.iter().enumerate() {
             stepwise.execute_batch(sql).unwrap();
-            stepwise.pragma_update(None, "user_version", i as u32 + 1).unwrap();
+            stepwise
+                .pragma_update(None, "user_version", i as u32 + 1)
+                .unwrap();
             migrate(&mut stepwise).unwrap();
         }
         assert_eq!(schema_of(&fresh), schema_of(&stepwise));
-        let v: u32 = fresh.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: u32 = fresh
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, latest_version());
     }
 

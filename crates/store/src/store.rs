@@ -60,7 +60,8 @@ pub struct DbInfo {
 pub fn validate_db_name(name: &str) -> Result<(), Error> {
     let mut bytes = name.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_$()+/-".contains(&b));
+    let rest_ok =
+        bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_$()+/-".contains(&b));
     if first_ok && rest_ok && name.len() <= 238 {
         Ok(())
     } else {
@@ -92,26 +93,37 @@ impl Store {
     }
 
     fn open_inner(path: &Path, key: Option<&Dek>, cache_mib: u32) -> Result<Store, Error> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)?;
         // Another process holding the file gets this long to let go before we report it.
         conn.busy_timeout(std::time::Duration::from_secs(2))?;
         // SQLCipher prints "hmac check failed" to stderr on a wrong key unless told not to.
         conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
         if let Some(key) = key {
-            let sql = Zeroizing::new(format!("PRAGMA key = \"{}\";", key.sqlcipher_pragma_value().as_str()));
+            let sql = Zeroizing::new(format!(
+                "PRAGMA key = \"{}\";",
+                key.sqlcipher_pragma_value().as_str()
+            ));
             conn.execute_batch(&sql)?;
         }
         // One process owns the file while it has it open (docs/adr/0004): no per-statement file
         // locking, no shared-memory WAL index on disk. Set before the first access.
         conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;")?;
         // The first read proves the key: a wrong key or a plaintext file fails here.
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
             Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
                 return Err(Error::NotADatabase);
             }
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
                 return Err(Error::InUse);
             }
             Err(e) => return Err(e.into()),
@@ -178,9 +190,14 @@ impl Store {
     /// Deletes a named database and everything in it.
     pub fn delete_db(&self, name: &str) -> Result<(), Error> {
         let mut inner = self.lock();
-        let n = inner.conn.execute("DELETE FROM dbs WHERE name = ?1", [name])?;
+        let n = inner
+            .conn
+            .execute("DELETE FROM dbs WHERE name = ?1", [name])?;
         if let Some(meta) = inner.dbs.remove(name) {
-            self.watchers.lock().unwrap_or_else(|p| p.into_inner()).remove(&meta.id);
+            self.watchers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&meta.id);
         }
         if n == 0 {
             return Err(Error::DbNotFound);
@@ -191,8 +208,12 @@ impl Store {
     /// Names of all databases, sorted.
     pub fn list_dbs(&self) -> Result<Vec<String>, Error> {
         let inner = self.lock();
-        let mut st = inner.conn.prepare_cached("SELECT name FROM dbs ORDER BY name")?;
-        let names = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let mut st = inner
+            .conn
+            .prepare_cached("SELECT name FROM dbs ORDER BY name")?;
+        let names = st
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(names)
     }
 
@@ -225,13 +246,16 @@ impl Store {
     /// documents as they are next written.
     pub fn set_revs_limit(&self, name: &str, limit: usize) -> Result<(), Error> {
         if limit == 0 || limit > 1_000_000 {
-            return Err(Error::BadRequest("revs_limit must be between 1 and 1000000".into()));
+            return Err(Error::BadRequest(
+                "revs_limit must be between 1 and 1000000".into(),
+            ));
         }
         let mut inner = self.lock();
         let id = inner.meta(name)?.id;
-        inner
-            .conn
-            .execute("UPDATE dbs SET revs_limit = ?1 WHERE id = ?2", params![limit as i64, id])?;
+        inner.conn.execute(
+            "UPDATE dbs SET revs_limit = ?1 WHERE id = ?2",
+            params![limit as i64, id],
+        )?;
         inner.dbs.remove(name);
         Ok(())
     }
@@ -271,17 +295,26 @@ impl Store {
     /// recovery. Every page is rewritten; the old key no longer opens the file.
     pub fn rekey(&self, new_key: &Dek) -> Result<(), Error> {
         if !self.encrypted {
-            return Err(Error::BadRequest("an unencrypted benchmark store cannot be re-keyed".into()));
+            return Err(Error::BadRequest(
+                "an unencrypted benchmark store cannot be re-keyed".into(),
+            ));
         }
         let inner = self.lock();
         // SQLCipher re-keys through the rollback journal; leave WAL mode for the duration.
         inner
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        inner.conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
-        let sql = Zeroizing::new(format!("PRAGMA rekey = \"{}\";", new_key.sqlcipher_pragma_value().as_str()));
+        inner
+            .conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        let sql = Zeroizing::new(format!(
+            "PRAGMA rekey = \"{}\";",
+            new_key.sqlcipher_pragma_value().as_str()
+        ));
         let result = inner.conn.execute_batch(&sql);
-        inner.conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        inner
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         result?;
         Ok(())
     }
@@ -299,9 +332,11 @@ impl Store {
         let (db_id, mut rx) = {
             let mut inner = self.lock();
             let meta = inner.meta(db)?;
-            let current: i64 = inner
-                .conn
-                .query_row("SELECT update_seq FROM dbs WHERE id = ?1", [meta.id], |r| r.get(0))?;
+            let current: i64 = inner.conn.query_row(
+                "SELECT update_seq FROM dbs WHERE id = ?1",
+                [meta.id],
+                |r| r.get(0),
+            )?;
             let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
             let tx = watchers
                 .entry(meta.id)
@@ -333,9 +368,11 @@ impl Inner {
         }
         let row: Option<(i64, i64)> = self
             .conn
-            .query_row("SELECT id, revs_limit FROM dbs WHERE name = ?1", [name], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT id, revs_limit FROM dbs WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         let (id, revs_limit) = row.ok_or(Error::DbNotFound)?;
         let meta = DbMeta {

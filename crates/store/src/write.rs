@@ -37,10 +37,17 @@ impl Store {
     ///
     /// Per-document problems (conflicts, missing attachment stubs) are results; anything else
     /// (I/O, a corrupt file) rolls back the whole batch and is returned as the error.
-    pub fn bulk_docs(&self, db: &str, docs: Vec<DocWrite>, new_edits: bool) -> Result<Vec<Result<Rev, Error>>, Error> {
+    pub fn bulk_docs(
+        &self,
+        db: &str,
+        docs: Vec<DocWrite>,
+        new_edits: bool,
+    ) -> Result<Vec<Result<Rev, Error>>, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
-        let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut seq: i64 = tx
             .prepare_cached("SELECT update_seq FROM dbs WHERE id = ?1")?
             .query_row([meta.id], |r| r.get(0))?;
@@ -48,7 +55,9 @@ impl Store {
         let mut results = Vec::with_capacity(docs.len());
         for doc in docs {
             let result = if doc.id.kind() == DocKind::Local {
-                Err(Error::BadRequest("_local documents are written with put_local, not in a batch".into()))
+                Err(Error::BadRequest(
+                    "_local documents are written with put_local, not in a batch".into(),
+                ))
             } else if new_edits {
                 write_edit(&tx, &meta, doc, &mut seq)
             } else {
@@ -88,20 +97,29 @@ fn load(conn: &Connection, db_id: i64, doc_id: &str) -> Result<Option<Existing>,
 }
 
 /// The stub map stored with a revision.
-fn load_atts(conn: &Connection, rowid: i64, rev: &Rev) -> Result<Option<BTreeMap<String, AttachmentInfo>>, Error> {
+fn load_atts(
+    conn: &Connection,
+    rowid: i64,
+    rev: &Rev,
+) -> Result<Option<BTreeMap<String, AttachmentInfo>>, Error> {
     let atts: Option<Option<String>> = conn
         .prepare_cached("SELECT atts FROM revs WHERE doc = ?1 AND rev = ?2")?
         .query_row(params![rowid, rev.to_string()], |r| r.get(0))
         .optional()?;
     match atts.flatten() {
         None => Ok(None),
-        Some(json) => Ok(Some(
-            serde_json::from_str(&json).map_err(|_| Error::Corrupt("stored attachment stubs are not valid".into()))?,
-        )),
+        Some(json) => Ok(Some(serde_json::from_str(&json).map_err(|_| {
+            Error::Corrupt("stored attachment stubs are not valid".into())
+        })?)),
     }
 }
 
-fn write_edit(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) -> Result<Rev, Error> {
+fn write_edit(
+    conn: &Connection,
+    meta: &DbMeta,
+    doc: DocWrite,
+    seq: &mut i64,
+) -> Result<Rev, Error> {
     let existing = load(conn, meta.id, doc.id.as_str())?;
     let parent = match (&existing, &doc.rev) {
         (None, None) => None,
@@ -122,7 +140,9 @@ fn write_edit(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) ->
     let mut atts = BTreeMap::new();
     for (name, input) in doc.attachments {
         let info = match input {
-            AttachmentInput::Data { content_type, data, .. } => {
+            AttachmentInput::Data {
+                content_type, data, ..
+            } => {
                 let digest = attachments::put(conn, meta.id, &content_type, &data)?;
                 AttachmentInfo {
                     content_type,
@@ -132,7 +152,9 @@ fn write_edit(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) ->
                 }
             }
             AttachmentInput::Stub { digest } => {
-                let info = parent_atts.get(&name).ok_or_else(|| Error::MissingStub(name.clone()))?;
+                let info = parent_atts
+                    .get(&name)
+                    .ok_or_else(|| Error::MissingStub(name.clone()))?;
                 if digest.as_ref().is_some_and(|d| *d != info.digest) {
                     return Err(Error::MissingStub(name));
                 }
@@ -142,7 +164,10 @@ fn write_edit(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) ->
         atts.insert(name, info);
     }
     let body = canonical_json(&doc.body);
-    let digests: Vec<(&str, &str)> = atts.iter().map(|(n, a)| (n.as_str(), a.digest.as_str())).collect();
+    let digests: Vec<(&str, &str)> = atts
+        .iter()
+        .map(|(n, a)| (n.as_str(), a.digest.as_str()))
+        .collect();
     let rev = Rev::derive(parent.as_ref(), doc.deleted, &body, &digests);
     let mut path = vec![rev.clone()];
     path.extend(parent);
@@ -151,21 +176,38 @@ fn write_edit(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) ->
         None => (None, RevTree::new()),
     };
     tree.merge_path(&path, doc.deleted)?;
-    save(conn, meta, doc.id.as_str(), rowid, tree, &rev, doc.deleted, &body, &atts, seq)?;
+    save(
+        conn,
+        meta,
+        doc.id.as_str(),
+        rowid,
+        tree,
+        &rev,
+        doc.deleted,
+        &body,
+        &atts,
+        seq,
+    )?;
     Ok(rev)
 }
 
-fn write_replicated(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i64) -> Result<Rev, Error> {
-    let rev = doc
-        .rev
-        .clone()
-        .ok_or_else(|| Error::BadRequest("a replicated document (new_edits=false) needs _rev".into()))?;
+fn write_replicated(
+    conn: &Connection,
+    meta: &DbMeta,
+    doc: DocWrite,
+    seq: &mut i64,
+) -> Result<Rev, Error> {
+    let rev = doc.rev.clone().ok_or_else(|| {
+        Error::BadRequest("a replicated document (new_edits=false) needs _rev".into())
+    })?;
     let path = match &doc.revisions {
         Some(r) => r.to_path().map_err(|e| Error::BadRequest(e.to_string()))?,
         None => vec![rev.clone()],
     };
     if path.first() != Some(&rev) {
-        return Err(Error::BadRequest("_revisions does not start with _rev".into()));
+        return Err(Error::BadRequest(
+            "_revisions does not start with _rev".into(),
+        ));
     }
     let existing = load(conn, meta.id, doc.id.as_str())?;
     if existing.as_ref().is_some_and(|e| e.tree.contains(&rev)) {
@@ -194,7 +236,9 @@ fn write_replicated(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i
                     None => None,
                 };
                 let info = found.ok_or_else(|| Error::MissingStub(name.clone()))?;
-                if digest.as_ref().is_some_and(|d| *d != info.digest) || !attachments::exists(conn, meta.id, &info.digest)? {
+                if digest.as_ref().is_some_and(|d| *d != info.digest)
+                    || !attachments::exists(conn, meta.id, &info.digest)?
+                {
                     return Err(Error::MissingStub(name));
                 }
                 info
@@ -208,16 +252,30 @@ fn write_replicated(conn: &Connection, meta: &DbMeta, doc: DocWrite, seq: &mut i
     };
     tree.merge_path(&path, doc.deleted)?;
     let body = canonical_json(&doc.body);
-    save(conn, meta, doc.id.as_str(), rowid, tree, &rev, doc.deleted, &body, &atts, seq)?;
+    save(
+        conn,
+        meta,
+        doc.id.as_str(),
+        rowid,
+        tree,
+        &rev,
+        doc.deleted,
+        &body,
+        &atts,
+        seq,
+    )?;
     Ok(rev)
 }
 
-fn find_ancestor_att(conn: &Connection, e: &Existing, ancestors: &[Rev], name: &str) -> Result<Option<AttachmentInfo>, Error> {
+fn find_ancestor_att(
+    conn: &Connection,
+    e: &Existing,
+    ancestors: &[Rev],
+    name: &str,
+) -> Result<Option<AttachmentInfo>, Error> {
     for anc in ancestors {
-        if let Some(atts) = load_atts(conn, e.rowid, anc)? {
-            if let Some(info) = atts.get(name) {
-                return Ok(Some(info.clone()));
-            }
+        if let Some(info) = load_atts(conn, e.rowid, anc)?.and_then(|mut atts| atts.remove(name)) {
+            return Ok(Some(info));
         }
     }
     Ok(None)
@@ -262,10 +320,15 @@ fn save(
     let atts_json = if atts.is_empty() {
         None
     } else {
-        Some(serde_json::to_string(atts).map_err(|_| Error::Corrupt("attachment stubs do not serialize".into()))?)
+        Some(
+            serde_json::to_string(atts)
+                .map_err(|_| Error::Corrupt("attachment stubs do not serialize".into()))?,
+        )
     };
-    conn.prepare_cached("INSERT OR REPLACE INTO revs (doc, rev, deleted, body, atts) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![rowid, rev.to_string(), deleted, body, atts_json])?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO revs (doc, rev, deleted, body, atts) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![rowid, rev.to_string(), deleted, body, atts_json])?;
     let body_row = conn.last_insert_rowid();
     let winner_row = if winner.rev == *rev {
         body_row

@@ -1,13 +1,15 @@
 //! Integration tests on real SQLCipher files in temporary folders.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::path::Path;
 
 use base64::Engine;
 use revtree::{Rev, Revisions};
 use serde_json::{Value, json};
 use store::{
-    AttachmentInput, ChangesQuery, DataDir, DocId, DocWrite, Error, GetOptions, InitOptions, OpenRev, OpenRevs,
-    RevStatus, Store, Style, Unlocked,
+    AttachmentInput, ChangesQuery, DataDir, DocId, DocWrite, Error, GetOptions, InitOptions,
+    OpenRev, OpenRevs, RevStatus, Store, Style, Unlocked,
 };
 use vault::{KdfParams, Pin, PinPolicy};
 
@@ -26,7 +28,10 @@ fn fast_opts() -> InitOptions {
 
 fn node(dir: &Path) -> Unlocked {
     DataDir::init(dir, "admin", &Pin::from("135790"), &fast_opts()).unwrap();
-    let n = DataDir::open(dir).unwrap().unlock("admin", &Pin::from("135790")).unwrap();
+    let n = DataDir::open(dir)
+        .unwrap()
+        .unlock("admin", &Pin::from("135790"))
+        .unwrap();
     n.store.create_db(DB).unwrap();
     n
 }
@@ -51,26 +56,57 @@ fn put_get_update_requires_current_leaf() {
     let r1 = put(s, json!({"_id": "Patient/p1", "name": "Ada"})).unwrap();
     assert_eq!(r1.generation(), 1);
     // A second create without _rev is a conflict.
-    assert!(matches!(put(s, json!({"_id": "Patient/p1", "name": "Eve"})), Err(Error::Conflict)));
-    let r2 = put(s, json!({"_id": "Patient/p1", "_rev": r1.to_string(), "name": "Ada L."})).unwrap();
+    assert!(matches!(
+        put(s, json!({"_id": "Patient/p1", "name": "Eve"})),
+        Err(Error::Conflict)
+    ));
+    let r2 = put(
+        s,
+        json!({"_id": "Patient/p1", "_rev": r1.to_string(), "name": "Ada L."}),
+    )
+    .unwrap();
     assert_eq!(r2.generation(), 2);
     // The old rev is no longer a leaf.
     assert!(matches!(
-        put(s, json!({"_id": "Patient/p1", "_rev": r1.to_string(), "name": "stale"})),
+        put(
+            s,
+            json!({"_id": "Patient/p1", "_rev": r1.to_string(), "name": "stale"})
+        ),
         Err(Error::Conflict)
     ));
     // A rev that never existed, or a rev on a missing doc, is a conflict too.
-    assert!(matches!(put(s, json!({"_id": "Patient/p1", "_rev": "2-00", "x": 1})), Err(Error::Conflict)));
-    assert!(matches!(put(s, json!({"_id": "Patient/none", "_rev": "1-00"})), Err(Error::Conflict)));
-    let d = s.get(DB, &id("Patient/p1"), &GetOptions::default()).unwrap();
+    assert!(matches!(
+        put(s, json!({"_id": "Patient/p1", "_rev": "2-00", "x": 1})),
+        Err(Error::Conflict)
+    ));
+    assert!(matches!(
+        put(s, json!({"_id": "Patient/none", "_rev": "1-00"})),
+        Err(Error::Conflict)
+    ));
+    let d = s
+        .get(DB, &id("Patient/p1"), &GetOptions::default())
+        .unwrap();
     assert_eq!(d.rev, r2);
     assert_eq!(d.body["name"], "Ada L.");
     let old = s
-        .get(DB, &id("Patient/p1"), &GetOptions { rev: Some(r1.clone()), ..Default::default() })
+        .get(
+            DB,
+            &id("Patient/p1"),
+            &GetOptions {
+                rev: Some(r1.clone()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(old.body["name"], "Ada");
-    assert!(matches!(s.get(DB, &id("Patient/zz"), &GetOptions::default()), Err(Error::NotFound("missing"))));
-    assert!(matches!(s.get("nodb", &id("Patient/p1"), &GetOptions::default()), Err(Error::DbNotFound)));
+    assert!(matches!(
+        s.get(DB, &id("Patient/zz"), &GetOptions::default()),
+        Err(Error::NotFound("missing"))
+    ));
+    assert!(matches!(
+        s.get("nodb", &id("Patient/p1"), &GetOptions::default()),
+        Err(Error::DbNotFound)
+    ));
 }
 
 #[test]
@@ -91,16 +127,36 @@ fn deletion_tombstones_and_recreation() {
     let n = node(dir.path());
     let s = &n.store;
     let r1 = put(s, json!({"_id": "Task/t1", "status": "requested"})).unwrap();
-    let r2 = s.put(DB, DocWrite::deletion(id("Task/t1"), r1.clone())).unwrap();
-    assert!(matches!(s.get(DB, &id("Task/t1"), &GetOptions::default()), Err(Error::NotFound("deleted"))));
-    let tomb = s.get(DB, &id("Task/t1"), &GetOptions { rev: Some(r2.clone()), ..Default::default() }).unwrap();
+    let r2 = s
+        .put(DB, DocWrite::deletion(id("Task/t1"), r1.clone()))
+        .unwrap();
+    assert!(matches!(
+        s.get(DB, &id("Task/t1"), &GetOptions::default()),
+        Err(Error::NotFound("deleted"))
+    ));
+    let tomb = s
+        .get(
+            DB,
+            &id("Task/t1"),
+            &GetOptions {
+                rev: Some(r2.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert!(tomb.deleted);
     let info = s.db_info(DB).unwrap();
     assert_eq!((info.doc_count, info.doc_del_count), (0, 1));
     // Re-creating without _rev continues the tombstone branch.
     let r3 = put(s, json!({"_id": "Task/t1", "status": "ready"})).unwrap();
     assert_eq!(r3.generation(), 3);
-    assert_eq!(s.rev_tree(DB, &id("Task/t1")).unwrap().path_to(&r3).unwrap(), vec![r3.clone(), r2, r1]);
+    assert_eq!(
+        s.rev_tree(DB, &id("Task/t1"))
+            .unwrap()
+            .path_to(&r3)
+            .unwrap(),
+        vec![r3.clone(), r2, r1]
+    );
 }
 
 #[test]
@@ -109,7 +165,11 @@ fn replicated_revisions_make_conflicts_with_a_deterministic_winner() {
     let n = node(dir.path());
     let s = &n.store;
     let r1 = put(s, json!({"_id": "Patient/p2", "name": "A"})).unwrap();
-    let local = put(s, json!({"_id": "Patient/p2", "_rev": r1.to_string(), "name": "B"})).unwrap();
+    let local = put(
+        s,
+        json!({"_id": "Patient/p2", "_rev": r1.to_string(), "name": "B"}),
+    )
+    .unwrap();
     // A foreign edit of r1, inserted as replication does.
     let foreign = Rev::new(2, "ffffffffffffffffffffffffffffffff").unwrap();
     let mut w = DocWrite::from_json(json!({"_id": "Patient/p2", "name": "C"}), None).unwrap();
@@ -123,10 +183,22 @@ fn replicated_revisions_make_conflicts_with_a_deterministic_winner() {
     assert_eq!(s.update_seq(DB).unwrap(), seq);
 
     let d = s
-        .get(DB, &id("Patient/p2"), &GetOptions { conflicts: true, revs: true, ..Default::default() })
+        .get(
+            DB,
+            &id("Patient/p2"),
+            &GetOptions {
+                conflicts: true,
+                revs: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     // Both are generation 2; the higher hash string wins.
-    let (win, lose) = if foreign > local { (foreign.clone(), local.clone()) } else { (local.clone(), foreign.clone()) };
+    let (win, lose) = if foreign > local {
+        (foreign.clone(), local.clone())
+    } else {
+        (local.clone(), foreign.clone())
+    };
     assert_eq!(d.rev, win);
     assert_eq!(d.conflicts, Some(vec![lose.clone()]));
     assert_eq!(d.revisions.as_ref().unwrap().start, 2);
@@ -134,23 +206,48 @@ fn replicated_revisions_make_conflicts_with_a_deterministic_winner() {
     assert_eq!(json["_conflicts"][0], lose.to_string());
 
     // Resolve by deleting the loser: it becomes a deleted conflict.
-    s.put(DB, DocWrite::deletion(id("Patient/p2"), lose.clone())).unwrap();
+    s.put(DB, DocWrite::deletion(id("Patient/p2"), lose.clone()))
+        .unwrap();
     let d = s
-        .get(DB, &id("Patient/p2"), &GetOptions { conflicts: true, deleted_conflicts: true, ..Default::default() })
+        .get(
+            DB,
+            &id("Patient/p2"),
+            &GetOptions {
+                conflicts: true,
+                deleted_conflicts: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(d.conflicts, Some(vec![]));
     assert_eq!(d.deleted_conflicts.unwrap().len(), 1);
 
     // open_revs=all lists every leaf; missing revs are reported as missing.
-    let all = s.open_revs(DB, &id("Patient/p2"), &OpenRevs::All, true, false).unwrap();
+    let all = s
+        .open_revs(DB, &id("Patient/p2"), &OpenRevs::All, true, false)
+        .unwrap();
     assert_eq!(all.len(), 2);
     let some = s
-        .open_revs(DB, &id("Patient/p2"), &OpenRevs::Revs(vec![win.clone(), "9-abc".parse().unwrap()]), false, false)
+        .open_revs(
+            DB,
+            &id("Patient/p2"),
+            &OpenRevs::Revs(vec![win.clone(), "9-abc".parse().unwrap()]),
+            false,
+            false,
+        )
         .unwrap();
     assert!(matches!(&some[0], OpenRev::Ok(d) if d.rev == win));
     assert!(matches!(&some[1], OpenRev::Missing(r) if r.to_string() == "9-abc"));
     // latest=true replaces an ancestor with its leaves.
-    let latest = s.open_revs(DB, &id("Patient/p2"), &OpenRevs::Revs(vec![r1.clone()]), false, true).unwrap();
+    let latest = s
+        .open_revs(
+            DB,
+            &id("Patient/p2"),
+            &OpenRevs::Revs(vec![r1.clone()]),
+            false,
+            true,
+        )
+        .unwrap();
     assert_eq!(latest.len(), 2);
     // revs_info shows availability along the path.
     let info = s.revs_info(DB, &id("Patient/p2"), &win).unwrap();
@@ -182,10 +279,20 @@ fn stemming_at_revs_limit_drops_old_bodies() {
     assert_eq!(tree.len(), 5);
     assert_eq!(tree.path_to(&rev).unwrap().len(), 5);
     assert!(matches!(
-        s.get(DB, &id("c"), &GetOptions { rev: Some(first), ..Default::default() }),
+        s.get(
+            DB,
+            &id("c"),
+            &GetOptions {
+                rev: Some(first),
+                ..Default::default()
+            }
+        ),
         Err(Error::NotFound(_))
     ));
-    assert_eq!(s.get(DB, &id("c"), &GetOptions::default()).unwrap().body["n"], 19);
+    assert_eq!(
+        s.get(DB, &id("c"), &GetOptions::default()).unwrap().body["n"],
+        19
+    );
 }
 
 #[test]
@@ -201,13 +308,49 @@ fn changes_feed_lists_each_document_once_at_its_latest_sequence() {
     let ids: Vec<(&str, u64)> = all.results.iter().map(|c| (c.id.as_str(), c.seq)).collect();
     assert_eq!(ids, vec![("b", 2), ("a", 3), ("c", 4)]);
     assert_eq!(all.last_seq, 4);
-    let since = s.changes(DB, &ChangesQuery { since: 2, ..Default::default() }).unwrap();
+    let since = s
+        .changes(
+            DB,
+            &ChangesQuery {
+                since: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(since.results.len(), 2);
-    let limited = s.changes(DB, &ChangesQuery { limit: Some(1), ..Default::default() }).unwrap();
-    assert_eq!((limited.results.len(), limited.last_seq, limited.pending), (1, 2, 2));
-    let desc = s.changes(DB, &ChangesQuery { descending: true, ..Default::default() }).unwrap();
+    let limited = s
+        .changes(
+            DB,
+            &ChangesQuery {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (limited.results.len(), limited.last_seq, limited.pending),
+        (1, 2, 2)
+    );
+    let desc = s
+        .changes(
+            DB,
+            &ChangesQuery {
+                descending: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(desc.results[0].id.as_str(), "c");
-    let docs = s.changes(DB, &ChangesQuery { include_docs: true, since: 3, ..Default::default() }).unwrap();
+    let docs = s
+        .changes(
+            DB,
+            &ChangesQuery {
+                include_docs: true,
+                since: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(docs.results[0].doc.as_ref().unwrap().id.as_str(), "c");
 
     // style=all_docs lists every leaf, winner first.
@@ -215,9 +358,26 @@ fn changes_feed_lists_each_document_once_at_its_latest_sequence() {
     let mut w = DocWrite::from_json(json!({"_id": "c", "other": true}), None).unwrap();
     w.rev = Some(foreign.clone());
     s.bulk_docs(DB, vec![w], false).unwrap();
-    let main = s.changes(DB, &ChangesQuery { since: 4, ..Default::default() }).unwrap();
+    let main = s
+        .changes(
+            DB,
+            &ChangesQuery {
+                since: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(main.results[0].changes.len(), 1);
-    let every = s.changes(DB, &ChangesQuery { since: 4, style: Style::AllDocs, ..Default::default() }).unwrap();
+    let every = s
+        .changes(
+            DB,
+            &ChangesQuery {
+                since: 4,
+                style: Style::AllDocs,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(every.results[0].changes.len(), 2);
     assert_eq!(every.results[0].changes[1], foreign);
 }
@@ -226,7 +386,10 @@ fn changes_feed_lists_each_document_once_at_its_latest_sequence() {
 fn wait_for_change_wakes_on_write() {
     let dir = tempfile::tempdir().unwrap();
     let n = std::sync::Arc::new(node(dir.path()));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let seq = n.store.update_seq(DB).unwrap();
         let waiter = {
@@ -236,7 +399,11 @@ fn wait_for_change_wakes_on_write() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         put(&n.store, json!({"_id": "w"})).unwrap();
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(got, seq + 1);
         // Already past: returns at once.
         assert_eq!(n.store.wait_for_change(DB, 0).await.unwrap(), seq + 1);
@@ -249,17 +416,33 @@ fn local_documents_stay_out_of_the_feed() {
     let n = node(dir.path());
     let s = &n.store;
     let lid = id("_local/checkpoint");
-    let r = s.put_local(DB, &lid, None, false, &body(json!({"seq": 5}))).unwrap();
+    let r = s
+        .put_local(DB, &lid, None, false, &body(json!({"seq": 5})))
+        .unwrap();
     assert_eq!(r, "0-1");
-    assert!(matches!(s.put_local(DB, &lid, None, false, &body(json!({}))), Err(Error::Conflict)));
-    let r2 = s.put_local(DB, &lid, Some("0-1"), false, &body(json!({"seq": 9}))).unwrap();
+    assert!(matches!(
+        s.put_local(DB, &lid, None, false, &body(json!({}))),
+        Err(Error::Conflict)
+    ));
+    let r2 = s
+        .put_local(DB, &lid, Some("0-1"), false, &body(json!({"seq": 9})))
+        .unwrap();
     assert_eq!(r2, "0-2");
     assert_eq!(s.get_local(DB, &lid).unwrap().1["seq"], 9);
     assert_eq!(s.update_seq(DB).unwrap(), 0);
-    assert!(s.changes(DB, &ChangesQuery::default()).unwrap().results.is_empty());
-    s.put_local(DB, &lid, Some("0-2"), true, &body(json!({}))).unwrap();
+    assert!(
+        s.changes(DB, &ChangesQuery::default())
+            .unwrap()
+            .results
+            .is_empty()
+    );
+    s.put_local(DB, &lid, Some("0-2"), true, &body(json!({})))
+        .unwrap();
     assert!(matches!(s.get_local(DB, &lid), Err(Error::NotFound(_))));
-    assert!(matches!(s.put_local(DB, &id("normal"), None, false, &body(json!({}))), Err(Error::BadDocId(_))));
+    assert!(matches!(
+        s.put_local(DB, &id("normal"), None, false, &body(json!({}))),
+        Err(Error::BadDocId(_))
+    ));
 }
 
 #[test]
@@ -277,11 +460,18 @@ fn attachments_digests_stubs_revpos_and_compression() {
         }}),
     )
     .unwrap();
-    let d = s.get(DB, &id("DocumentReference/n1"), &GetOptions::default()).unwrap();
-    assert_eq!(d.attachments["note.txt"].digest, store::attachment_digest(note.as_bytes()));
+    let d = s
+        .get(DB, &id("DocumentReference/n1"), &GetOptions::default())
+        .unwrap();
+    assert_eq!(
+        d.attachments["note.txt"].digest,
+        store::attachment_digest(note.as_bytes())
+    );
     assert_eq!(d.attachments["note.txt"].revpos, 1);
     assert_eq!(d.attachments["note.txt"].length, note.len() as u64);
-    let (_, data) = s.get_attachment(DB, &id("DocumentReference/n1"), "note.txt", None).unwrap();
+    let (_, data) = s
+        .get_attachment(DB, &id("DocumentReference/n1"), "note.txt", None)
+        .unwrap();
     assert_eq!(data, note.as_bytes());
     // Update keeping note.txt as a stub, dropping sig.png.
     let r2 = put(
@@ -290,13 +480,17 @@ fn attachments_digests_stubs_revpos_and_compression() {
                "_attachments": {"note.txt": {"stub": true}}}),
     )
     .unwrap();
-    let d = s.get(DB, &id("DocumentReference/n1"), &GetOptions::default()).unwrap();
+    let d = s
+        .get(DB, &id("DocumentReference/n1"), &GetOptions::default())
+        .unwrap();
     assert_eq!(d.rev, r2);
     assert_eq!(d.attachments.len(), 1);
     assert_eq!(d.attachments["note.txt"].revpos, 1);
     assert_eq!(d.to_json()["_attachments"]["note.txt"]["stub"], true);
     // The old revision still has its signature.
-    let (_, sig) = s.get_attachment(DB, &id("DocumentReference/n1"), "sig.png", Some(&r1)).unwrap();
+    let (_, sig) = s
+        .get_attachment(DB, &id("DocumentReference/n1"), "sig.png", Some(&r1))
+        .unwrap();
     assert_eq!(sig, vec![0x89, b'P', b'N', b'G', 1, 2, 3]);
     // A stub for an attachment the parent does not have is refused.
     let bad = put(
@@ -309,8 +503,14 @@ fn attachments_digests_stubs_revpos_and_compression() {
     let plain = s.put(DB, w.clone()).unwrap();
     let other = tempfile::tempdir().unwrap();
     let n2 = node(other.path());
-    w.attachments
-        .insert("a".into(), AttachmentInput::Data { content_type: "text/plain".into(), data: b"x".to_vec(), revpos: None });
+    w.attachments.insert(
+        "a".into(),
+        AttachmentInput::Data {
+            content_type: "text/plain".into(),
+            data: b"x".to_vec(),
+            revpos: None,
+        },
+    );
     assert_ne!(n2.store.put(DB, w).unwrap(), plain);
 }
 
@@ -341,8 +541,14 @@ fn several_named_databases_in_one_file() {
     assert!(matches!(s.create_db("audit"), Err(Error::DbExists)));
     assert!(matches!(s.create_db("Bad"), Err(Error::BadDbName)));
     put(s, json!({"_id": "same"})).unwrap();
-    assert!(matches!(s.get("audit", &id("same"), &GetOptions::default()), Err(Error::NotFound(_))));
-    assert_eq!(s.list_dbs().unwrap(), vec!["audit".to_string(), DB.to_string()]);
+    assert!(matches!(
+        s.get("audit", &id("same"), &GetOptions::default()),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        s.list_dbs().unwrap(),
+        vec!["audit".to_string(), DB.to_string()]
+    );
     s.delete_db("audit").unwrap();
     assert!(matches!(s.db_info("audit"), Err(Error::DbNotFound)));
 }
@@ -357,7 +563,13 @@ fn no_plaintext_on_disk() {
             .unwrap();
     }
     n.store
-        .put_local(DB, &id("_local/x"), None, false, &body(json!({"note": marker})))
+        .put_local(
+            DB,
+            &id("_local/x"),
+            None,
+            false,
+            &body(json!({"note": marker})),
+        )
         .unwrap();
     // Scan while the WAL still holds the writes, then after a checkpoint.
     assert_no_plaintext(dir.path(), marker);
@@ -378,7 +590,11 @@ fn assert_no_plaintext(dir: &Path, marker: &str) {
             "plaintext found in {}",
             p.display()
         );
-        assert!(!bytes.starts_with(b"SQLite format 3"), "unencrypted SQLite header in {}", p.display());
+        assert!(
+            !bytes.starts_with(b"SQLite format 3"),
+            "unencrypted SQLite header in {}",
+            p.display()
+        );
     }
     assert!(seen >= 3);
 }
@@ -400,26 +616,56 @@ fn plain_sqlite_would_show_the_marker() {
 fn wrong_pin_fails_and_lockout_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = fast_opts();
-    opts.policy = PinPolicy { free_attempts: 2, max_failures: 3, base_delay_secs: 0, ..PinPolicy::default() };
+    opts.policy = PinPolicy {
+        free_attempts: 2,
+        max_failures: 3,
+        base_delay_secs: 0,
+        ..PinPolicy::default()
+    };
     DataDir::init(dir.path(), "admin", &Pin::from("135790"), &opts).unwrap();
-    let mut n = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).unwrap();
-    n.add_user("nurse", "nurse", &Pin::from("nurse-pin"), &opts.kdf).unwrap();
+    let mut n = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("admin", &Pin::from("135790"))
+        .unwrap();
+    n.add_user("nurse", "nurse", &Pin::from("nurse-pin"), &opts.kdf)
+        .unwrap();
     drop(n);
     for _ in 0..3 {
-        let e = DataDir::open(dir.path()).unwrap().unlock("nurse", &Pin::from("wrong-pin")).err().unwrap();
-        assert!(matches!(e, Error::Vault(vault::Error::WrongCredentials)), "{e}");
+        let e = DataDir::open(dir.path())
+            .unwrap()
+            .unlock("nurse", &Pin::from("wrong-pin"))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, Error::Vault(vault::Error::WrongCredentials)),
+            "{e}"
+        );
     }
     // Locked out, even with the right PIN, across a fresh open of the folder.
-    let e = DataDir::open(dir.path()).unwrap().unlock("nurse", &Pin::from("nurse-pin")).err().unwrap();
+    let e = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("nurse", &Pin::from("nurse-pin"))
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::Vault(vault::Error::LockedOut)), "{e}");
     // An unknown user gets the same answer as a wrong PIN.
-    let e = DataDir::open(dir.path()).unwrap().unlock("ghost", &Pin::from("whatever")).err().unwrap();
+    let e = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("ghost", &Pin::from("whatever"))
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::Vault(vault::Error::WrongCredentials)));
     // The admin resets the PIN; the nurse is back.
-    let mut admin = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).unwrap();
+    let mut admin = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("admin", &Pin::from("135790"))
+        .unwrap();
     admin.set_pin("nurse", &Pin::from("new-nurse-pin")).unwrap();
     drop(admin);
-    let nurse = DataDir::open(dir.path()).unwrap().unlock("nurse", &Pin::from("new-nurse-pin")).unwrap();
+    let nurse = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("nurse", &Pin::from("new-nurse-pin"))
+        .unwrap();
     assert_eq!(nurse.role, "nurse");
 }
 
@@ -427,10 +673,24 @@ fn wrong_pin_fails_and_lockout_survives_restart() {
 fn delays_are_enforced_between_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = fast_opts();
-    opts.policy = PinPolicy { free_attempts: 1, max_failures: 5, base_delay_secs: 60, ..PinPolicy::default() };
+    opts.policy = PinPolicy {
+        free_attempts: 1,
+        max_failures: 5,
+        base_delay_secs: 60,
+        ..PinPolicy::default()
+    };
     DataDir::init(dir.path(), "admin", &Pin::from("135790"), &opts).unwrap();
-    assert!(DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("000000")).is_err());
-    let e = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).err().unwrap();
+    assert!(
+        DataDir::open(dir.path())
+            .unwrap()
+            .unlock("admin", &Pin::from("000000"))
+            .is_err()
+    );
+    let e = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("admin", &Pin::from("135790"))
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::Throttled(s) if s > 0 && s <= 60), "{e}");
 }
 
@@ -438,36 +698,91 @@ fn delays_are_enforced_between_attempts() {
 fn non_admins_cannot_manage_users() {
     let dir = tempfile::tempdir().unwrap();
     let mut admin = node(dir.path());
-    admin.add_user("kim", "clinician", &Pin::from("kim-pin-1"), &fast_opts().kdf).unwrap();
+    admin
+        .add_user(
+            "kim",
+            "clinician",
+            &Pin::from("kim-pin-1"),
+            &fast_opts().kdf,
+        )
+        .unwrap();
     drop(admin);
-    let mut kim = DataDir::open(dir.path()).unwrap().unlock("kim", &Pin::from("kim-pin-1")).unwrap();
-    assert!(matches!(kim.add_user("x", "nurse", &Pin::from("123456"), &fast_opts().kdf), Err(Error::NotAdmin)));
-    assert!(matches!(kim.set_pin("admin", &Pin::from("123456")), Err(Error::NotAdmin)));
+    let mut kim = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("kim", &Pin::from("kim-pin-1"))
+        .unwrap();
+    assert!(matches!(
+        kim.add_user("x", "nurse", &Pin::from("123456"), &fast_opts().kdf),
+        Err(Error::NotAdmin)
+    ));
+    assert!(matches!(
+        kim.set_pin("admin", &Pin::from("123456")),
+        Err(Error::NotAdmin)
+    ));
     // Changing one's own PIN is allowed, and is a re-wrap only.
     kim.set_pin("kim", &Pin::from("kim-pin-2")).unwrap();
     drop(kim);
-    assert!(DataDir::open(dir.path()).unwrap().unlock("kim", &Pin::from("kim-pin-1")).is_err());
-    DataDir::open(dir.path()).unwrap().unlock("kim", &Pin::from("kim-pin-2")).unwrap();
+    assert!(
+        DataDir::open(dir.path())
+            .unwrap()
+            .unlock("kim", &Pin::from("kim-pin-1"))
+            .is_err()
+    );
+    DataDir::open(dir.path())
+        .unwrap()
+        .unlock("kim", &Pin::from("kim-pin-2"))
+        .unwrap();
 }
 
 #[test]
 fn rekey_reencrypts_and_old_key_no_longer_opens() {
     let dir = tempfile::tempdir().unwrap();
     let mut n = node(dir.path());
-    n.add_user("bob", "clinician", &Pin::from("bob-pin-1"), &fast_opts().kdf).unwrap();
+    n.add_user(
+        "bob",
+        "clinician",
+        &Pin::from("bob-pin-1"),
+        &fast_opts().kdf,
+    )
+    .unwrap();
     put(&n.store, json!({"_id": "keep", "v": 1})).unwrap();
     let old_db = std::fs::read(dir.path().join(store::DB_FILE)).unwrap();
     n.rekey(&Pin::from("135790")).unwrap();
     put(&n.store, json!({"_id": "after", "v": 2})).unwrap();
     drop(n);
-    n = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).unwrap();
-    assert_eq!(n.store.get(DB, &id("keep"), &GetOptions::default()).unwrap().body["v"], 1);
-    assert_eq!(n.store.get(DB, &id("after"), &GetOptions::default()).unwrap().body["v"], 2);
+    n = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("admin", &Pin::from("135790"))
+        .unwrap();
+    assert_eq!(
+        n.store
+            .get(DB, &id("keep"), &GetOptions::default())
+            .unwrap()
+            .body["v"],
+        1
+    );
+    assert_eq!(
+        n.store
+            .get(DB, &id("after"), &GetOptions::default())
+            .unwrap()
+            .body["v"],
+        2
+    );
     assert!(n.store.integrity_check().unwrap().is_empty());
-    assert_ne!(std::fs::read(dir.path().join(store::DB_FILE)).unwrap()[..4096], old_db[..4096]);
+    assert_ne!(
+        std::fs::read(dir.path().join(store::DB_FILE)).unwrap()[..4096],
+        old_db[..4096]
+    );
     drop(n);
-    let e = DataDir::open(dir.path()).unwrap().unlock("bob", &Pin::from("bob-pin-1")).err().unwrap();
-    assert!(matches!(e, Error::Vault(vault::Error::ResetRequired)), "{e}");
+    let e = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("bob", &Pin::from("bob-pin-1"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, Error::Vault(vault::Error::ResetRequired)),
+        "{e}"
+    );
 }
 
 #[test]
@@ -478,7 +793,9 @@ fn store_refuses_wrong_key_and_keeps_the_file() {
     drop(n);
     let path = dir.path().join(store::DB_FILE);
     let before = std::fs::read(&path).unwrap();
-    let e = Store::open(&path, &vault::Dek::generate().unwrap()).err().unwrap();
+    let e = Store::open(&path, &vault::Dek::generate().unwrap())
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::NotADatabase));
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
@@ -486,7 +803,10 @@ fn store_refuses_wrong_key_and_keeps_the_file() {
 #[test]
 fn init_refuses_existing_node_and_open_refuses_empty_folder() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(DataDir::open(dir.path()), Err(Error::NotInitialized)));
+    assert!(matches!(
+        DataDir::open(dir.path()),
+        Err(Error::NotInitialized)
+    ));
     node(dir.path());
     assert!(matches!(
         DataDir::init(dir.path(), "admin", &Pin::from("135790"), &fast_opts()),
@@ -496,9 +816,15 @@ fn init_refuses_existing_node_and_open_refuses_empty_folder() {
     {
         use std::os::unix::fs::PermissionsExt;
         let secret = dir.path().join(store::DEVICE_SECRET_FILE);
-        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(DataDir::open(dir.path()), Err(Error::InsecureSecretFile(0o644))));
+        assert!(matches!(
+            DataDir::open(dir.path()),
+            Err(Error::InsecureSecretFile(0o644))
+        ));
     }
 }
 
@@ -508,13 +834,35 @@ fn raw_reads_splice_the_same_json_as_parsed_reads() {
     let n = node(dir.path());
     let s = &n.store;
     put(s, json!({"_id": "empty"})).unwrap();
-    put(s, json!({"_id": "Patient/\"q\"", "name": [{"given": ["Zoë"]}], "n": 1.5})).unwrap();
+    put(
+        s,
+        json!({"_id": "Patient/\"q\"", "name": [{"given": ["Zoë"]}], "n": 1.5}),
+    )
+    .unwrap();
     put(s, json!({"_id": "att", "k": true, "_attachments": {"a.txt": {"content_type": "text/plain", "data": "aGk="}}})).unwrap();
     for doc_id in ["empty", "Patient/\"q\"", "att"] {
         let raw = s.get_raw(DB, &id(doc_id)).unwrap();
         let spliced: Value = serde_json::from_slice(&raw.to_json_bytes()).unwrap();
-        let parsed = s.get(DB, &id(doc_id), &GetOptions::default()).unwrap().to_json();
+        let parsed = s
+            .get(DB, &id(doc_id), &GetOptions::default())
+            .unwrap()
+            .to_json();
         assert_eq!(spliced, parsed, "{doc_id}");
     }
-    assert!(matches!(s.get_raw(DB, &id("nope")), Err(Error::NotFound("missing"))));
+    assert!(matches!(
+        s.get_raw(DB, &id("nope")),
+        Err(Error::NotFound("missing"))
+    ));
+}
+
+#[test]
+fn a_second_opener_is_told_the_file_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    put(&n.store, json!({"_id": "held"})).unwrap();
+    let e = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).err().unwrap();
+    assert!(matches!(e, Error::InUse), "{e}");
+    drop(n);
+    let again = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).unwrap();
+    assert!(again.store.get(DB, &id("held"), &GetOptions::default()).is_ok());
 }

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::keys::{Dek, DeviceSecret, Pin, random_bytes};
 use crate::wrap::{KdfParams, Wrap, unwrap, wrap};
-use crate::Error;
 
 /// Roles known to the vault. The full permission matrix comes with access control; the vault
 /// only needs to know who may manage users and keys.
@@ -50,7 +50,9 @@ impl PinPolicy {
     pub fn check(&self, pin: &Pin) -> Result<(), Error> {
         let n = pin.char_len();
         if n < self.min_length {
-            return Err(Error::PinTooShort { min: self.min_length });
+            return Err(Error::PinTooShort {
+                min: self.min_length,
+            });
         }
         if n > MAX_PIN_CHARS {
             return Err(Error::PinTooLong { max: MAX_PIN_CHARS });
@@ -60,7 +62,8 @@ impl PinPolicy {
 
     /// Checks the policy itself is sane.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.min_length < 4 || self.max_failures == 0 || self.free_attempts >= self.max_failures {
+        if self.min_length < 4 || self.max_failures == 0 || self.free_attempts >= self.max_failures
+        {
             return Err(Error::BadPolicy);
         }
         Ok(())
@@ -72,7 +75,9 @@ impl PinPolicy {
             return 0;
         }
         let exp = (failures - self.free_attempts).min(30);
-        self.base_delay_secs.saturating_mul(1u64 << exp).min(self.max_delay_secs)
+        self.base_delay_secs
+            .saturating_mul(1u64 << exp)
+            .min(self.max_delay_secs)
     }
 }
 
@@ -119,9 +124,9 @@ const FORMAT: u32 = 1;
 pub fn validate_user_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'@')
+        });
     if ok { Ok(()) } else { Err(Error::BadUserName) }
 }
 
@@ -161,7 +166,8 @@ impl VaultFile {
 
     /// Parses the stored form.
     pub fn from_json(bytes: &[u8]) -> Result<VaultFile, Error> {
-        let vf: VaultFile = serde_json::from_slice(bytes).map_err(|_| Error::Corrupt("vault file is not valid"))?;
+        let vf: VaultFile =
+            serde_json::from_slice(bytes).map_err(|_| Error::Corrupt("vault file is not valid"))?;
         if vf.format != FORMAT {
             return Err(Error::Corrupt("vault file has an unknown format version"));
         }
@@ -194,7 +200,9 @@ impl VaultFile {
             return Err(Error::ResetRequired);
         }
         let delay = self.policy.delay_after(entry.failed_attempts);
-        let since = entry.last_failure.map_or(u64::MAX, |t| now.saturating_sub(t));
+        let since = entry
+            .last_failure
+            .map_or(u64::MAX, |t| now.saturating_sub(t));
         // A clock that went backwards counts as no time passed.
         if delay > 0 && since < delay {
             return Ok(Gate::Wait(delay - since));
@@ -221,9 +229,9 @@ impl VaultFile {
 
     /// Attempts left before lockout.
     pub fn attempts_left(&self, user: &str) -> u32 {
-        self.users
-            .get(user)
-            .map_or(0, |e| self.policy.max_failures.saturating_sub(e.failed_attempts))
+        self.users.get(user).map_or(0, |e| {
+            self.policy.max_failures.saturating_sub(e.failed_attempts)
+        })
     }
 
     /// Opens the data key with a user's PIN. Does not touch the counters.
@@ -272,7 +280,9 @@ impl VaultFile {
     /// Removes a user's wrap. The last admin cannot be removed.
     pub fn remove_user(&mut self, name: &str) -> Result<(), Error> {
         let entry = self.users.get(name).ok_or(Error::NoSuchUser)?;
-        if entry.role == ADMIN_ROLE && self.users.values().filter(|e| e.role == ADMIN_ROLE).count() == 1 {
+        if entry.role == ADMIN_ROLE
+            && self.users.values().filter(|e| e.role == ADMIN_ROLE).count() == 1
+        {
             return Err(Error::LastAdmin);
         }
         self.users.remove(name);
@@ -281,7 +291,14 @@ impl VaultFile {
 
     /// Sets a new PIN for a user: re-wraps the same data key (fast; the database is untouched),
     /// clears the failure counter and any lockout.
-    pub fn set_pin(&mut self, dek: &Dek, name: &str, pin: &Pin, kdf: &KdfParams, device: &DeviceSecret) -> Result<(), Error> {
+    pub fn set_pin(
+        &mut self,
+        dek: &Dek,
+        name: &str,
+        pin: &Pin,
+        kdf: &KdfParams,
+        device: &DeviceSecret,
+    ) -> Result<(), Error> {
         self.policy.check(pin)?;
         let ctx = self.context(name);
         let entry = self.users.get_mut(name).ok_or(Error::NoSuchUser)?;
@@ -294,10 +311,21 @@ impl VaultFile {
     /// Records a full re-key: a new epoch, a fresh wrap of the new key for the admin doing it,
     /// and every other user's wrap dropped (their PINs may be what was compromised) until an
     /// admin sets them a new PIN.
-    pub fn rekeyed(&self, new_dek: &Dek, actor: &str, pin: &Pin, device: &DeviceSecret) -> Result<VaultFile, Error> {
+    pub fn rekeyed(
+        &self,
+        new_dek: &Dek,
+        actor: &str,
+        pin: &Pin,
+        device: &DeviceSecret,
+    ) -> Result<VaultFile, Error> {
         let mut next = self.clone();
         next.key_epoch += 1;
-        let kdf = self.user(actor)?.wrap.as_ref().map(|w| w.kdf).unwrap_or_default();
+        let kdf = self
+            .user(actor)?
+            .wrap
+            .as_ref()
+            .map(|w| w.kdf)
+            .unwrap_or_default();
         let ctx = next.context(actor);
         for (name, entry) in next.users.iter_mut() {
             entry.wrap = None;
@@ -325,19 +353,42 @@ mod tests {
 
     fn setup() -> (VaultFile, Dek, DeviceSecret) {
         let dev = DeviceSecret::generate().unwrap();
-        let (vf, dek) = VaultFile::create("admin", &Pin::from("123456"), &fast(), PinPolicy::default(), &dev).unwrap();
+        let (vf, dek) = VaultFile::create(
+            "admin",
+            &Pin::from("123456"),
+            &fast(),
+            PinPolicy::default(),
+            &dev,
+        )
+        .unwrap();
         (vf, dek, dev)
     }
 
     #[test]
     fn users_have_their_own_wraps_of_one_key() {
         let (mut vf, dek, dev) = setup();
-        vf.add_user(&dek, "nurse.kim", "nurse", &Pin::from("kim-secret"), &fast(), &dev).unwrap();
+        vf.add_user(
+            &dek,
+            "nurse.kim",
+            "nurse",
+            &Pin::from("kim-secret"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
         let a = vf.open("admin", &Pin::from("123456"), &dev).unwrap();
-        let b = vf.open("nurse.kim", &Pin::from("kim-secret"), &dev).unwrap();
+        let b = vf
+            .open("nurse.kim", &Pin::from("kim-secret"), &dev)
+            .unwrap();
         assert_eq!(a.as_bytes(), b.as_bytes());
-        assert!(matches!(vf.open("nurse.kim", &Pin::from("123456"), &dev), Err(Error::WrongCredentials)));
-        assert!(matches!(vf.open("nobody", &Pin::from("123456"), &dev), Err(Error::WrongCredentials)));
+        assert!(matches!(
+            vf.open("nurse.kim", &Pin::from("123456"), &dev),
+            Err(Error::WrongCredentials)
+        ));
+        assert!(matches!(
+            vf.open("nobody", &Pin::from("123456"), &dev),
+            Err(Error::WrongCredentials)
+        ));
         let back = VaultFile::from_json(&vf.to_json()).unwrap();
         assert_eq!(back, vf);
     }
@@ -350,10 +401,25 @@ mod tests {
             Err(Error::PinTooShort { min: 6 })
         ));
         assert!(matches!(
-            vf.add_user(&dek, "Bad Name", "nurse", &Pin::from("123456"), &fast(), &dev),
+            vf.add_user(
+                &dek,
+                "Bad Name",
+                "nurse",
+                &Pin::from("123456"),
+                &fast(),
+                &dev
+            ),
             Err(Error::BadUserName)
         ));
-        vf.add_user(&dek, "x", "nurse", &Pin::from("a long passphrase with spaces"), &fast(), &dev).unwrap();
+        vf.add_user(
+            &dek,
+            "x",
+            "nurse",
+            &Pin::from("a long passphrase with spaces"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -373,7 +439,10 @@ mod tests {
             assert_eq!(vf.gate("admin", now).unwrap(), Gate::Open);
             vf.note_attempt("admin", now);
         }
-        assert!(matches!(vf.gate("admin", now + 1_000_000), Err(Error::LockedOut)));
+        assert!(matches!(
+            vf.gate("admin", now + 1_000_000),
+            Err(Error::LockedOut)
+        ));
         assert_eq!(p.delay_after(3), 2);
         assert_eq!(p.delay_after(4), 4);
         assert_eq!(p.delay_after(40), p.max_delay_secs);
@@ -386,7 +455,8 @@ mod tests {
             vf.note_attempt("admin", 5);
         }
         assert!(matches!(vf.gate("admin", 10_000), Err(Error::LockedOut)));
-        vf.set_pin(&dek, "admin", &Pin::from("654321"), &fast(), &dev).unwrap();
+        vf.set_pin(&dek, "admin", &Pin::from("654321"), &fast(), &dev)
+            .unwrap();
         assert_eq!(vf.gate("admin", 10_000).unwrap(), Gate::Open);
         assert!(vf.open("admin", &Pin::from("654321"), &dev).is_ok());
         vf.note_attempt("admin", 5);
@@ -398,7 +468,15 @@ mod tests {
     fn last_admin_stays() {
         let (mut vf, dek, dev) = setup();
         assert!(matches!(vf.remove_user("admin"), Err(Error::LastAdmin)));
-        vf.add_user(&dek, "admin2", ADMIN_ROLE, &Pin::from("999999"), &fast(), &dev).unwrap();
+        vf.add_user(
+            &dek,
+            "admin2",
+            ADMIN_ROLE,
+            &Pin::from("999999"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
         vf.remove_user("admin").unwrap();
         assert!(matches!(vf.remove_user("nope"), Err(Error::NoSuchUser)));
     }
@@ -406,12 +484,30 @@ mod tests {
     #[test]
     fn rekey_drops_other_wraps() {
         let (mut vf, dek, dev) = setup();
-        vf.add_user(&dek, "bob", "clinician", &Pin::from("bob-pin-1"), &fast(), &dev).unwrap();
+        vf.add_user(
+            &dek,
+            "bob",
+            "clinician",
+            &Pin::from("bob-pin-1"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
         let new = Dek::generate().unwrap();
-        let next = vf.rekeyed(&new, "admin", &Pin::from("123456"), &dev).unwrap();
+        let next = vf
+            .rekeyed(&new, "admin", &Pin::from("123456"), &dev)
+            .unwrap();
         assert_eq!(next.key_epoch, 2);
-        assert_eq!(next.open("admin", &Pin::from("123456"), &dev).unwrap().as_bytes(), new.as_bytes());
-        assert!(matches!(next.open("bob", &Pin::from("bob-pin-1"), &dev), Err(Error::ResetRequired)));
+        assert_eq!(
+            next.open("admin", &Pin::from("123456"), &dev)
+                .unwrap()
+                .as_bytes(),
+            new.as_bytes()
+        );
+        assert!(matches!(
+            next.open("bob", &Pin::from("bob-pin-1"), &dev),
+            Err(Error::ResetRequired)
+        ));
         assert!(matches!(next.gate("bob", 0), Err(Error::ResetRequired)));
         // The old wrap does not open under the new epoch either.
         assert!(vf.open("admin", &Pin::from("123456"), &dev).is_ok());

@@ -27,7 +27,9 @@ impl Dek {
     }
 
     pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Dek, Error> {
-        let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| Error::Corrupt("data key has the wrong length"))?;
+        let arr: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| Error::Corrupt("data key has the wrong length"))?;
         Ok(Dek(Zeroizing::new(arr)))
     }
 

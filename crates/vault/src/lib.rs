@@ -24,7 +24,9 @@ mod file;
 mod keys;
 mod wrap;
 
-pub use file::{ADMIN_ROLE, Gate, MAX_PIN_CHARS, PinPolicy, UserEntry, VaultFile, validate_user_name};
+pub use file::{
+    ADMIN_ROLE, Gate, MAX_PIN_CHARS, PinPolicy, UserEntry, VaultFile, validate_user_name,
+};
 pub use keys::{Dek, DeviceSecret, KEY_LEN, Pin, random_bytes};
 pub use wrap::{KdfParams, Wrap, unwrap, wrap};
 
@@ -47,7 +49,9 @@ pub enum Error {
     #[error("wrong user or PIN")]
     WrongCredentials,
     /// Too many failed attempts.
-    #[error("this user is locked out after too many failed attempts; an administrator must set a new PIN")]
+    #[error(
+        "this user is locked out after too many failed attempts; an administrator must set a new PIN"
+    )]
     LockedOut,
     /// The user's wrap was dropped by a full re-key.
     #[error("this user's PIN must be reset by an administrator after the database was re-keyed")]
@@ -65,7 +69,9 @@ pub enum Error {
         max: usize,
     },
     /// The PIN policy is inconsistent.
-    #[error("the PIN policy is invalid (minimum length at least 4, free attempts below the lockout limit)")]
+    #[error(
+        "the PIN policy is invalid (minimum length at least 4, free attempts below the lockout limit)"
+    )]
     BadPolicy,
     /// A user name outside the allowed characters.
     #[error("user names are 1-64 characters of lowercase letters, digits, '.', '_', '-', '@'")]

@@ -8,8 +8,8 @@ use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::keys::{Dek, DeviceSecret, KEY_LEN, Pin, SecretKey, random_bytes};
 use crate::Error;
+use crate::keys::{Dek, DeviceSecret, KEY_LEN, Pin, SecretKey, random_bytes};
 
 /// Argon2id cost parameters, stored beside each wrap so they can be raised later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,10 +37,20 @@ impl Default for KdfParams {
 impl KdfParams {
     /// Checks the parameters are usable and not weaker than a floor.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.memory_kib < 8 * 1024 || self.iterations < 1 || self.parallelism < 1 || self.parallelism > 16 {
+        if self.memory_kib < 8 * 1024
+            || self.iterations < 1
+            || self.parallelism < 1
+            || self.parallelism > 16
+        {
             return Err(Error::WeakKdf);
         }
-        Params::new(self.memory_kib, self.iterations, self.parallelism, Some(KEY_LEN)).map_err(|_| Error::WeakKdf)?;
+        Params::new(
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            Some(KEY_LEN),
+        )
+        .map_err(|_| Error::WeakKdf)?;
         Ok(())
     }
 }
@@ -59,9 +69,21 @@ pub struct Wrap {
 }
 
 /// Derives the wrap key: HKDF-SHA256 over Argon2id(PIN, salt) with the device secret as salt.
-fn wrap_key(pin: &Pin, salt: &[u8], kdf: &KdfParams, device: &DeviceSecret, context: &[u8]) -> Result<SecretKey, Error> {
+fn wrap_key(
+    pin: &Pin,
+    salt: &[u8],
+    kdf: &KdfParams,
+    device: &DeviceSecret,
+    context: &[u8],
+) -> Result<SecretKey, Error> {
     kdf.validate()?;
-    let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(KEY_LEN)).map_err(|_| Error::WeakKdf)?;
+    let params = Params::new(
+        kdf.memory_kib,
+        kdf.iterations,
+        kdf.parallelism,
+        Some(KEY_LEN),
+    )
+    .map_err(|_| Error::WeakKdf)?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let mut kek = SecretKey([0u8; KEY_LEN]);
     argon
@@ -77,7 +99,13 @@ fn wrap_key(pin: &Pin, salt: &[u8], kdf: &KdfParams, device: &DeviceSecret, cont
 
 /// Wraps `dek` for a user. `context` binds the wrap to its vault, user and key epoch (it is the
 /// AEAD associated data), so a wrap copied to another user or vault does not open.
-pub fn wrap(dek: &Dek, pin: &Pin, kdf: &KdfParams, device: &DeviceSecret, context: &[u8]) -> Result<Wrap, Error> {
+pub fn wrap(
+    dek: &Dek,
+    pin: &Pin,
+    kdf: &KdfParams,
+    device: &DeviceSecret,
+    context: &[u8],
+) -> Result<Wrap, Error> {
     let salt: [u8; 16] = random_bytes()?;
     let nonce: [u8; 12] = random_bytes()?;
     let key = wrap_key(pin, &salt, kdf, device, context)?;
@@ -112,7 +140,13 @@ pub fn unwrap(w: &Wrap, pin: &Pin, device: &DeviceSecret, context: &[u8]) -> Res
     let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|_| Error::Kdf)?;
     let plain = zeroize::Zeroizing::new(
         cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: &ct, aad: context })
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &ct,
+                    aad: context,
+                },
+            )
             .map_err(|_| Error::WrongPin)?,
     );
     Dek::from_bytes(&plain)
@@ -138,10 +172,19 @@ mod tests {
         let w = wrap(&dek, &pin, &fast(), &dev, b"vault1/alice/1").unwrap();
         let back = unwrap(&w, &pin, &dev, b"vault1/alice/1").unwrap();
         assert_eq!(back.as_bytes(), dek.as_bytes());
-        assert!(matches!(unwrap(&w, &Pin::from("wrong horse"), &dev, b"vault1/alice/1"), Err(Error::WrongPin)));
+        assert!(matches!(
+            unwrap(&w, &Pin::from("wrong horse"), &dev, b"vault1/alice/1"),
+            Err(Error::WrongPin)
+        ));
         let other = DeviceSecret::generate().unwrap();
-        assert!(matches!(unwrap(&w, &pin, &other, b"vault1/alice/1"), Err(Error::WrongPin)));
-        assert!(matches!(unwrap(&w, &pin, &dev, b"vault1/bob/1"), Err(Error::WrongPin)));
+        assert!(matches!(
+            unwrap(&w, &pin, &other, b"vault1/alice/1"),
+            Err(Error::WrongPin)
+        ));
+        assert!(matches!(
+            unwrap(&w, &pin, &dev, b"vault1/bob/1"),
+            Err(Error::WrongPin)
+        ));
         // Nothing in the stored wrap reveals the key.
         let json = serde_json::to_string(&w).unwrap();
         assert!(!json.contains(&hex::encode(dek.as_bytes())));

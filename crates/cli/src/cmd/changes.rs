@@ -33,7 +33,11 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         since: a.since,
         limit: a.limit,
         descending: a.descending,
-        style: if a.style == "all_docs" { Style::AllDocs } else { Style::MainOnly },
+        style: if a.style == "all_docs" {
+            Style::AllDocs
+        } else {
+            Style::MainOnly
+        },
         include_docs: a.include_docs,
         conflicts: false,
     };

@@ -43,7 +43,9 @@ pub fn run(ctx: &mut Context, cmd: DbCommand) -> Result<()> {
         }
         DbCommand::Delete { name, yes } => {
             if !yes {
-                bail!("deleting '{name}' removes all its documents from this device; add --yes to confirm");
+                bail!(
+                    "deleting '{name}' removes all its documents from this device; add --yes to confirm"
+                );
             }
             node.store.delete_db(&name)?;
             outln!("Deleted database '{name}'.");
@@ -56,12 +58,18 @@ pub fn check(ctx: &mut Context) -> Result<()> {
     let node = ctx.unlock()?;
     let problems = node.store.integrity_check()?;
     if problems.is_empty() {
-        outln!("ok: {} passed SQLite and SQLCipher integrity checks", node.store.path().display());
+        outln!(
+            "ok: {} passed SQLite and SQLCipher integrity checks",
+            node.store.path().display()
+        );
         Ok(())
     } else {
         for p in &problems {
             eprintln!("{p}");
         }
-        bail!("the database failed its integrity check ({} problems); keep the file and restore from a backup", problems.len())
+        bail!(
+            "the database failed its integrity check ({} problems); keep the file and restore from a backup",
+            problems.len()
+        )
     }
 }

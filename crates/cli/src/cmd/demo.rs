@@ -57,15 +57,22 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
         let t = Instant::now();
         DataDir::init(&folder, DEMO_USER, &pin, &InitOptions::default())
             .with_context(|| format!("cannot create the demo node in {}", folder.display()))?;
-        outln!("1. Created an encrypted demo node in {} ({:.0} ms: device secret, vault, SQLCipher file).",
-            folder.display(), t.elapsed().as_secs_f64() * 1000.0);
+        outln!(
+            "1. Created an encrypted demo node in {} ({:.0} ms: device secret, vault, SQLCipher file).",
+            folder.display(),
+            t.elapsed().as_secs_f64() * 1000.0
+        );
     } else {
         outln!("1. Reusing the demo node in {}.", folder.display());
     }
     let t = Instant::now();
-    let node = DataDir::open(&folder)?.unlock(DEMO_USER, &pin).context("cannot unlock the demo node")?;
-    outln!("2. Unlocked as '{DEMO_USER}' with PIN {DEMO_PIN} in {:.0} ms (Argon2id 64 MiB, 3 passes; no key on disk).",
-        t.elapsed().as_secs_f64() * 1000.0);
+    let node = DataDir::open(&folder)?
+        .unlock(DEMO_USER, &pin)
+        .context("cannot unlock the demo node")?;
+    outln!(
+        "2. Unlocked as '{DEMO_USER}' with PIN {DEMO_PIN} in {:.0} ms (Argon2id 64 MiB, 3 passes; no key on disk).",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     let s = &node.store;
     s.ensure_db(DB)?;
 
@@ -75,19 +82,32 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let results = s.bulk_docs(DB, writes, true)?;
     let new = results.iter().filter(|r| r.is_ok()).count();
-    outln!("3. Wrote {new} new FHIR records in one transaction ({} were already there): patients, a healthcare proxy, vitals, a task, a signed note.",
-        results.len() - new);
+    outln!(
+        "3. Wrote {new} new FHIR records in one transaction ({} were already there): patients, a healthcare proxy, vitals, a task, a signed note.",
+        results.len() - new
+    );
 
     // An offline edit here, and a different edit of the same revision arriving by replication.
     let pid = DocId::parse("Patient/p-1002")?;
     let current = s.get(DB, &pid, &GetOptions::default())?;
     if current.rev.generation() == 1 {
         let mut here = current.body.clone();
-        here.insert("telecom".into(), json!([{"system": "phone", "value": "555-0199"}]));
-        let local = s.put(DB, DocWrite::new(pid.clone(), Some(current.rev.clone()), here))?;
+        here.insert(
+            "telecom".into(),
+            json!([{"system": "phone", "value": "555-0199"}]),
+        );
+        let local = s.put(
+            DB,
+            DocWrite::new(pid.clone(), Some(current.rev.clone()), here),
+        )?;
         let mut there = current.body.clone();
         there.insert("address".into(), json!([{"city": "Tromsø"}]));
-        let foreign = Rev::derive(Some(&current.rev), false, &revtree::canonical_json(&there), &[]);
+        let foreign = Rev::derive(
+            Some(&current.rev),
+            false,
+            &revtree::canonical_json(&there),
+            &[],
+        );
         let mut w = DocWrite::new(pid.clone(), Some(foreign.clone()), there);
         w.revisions = Revisions::from_path(&[foreign.clone(), current.rev.clone()]);
         s.bulk_docs(DB, vec![w], false)?;
@@ -95,12 +115,30 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
     } else {
         outln!("4. {pid} already carries the demo conflict.");
     }
-    let doc = s.get(DB, &pid, &GetOptions { conflicts: true, ..Default::default() })?;
-    outln!("   Winner {} (deterministic on every replica); kept for review: {:?}.",
-        doc.rev, doc.conflicts.unwrap_or_default().iter().map(ToString::to_string).collect::<Vec<_>>());
+    let doc = s.get(
+        DB,
+        &pid,
+        &GetOptions {
+            conflicts: true,
+            ..Default::default()
+        },
+    )?;
+    outln!(
+        "   Winner {} (deterministic on every replica); kept for review: {:?}.",
+        doc.rev,
+        doc.conflicts
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
 
     let changes = s.changes(DB, &ChangesQuery::default())?;
-    outln!("5. Changes feed: {} documents, last sequence {}.", changes.results.len(), changes.last_seq);
+    outln!(
+        "5. Changes feed: {} documents, last sequence {}.",
+        changes.results.len(),
+        changes.last_seq
+    );
     for c in &changes.results {
         outln!("   seq {:>3}  {}  {}", c.seq, c.changes[0], c.id);
     }
@@ -118,11 +156,17 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
         }
     }
     if leaked.is_empty() {
-        outln!("6. Searched every file in {} for the patient name \"{needle}\": not found. The data is encrypted at rest.", folder.display());
+        outln!(
+            "6. Searched every file in {} for the patient name \"{needle}\": not found. The data is encrypted at rest.",
+            folder.display()
+        );
     } else {
         anyhow::bail!("plaintext found on disk in {leaked:?}");
     }
     outln!("");
-    outln!("Try: hearth --data-dir {} --user {DEMO_USER} doc get Patient/p-1002 --conflicts", folder.display());
+    outln!(
+        "Try: hearth --data-dir {} --user {DEMO_USER} doc get Patient/p-1002 --conflicts",
+        folder.display()
+    );
     Ok(())
 }

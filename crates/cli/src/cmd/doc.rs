@@ -67,15 +67,18 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
             let node = ctx.unlock()?;
             let text = match json.as_str() {
                 "-" => ctx.input.rest_of_stdin()?,
-                s if s.starts_with('@') => {
-                    std::fs::read_to_string(&s[1..]).with_context(|| format!("cannot read {}", &s[1..]))?
-                }
+                s if s.starts_with('@') => std::fs::read_to_string(&s[1..])
+                    .with_context(|| format!("cannot read {}", &s[1..]))?,
                 s => s.to_owned(),
             };
-            let value: Value = serde_json::from_str(&text).context("the document is not valid JSON")?;
+            let value: Value =
+                serde_json::from_str(&text).context("the document is not valid JSON")?;
             let write = DocWrite::from_json(value, id.as_deref())?;
             let doc_id = write.id.clone();
-            let rev = node.store.put(&db, write).context("cannot write the document")?;
+            let rev = node
+                .store
+                .put(&db, write)
+                .context("cannot write the document")?;
             print_json(&json!({"ok": true, "id": doc_id.as_str(), "rev": rev.to_string()}))
         }
         DocCommand::Get {
@@ -110,7 +113,10 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                 deleted_conflicts: conflicts,
                 revs,
             };
-            let doc = node.store.get(&db, &id, &opts).context("cannot read the document")?;
+            let doc = node
+                .store
+                .get(&db, &id, &opts)
+                .context("cannot read the document")?;
             print_json(&doc.to_json())
         }
         DocCommand::Delete { id, rev, db } => {
@@ -122,19 +128,26 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                 .context("cannot delete the document")?;
             print_json(&json!({"ok": true, "id": id.as_str(), "rev": new.to_string()}))
         }
-        DocCommand::Load { file, batch_size, db } => load(ctx, &file, batch_size.max(1), &db),
+        DocCommand::Load {
+            file,
+            batch_size,
+            db,
+        } => load(ctx, &file, batch_size.max(1), &db),
     }
 }
 
 fn parse_rev(s: &str) -> Result<Rev> {
-    s.trim().parse::<Rev>().with_context(|| "a revision looks like 3-1a2b… (generation-hash)".to_string())
+    s.trim()
+        .parse::<Rev>()
+        .with_context(|| "a revision looks like 3-1a2b… (generation-hash)".to_string())
 }
 
 /// Parses a JSON array or NDJSON into documents.
 fn parse_many(text: &str) -> Result<Vec<Value>> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let v: Vec<Value> = serde_json::from_str(trimmed).context("the file is not a valid JSON array")?;
+        let v: Vec<Value> =
+            serde_json::from_str(trimmed).context("the file is not a valid JSON array")?;
         return Ok(v);
     }
     let mut out = Vec::new();
@@ -142,7 +155,10 @@ fn parse_many(text: &str) -> Result<Vec<Value>> {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(line).with_context(|| format!("line {} is not valid JSON", n + 1))?);
+        out.push(
+            serde_json::from_str(line)
+                .with_context(|| format!("line {} is not valid JSON", n + 1))?,
+        );
     }
     Ok(out)
 }
@@ -158,7 +174,10 @@ fn load(ctx: &mut Context, file: &std::path::Path, batch_size: usize, db: &str) 
     // Validate everything before writing anything.
     let mut writes = Vec::with_capacity(values.len());
     for (i, v) in values.into_iter().enumerate() {
-        writes.push(DocWrite::from_json(v, None).with_context(|| format!("document {} is invalid", i + 1))?);
+        writes.push(
+            DocWrite::from_json(v, None)
+                .with_context(|| format!("document {} is invalid", i + 1))?,
+        );
     }
     let total = writes.len();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -168,7 +187,11 @@ fn load(ctx: &mut Context, file: &std::path::Path, batch_size: usize, db: &str) 
         let tail = rest.split_off(batch_size.min(rest.len()));
         let batch = std::mem::replace(&mut rest, tail);
         done += batch.len();
-        for r in node.store.bulk_docs(db, batch, true).context("cannot write a batch")? {
+        for r in node
+            .store
+            .bulk_docs(db, batch, true)
+            .context("cannot write a batch")?
+        {
             match r {
                 Ok(_) => ok += 1,
                 Err(_) => failed += 1,

@@ -37,14 +37,21 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
     let policy = PinPolicy {
         min_length: args.min_pin_length,
         max_failures: args.max_failures,
-        free_attempts: PinPolicy::default().free_attempts.min(args.max_failures.saturating_sub(1)),
+        free_attempts: PinPolicy::default()
+            .free_attempts
+            .min(args.max_failures.saturating_sub(1)),
         ..PinPolicy::default()
     };
     let pin = ctx.input.new_pin(&format!("New PIN for {user}: "))?;
-    let opts = InitOptions { kdf: args.kdf(), policy };
+    let opts = InitOptions {
+        kdf: args.kdf(),
+        policy,
+    };
     let dir = DataDir::init(&ctx.data_dir, &user, &pin, &opts)
         .with_context(|| format!("cannot create a node in {}", ctx.data_dir.display()))?;
-    let node = dir.unlock(&user, &pin).context("cannot unlock the new vault")?;
+    let node = dir
+        .unlock(&user, &pin)
+        .context("cannot unlock the new vault")?;
     node.store.ensure_db(super::DEFAULT_DB)?;
     outln!(
         "Created an encrypted node in {} with administrator '{user}'.",

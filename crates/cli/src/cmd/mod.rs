@@ -53,6 +53,9 @@ impl Context {
 
 /// Prints JSON to stdout, pretty.
 pub fn print_json(v: &serde_json::Value) -> Result<()> {
-    outln!("{}", serde_json::to_string_pretty(v).context("formatting JSON")?);
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(v).context("formatting JSON")?
+    );
     Ok(())
 }

@@ -32,7 +32,8 @@ pub fn run(ctx: &mut Context, cmd: UserCommand) -> Result<()> {
         UserCommand::Add { name, role } => {
             let pin = ctx.input.new_pin(&format!("New PIN for {name}: "))?;
             let kdf = own_kdf(&node);
-            node.add_user(&name, &role, &pin, &kdf).context("cannot add the user")?;
+            node.add_user(&name, &role, &pin, &kdf)
+                .context("cannot add the user")?;
             outln!("Added user '{name}' with role '{role}'.");
         }
         UserCommand::Remove { name } => {
@@ -72,7 +73,10 @@ fn own_kdf(node: &store::Unlocked) -> KdfParams {
 
 pub fn rekey(ctx: &mut Context) -> Result<()> {
     let mut node = ctx.unlock()?;
-    let pin = ctx.input.pin(&format!("PIN for {} (again, to wrap the new key): ", node.user))?;
+    let pin = ctx.input.pin(&format!(
+        "PIN for {} (again, to wrap the new key): ",
+        node.user
+    ))?;
     node.rekey(&pin).context("cannot re-key the database")?;
     let others = node.vault().users.len() - 1;
     outln!(
