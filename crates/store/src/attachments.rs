@@ -137,6 +137,50 @@ mod tests {
     }
 
     #[test]
+    fn compresses_large_compressible_content_only_and_reads_it_back() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO dbs (id, name, uuid, created_at) VALUES (1, 'd', 'u', 0)",
+            [],
+        )
+        .unwrap();
+        let stored = |d: &str| -> (i64, usize) {
+            conn.query_row(
+                "SELECT encoding, length(data) FROM attachments WHERE digest = ?1",
+                [d],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)),
+            )
+            .unwrap()
+        };
+        let note = "Patient reports improved sleep. ".repeat(100).into_bytes();
+        let d = put(&conn, 1, "text/plain", &note).unwrap();
+        let (enc, len) = stored(&d);
+        assert_eq!(enc, GZIP);
+        assert!(len < note.len() / 4, "{len} of {}", note.len());
+        assert_eq!(get(&conn, 1, &d).unwrap(), note);
+        // Small, or not compressible by type: stored as is.
+        let small = put(&conn, 1, "text/plain", b"short").unwrap();
+        assert_eq!(stored(&small), (IDENTITY, 5));
+        let png = vec![7u8; 4096];
+        let p = put(&conn, 1, "image/png", &png).unwrap();
+        assert_eq!(stored(&p), (IDENTITY, 4096));
+        // The same bytes again are stored once.
+        assert_eq!(put(&conn, 1, "text/plain", &note).unwrap(), d);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM attachments", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 3);
+        // Corrupted stored bytes are reported, not returned.
+        conn.execute(
+            "UPDATE attachments SET data = x'00' WHERE digest = ?1",
+            [&small],
+        )
+        .unwrap();
+        assert!(matches!(get(&conn, 1, &small), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
     fn compressible_types() {
         assert!(compressible("text/plain; charset=utf-8"));
         assert!(compressible("application/fhir+json"));

@@ -141,8 +141,8 @@ impl fmt::Debug for AttachmentInput {
     }
 }
 
-/// A document to write.
-#[derive(Clone, Debug)]
+/// A document to write. `Debug` shows the id and revision, never the body (it is PHI).
+#[derive(Clone)]
 pub struct DocWrite {
     /// Its id.
     pub id: DocId,
@@ -313,8 +313,9 @@ fn parse_attachments(v: Value) -> Result<BTreeMap<String, AttachmentInput>, Erro
     Ok(out)
 }
 
-/// A revision of a document as read from the store.
-#[derive(Clone, Debug, PartialEq)]
+/// A revision of a document as read from the store. `Debug` shows the id and revision, never
+/// the body (it is PHI).
+#[derive(Clone, PartialEq)]
 pub struct Document {
     /// Its id.
     pub id: DocId,
@@ -332,6 +333,37 @@ pub struct Document {
     pub deleted_conflicts: Option<Vec<Rev>>,
     /// `_revisions`, when asked for.
     pub revisions: Option<Revisions>,
+}
+
+impl fmt::Debug for DocWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DocWrite")
+            .field("id", &self.id)
+            .field("rev", &self.rev)
+            .field("deleted", &self.deleted)
+            .field(
+                "body",
+                &format_args!("<{} fields redacted>", self.body.len()),
+            )
+            .field("attachments", &self.attachments.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Document")
+            .field("id", &self.id)
+            .field("rev", &self.rev)
+            .field("deleted", &self.deleted)
+            .field(
+                "body",
+                &format_args!("<{} fields redacted>", self.body.len()),
+            )
+            .field("attachments", &self.attachments.keys().collect::<Vec<_>>())
+            .field("conflicts", &self.conflicts)
+            .finish()
+    }
 }
 
 impl Document {
@@ -422,6 +454,17 @@ mod tests {
             .is_err()
         );
         assert!(DocWrite::from_json(json!({"_rev":"bogus"}), Some("x")).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_body() {
+        let w =
+            DocWrite::from_json(json!({"_id":"Patient/p1","name":"Zebediah Quux"}), None).unwrap();
+        let shown = format!("{w:?}");
+        assert!(
+            shown.contains("Patient/p1") && !shown.contains("Zebediah"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub enum OpenRev {
 }
 
 /// The winning revision of a document with its body as stored (canonical JSON, unparsed).
-#[derive(Clone, Debug, PartialEq)]
+/// `Debug` shows the id and revision, never the body.
+#[derive(Clone, PartialEq)]
 pub struct RawDocument {
     /// Its id.
     pub id: DocId,
@@ -52,6 +53,19 @@ pub struct RawDocument {
     pub body: Vec<u8>,
     /// Attachment stubs by name.
     pub attachments: BTreeMap<String, AttachmentInfo>,
+}
+
+impl std::fmt::Debug for RawDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDocument")
+            .field("id", &self.id)
+            .field("rev", &self.rev)
+            .field(
+                "body",
+                &format_args!("<{} bytes redacted>", self.body.len()),
+            )
+            .finish()
+    }
 }
 
 impl RawDocument {

@@ -860,9 +860,21 @@ fn a_second_opener_is_told_the_file_is_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
     put(&n.store, json!({"_id": "held"})).unwrap();
-    let e = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).err().unwrap();
+    let e = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("admin", &Pin::from("135790"))
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::InUse), "{e}");
     drop(n);
-    let again = DataDir::open(dir.path()).unwrap().unlock("admin", &Pin::from("135790")).unwrap();
-    assert!(again.store.get(DB, &id("held"), &GetOptions::default()).is_ok());
+    let again = DataDir::open(dir.path())
+        .unwrap()
+        .unlock("admin", &Pin::from("135790"))
+        .unwrap();
+    assert!(
+        again
+            .store
+            .get(DB, &id("held"), &GetOptions::default())
+            .is_ok()
+    );
 }
