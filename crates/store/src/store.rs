@@ -329,7 +329,7 @@ impl Store {
     /// Waits until the database's sequence passes `since`, then returns the new sequence.
     /// Sees writes made through this `Store`; wrap it in a timeout for long-polling.
     pub async fn wait_for_change(&self, db: &str, since: u64) -> Result<u64, Error> {
-        let (db_id, mut rx) = {
+        let mut rx = {
             let mut inner = self.lock();
             let meta = inner.meta(db)?;
             let current: i64 = inner.conn.query_row(
@@ -348,14 +348,14 @@ impl Store {
                 }
                 newer
             });
-            (meta.id, tx.subscribe())
+            tx.subscribe()
         };
+        // The sender is dropped only when the database is deleted.
         let seq = rx
             .wait_for(|s| *s > since)
             .await
             .map(|s| *s)
             .map_err(|_| Error::DbNotFound)?;
-        let _ = db_id;
         Ok(seq)
     }
 }
