@@ -1,0 +1,23 @@
+//! The FHIR R4 resources Hearth stores: typed models, structural validation with
+//! `OperationOutcome` errors, search-index terms and medication reminders. Pure: no I/O.
+//!
+//! ```
+//! use serde_json::json;
+//!
+//! let bad = json!({"resourceType": "Patient", "gender": "F", "birthDate": "1948-13-01"});
+//! let report = fhir::validate(&bad);
+//! let paths: Vec<&str> = report.issues.iter().map(|i| i.expression.as_str()).collect();
+//! assert_eq!(paths, ["Patient.birthDate", "Patient.gender"]);
+//! let outcome = fhir::operation_outcome(&report.issues);
+//! assert_eq!(outcome["resourceType"], "OperationOutcome");
+//! ```
+
+pub mod models;
+mod outcome;
+pub mod primitives;
+pub mod schema;
+mod validate;
+
+pub use models::Resource;
+pub use outcome::{Issue, IssueCode, Severity, operation_outcome};
+pub use validate::{Report, validate};
