@@ -12,6 +12,7 @@
 //! assert_eq!(outcome["resourceType"], "OperationOutcome");
 //! ```
 
+pub mod demo;
 pub mod models;
 mod outcome;
 pub mod primitives;
