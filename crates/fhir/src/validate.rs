@@ -67,12 +67,11 @@ fn lookup(sets: &[&'static [El]], key: &str) -> Option<(El, Ty)> {
             if el.name == key {
                 return Some((*el, el.ty));
             }
-            if let Ty::Choice(variants) = el.ty {
-                if let Some(suffix) = key.strip_prefix(el.name) {
-                    if let Some((_, ty)) = variants.iter().find(|(s, _)| *s == suffix) {
-                        return Some((*el, *ty));
-                    }
-                }
+            if let Ty::Choice(variants) = el.ty
+                && let Some(suffix) = key.strip_prefix(el.name)
+                && let Some((_, ty)) = variants.iter().find(|(s, _)| *s == suffix)
+            {
+                return Some((*el, *ty));
             }
         }
     }
@@ -228,14 +227,14 @@ fn check_one(report: &mut Report, path: &str, value: &Value, el: &El, ty: Ty) {
                     .push(Issue::error(IssueCode::Value, path, &why));
                 return;
             }
-            if let (Some(codes), Some(s)) = (el.codes, value.as_str()) {
-                if !codes.contains(&s) {
-                    report.issues.push(Issue::error(
-                        IssueCode::CodeInvalid,
-                        path,
-                        &format!("'{s}' is not one of: {}", codes.join(", ")),
-                    ));
-                }
+            if let (Some(codes), Some(s)) = (el.codes, value.as_str())
+                && !codes.contains(&s)
+            {
+                report.issues.push(Issue::error(
+                    IssueCode::CodeInvalid,
+                    path,
+                    &format!("'{s}' is not one of: {}", codes.join(", ")),
+                ));
             }
         }
         Ty::Complex(_, els) => match value.as_object() {
