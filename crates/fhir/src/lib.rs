@@ -16,7 +16,9 @@ pub mod demo;
 pub mod models;
 mod outcome;
 pub mod primitives;
+pub mod reminders;
 pub mod schema;
+pub mod time;
 mod validate;
 
 pub use models::Resource;
