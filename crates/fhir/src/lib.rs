@@ -13,6 +13,7 @@
 //! ```
 
 pub mod demo;
+pub mod index;
 pub mod models;
 mod outcome;
 pub mod primitives;
