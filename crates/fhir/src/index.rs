@@ -46,14 +46,25 @@ fn as_instant(s: &str) -> Option<String> {
 
 fn names(v: &Value) -> String {
     let mut words = Vec::new();
-    for n in v.get("name").and_then(Value::as_array).into_iter().flatten() {
+    for n in v
+        .get("name")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         for k in ["text", "family"] {
             if let Some(s) = n.get(k).and_then(Value::as_str) {
                 words.push(s.to_owned());
             }
         }
         for k in ["given", "prefix", "suffix"] {
-            for s in n.get(k).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            for s in n
+                .get(k)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 words.push(s.to_owned());
             }
         }
@@ -76,7 +87,12 @@ fn name_key(v: &Value) -> Option<String> {
 }
 
 fn codes(out: &mut Vec<Term>, rt: &str, param: &str, cc: Option<&Value>) {
-    for c in cc.and_then(|c| c.get("coding")).and_then(Value::as_array).into_iter().flatten() {
+    for c in cc
+        .and_then(|c| c.get("coding"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(code) = c.get("code").and_then(Value::as_str) {
             token(out, rt, param, code);
             if let Some(system) = c.get("system").and_then(Value::as_str) {
@@ -92,7 +108,11 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
     let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
         return out;
     };
-    if let Some(lu) = resource.pointer("/meta/lastUpdated").and_then(Value::as_str).and_then(as_instant) {
+    if let Some(lu) = resource
+        .pointer("/meta/lastUpdated")
+        .and_then(Value::as_str)
+        .and_then(as_instant)
+    {
         out.push(Term::Token {
             param: "_lastUpdated".into(),
             value: lu,
@@ -121,7 +141,12 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
             if let Some(g) = resource.get("gender").and_then(Value::as_str) {
                 token(&mut out, rt, "gender", g);
             }
-            for id in resource.get("identifier").and_then(Value::as_array).into_iter().flatten() {
+            for id in resource
+                .get("identifier")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(v) = id.get("value").and_then(Value::as_str) {
                     token(&mut out, rt, "identifier", v);
                     if let Some(s) = id.get("system").and_then(Value::as_str) {
@@ -129,9 +154,17 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
                     }
                 }
             }
-            for t in resource.get("telecom").and_then(Value::as_array).into_iter().flatten() {
+            for t in resource
+                .get("telecom")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let system = t.get("system").and_then(Value::as_str).unwrap_or("");
-                if let (Some(v), true) = (t.get("value").and_then(Value::as_str), matches!(system, "phone" | "sms")) {
+                if let (Some(v), true) = (
+                    t.get("value").and_then(Value::as_str),
+                    matches!(system, "phone" | "sms"),
+                ) {
                     let digits: String = v.chars().filter(char::is_ascii_digit).collect();
                     if !digits.is_empty() {
                         token(&mut out, rt, "phone", digits);
@@ -159,7 +192,11 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
             let when = ["effectiveDateTime", "effectiveInstant", "issued"]
                 .iter()
                 .find_map(|k| resource.get(*k).and_then(Value::as_str))
-                .or_else(|| resource.pointer("/effectivePeriod/start").and_then(Value::as_str));
+                .or_else(|| {
+                    resource
+                        .pointer("/effectivePeriod/start")
+                        .and_then(Value::as_str)
+                });
             if let Some(d) = when.and_then(as_instant) {
                 token(&mut out, rt, "date", d);
             }
@@ -191,7 +228,11 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
         }
         "Communication" => {
             compartment(&mut out, resource.get("subject").and_then(patient_ref));
-            if let Some(d) = resource.get("sent").and_then(Value::as_str).and_then(as_instant) {
+            if let Some(d) = resource
+                .get("sent")
+                .and_then(Value::as_str)
+                .and_then(as_instant)
+            {
                 token(&mut out, rt, "date", d);
             }
         }
@@ -211,7 +252,12 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
             compartment(&mut out, resource.get("patient").and_then(patient_ref));
         }
         "Provenance" => {
-            for t in resource.get("target").and_then(Value::as_array).into_iter().flatten() {
+            for t in resource
+                .get("target")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(r) = reference(t) {
                     token(&mut out, rt, "target", r);
                 }
@@ -251,15 +297,20 @@ mod tests {
             ("Patient.phone", "5550101"),
             ("patient", "Patient/p1"),
         ] {
-            assert!(t.contains(&(want.0.to_owned(), want.1.to_owned())), "{want:?} not in {t:?}");
+            assert!(
+                t.contains(&(want.0.to_owned(), want.1.to_owned())),
+                "{want:?} not in {t:?}"
+            );
         }
         assert!(terms(&p, 0).contains(&Term::Text("Lindqvist Björn".into())));
     }
 
     #[test]
     fn observation_and_reminder_terms() {
-        let t = tokens(json!({"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "effectiveDateTime": "2026-11-20"}));
+        let t = tokens(
+            json!({"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "effectiveDateTime": "2026-11-20"}),
+        );
         assert!(t.contains(&("Observation.code".into(), "http://loinc.org|8867-4".into())));
         assert!(t.contains(&("Observation.date".into(), "2026-11-20T00:00:00Z".into())));
         assert!(t.contains(&("patient".into(), "Patient/p1".into())));
@@ -269,6 +320,9 @@ mod tests {
                 "dosageInstruction": [{"timing": {"repeat": {"timeOfDay": ["20:00:00"]}}}]}),
             now,
         );
-        assert!(m.contains(&Term::Token { param: "MedicationRequest.next-due".into(), value: "2026-11-20T20:00:00Z".into() }));
+        assert!(m.contains(&Term::Token {
+            param: "MedicationRequest.next-due".into(),
+            value: "2026-11-20T20:00:00Z".into()
+        }));
     }
 }

@@ -24,6 +24,7 @@ mod attachments;
 mod changes;
 mod datadir;
 mod doc;
+mod index;
 mod local;
 mod read;
 mod schema;
@@ -36,6 +37,7 @@ pub use datadir::{DB_FILE, DEVICE_SECRET_FILE, DataDir, InitOptions, Unlocked, V
 pub use doc::{
     AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES,
 };
+pub use index::{Filter, IndexTerm, Indexer, SearchPage, SearchQuery};
 pub use read::{GetOptions, OpenRev, OpenRevs, RawDocument, RevStatus};
 pub use schema::latest_version as schema_version;
 pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};

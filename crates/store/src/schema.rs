@@ -28,6 +28,11 @@
 //!   db_id, doc_id  primary key
 //!   rev          "0-N"
 //!   body         JSON
+//! terms        search index of winning revisions (from the store's Indexer)
+//!   doc          docs.id
+//!   param        parameter name, e.g. "Patient.birthdate"
+//!   value        exact value; string order is the sort order
+//! text_index   FTS5 (unicode61, diacritics removed): full text per document, rowid = docs.id
 //! ```
 
 use rusqlite::Connection;
@@ -81,6 +86,19 @@ const MIGRATIONS: &[&str] = &[
         body BLOB NOT NULL,
         PRIMARY KEY (db_id, doc_id)
     );",
+    // 2: search index, maintained with every write of a document's winning revision.
+    "CREATE TABLE terms (
+        doc INTEGER NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
+        param TEXT NOT NULL,
+        value TEXT NOT NULL
+    );
+    CREATE INDEX terms_lookup ON terms (param, value, doc);
+    CREATE INDEX terms_by_doc ON terms (doc, param, value);
+    CREATE VIRTUAL TABLE text_index USING fts5 (
+        text,
+        tokenize = 'unicode61 remove_diacritics 2',
+        prefix = '1 2 3'
+    );",
 ];
 
 /// The schema version this build writes.
@@ -91,6 +109,11 @@ pub fn latest_version() -> u32 {
 /// Brings the schema up to date in one transaction. A file from a newer Hearth is refused, not
 /// touched.
 pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    migrate_to(conn, latest_version())
+}
+
+/// Applies migrations up to `target` (tests use it to stop at an older version).
+fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), Error> {
     let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > latest_version() {
         return Err(Error::SchemaTooNew {
@@ -98,13 +121,18 @@ pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
             supported: latest_version(),
         });
     }
-    if current == latest_version() {
+    if current >= target {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
     // Re-read inside the lock: another process may have migrated meanwhile.
     let current: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as u32 + 1)?;
     }
@@ -130,13 +158,29 @@ mod tests {
     fn stepwise_upgrade_equals_fresh_schema() {
         let mut fresh = Connection::open_in_memory().unwrap();
         migrate(&mut fresh).unwrap();
-        let mut stepwise = Connection::open_in_memory().unwrap();
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            stepwise.execute_batch(sql).unwrap();
-            stepwise
-                .pragma_update(None, "user_version", i as u32 + 1)
+        // Every older version, with data in it, upgraded to the latest.
+        for from in 1..latest_version() {
+            let mut old = Connection::open_in_memory().unwrap();
+            migrate_to(&mut old, from).unwrap();
+            old.execute(
+                "INSERT INTO dbs (name, uuid, created_at) VALUES ('d', 'u', 0)",
+                [],
+            )
+            .unwrap();
+            migrate(&mut old).unwrap();
+            assert_eq!(
+                schema_of(&fresh),
+                schema_of(&old),
+                "upgrade from version {from}"
+            );
+            let n: i64 = old
+                .query_row("SELECT count(*) FROM dbs", [], |r| r.get(0))
                 .unwrap();
-            migrate(&mut stepwise).unwrap();
+            assert_eq!(n, 1);
+        }
+        let mut stepwise = Connection::open_in_memory().unwrap();
+        for v in 1..=latest_version() {
+            migrate_to(&mut stepwise, v).unwrap();
         }
         assert_eq!(schema_of(&fresh), schema_of(&stepwise));
         let v: u32 = fresh

@@ -30,6 +30,7 @@ pub struct Store {
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
     dbs: HashMap<String, DbMeta>,
+    pub(crate) indexer: Option<std::sync::Arc<dyn crate::index::Indexer>>,
 }
 
 /// What the store keeps in memory about a named database.
@@ -141,6 +142,7 @@ impl Store {
             inner: Mutex::new(Inner {
                 conn,
                 dbs: HashMap::new(),
+                indexer: None,
             }),
             watchers: Mutex::new(HashMap::new()),
             path: path.to_owned(),

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use revtree::{Rev, RevTree, canonical_json};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::doc::{AttachmentInfo, AttachmentInput, DocKind, DocWrite};
+use crate::doc::{AttachmentInfo, AttachmentInput, DocId, DocKind, DocWrite};
+use crate::index::{self, Indexer};
 use crate::store::{DbMeta, Store};
 use crate::{Error, attachments};
 
@@ -45,6 +46,11 @@ impl Store {
     ) -> Result<Vec<Result<Rev, Error>>, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
+        let indexer = inner.indexer.clone();
+        let ix = Ix {
+            indexer: indexer.as_deref(),
+            db,
+        };
         let tx = inner
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -59,9 +65,9 @@ impl Store {
                     "_local documents are written with put_local, not in a batch".into(),
                 ))
             } else if new_edits {
-                write_edit(&tx, &meta, doc, &mut seq)
+                write_edit(&tx, &meta, &ix, doc, &mut seq)
             } else {
-                write_replicated(&tx, &meta, doc, &mut seq)
+                write_replicated(&tx, &meta, &ix, doc, &mut seq)
             };
             match result {
                 Ok(rev) => results.push(Ok(rev)),
@@ -114,9 +120,16 @@ fn load_atts(
     }
 }
 
+/// The search indexer of the store, if any, and the database written.
+struct Ix<'a> {
+    indexer: Option<&'a dyn Indexer>,
+    db: &'a str,
+}
+
 fn write_edit(
     conn: &Connection,
     meta: &DbMeta,
+    ix: &Ix<'_>,
     doc: DocWrite,
     seq: &mut i64,
 ) -> Result<Rev, Error> {
@@ -175,25 +188,24 @@ fn write_edit(
         Some(e) => (Some(e.rowid), e.tree),
         None => (None, RevTree::new()),
     };
+    let before = tree.winner().map(|w| w.rev);
     tree.merge_path(&path, doc.deleted)?;
-    save(
-        conn,
-        meta,
-        doc.id.as_str(),
-        rowid,
-        tree,
-        &rev,
-        doc.deleted,
-        &body,
-        &atts,
-        seq,
-    )?;
+    let new = NewRev {
+        doc_id: &doc.id,
+        rev: &rev,
+        deleted: doc.deleted,
+        body: &body,
+        atts: &atts,
+        winner_before: before,
+    };
+    save(conn, meta, ix, rowid, tree, &new, seq)?;
     Ok(rev)
 }
 
 fn write_replicated(
     conn: &Connection,
     meta: &DbMeta,
+    ix: &Ix<'_>,
     doc: DocWrite,
     seq: &mut i64,
 ) -> Result<Rev, Error> {
@@ -250,20 +262,18 @@ fn write_replicated(
         Some(e) => (Some(e.rowid), e.tree),
         None => (None, RevTree::new()),
     };
+    let before = tree.winner().map(|w| w.rev);
     tree.merge_path(&path, doc.deleted)?;
     let body = canonical_json(&doc.body);
-    save(
-        conn,
-        meta,
-        doc.id.as_str(),
-        rowid,
-        tree,
-        &rev,
-        doc.deleted,
-        &body,
-        &atts,
-        seq,
-    )?;
+    let new = NewRev {
+        doc_id: &doc.id,
+        rev: &rev,
+        deleted: doc.deleted,
+        body: &body,
+        atts: &atts,
+        winner_before: before,
+    };
+    save(conn, meta, ix, rowid, tree, &new, seq)?;
     Ok(rev)
 }
 
@@ -281,21 +291,36 @@ fn find_ancestor_att(
     Ok(None)
 }
 
-/// Stores the new revision's body, stems the tree, and updates the document row with a new
-/// sequence.
-#[allow(clippy::too_many_arguments)]
+/// A revision being stored.
+struct NewRev<'a> {
+    doc_id: &'a DocId,
+    rev: &'a Rev,
+    deleted: bool,
+    body: &'a [u8],
+    atts: &'a BTreeMap<String, AttachmentInfo>,
+    /// The document's winner before this write.
+    winner_before: Option<Rev>,
+}
+
+/// Stores the new revision's body, stems the tree, updates the document row with a new
+/// sequence, and keeps the search index on the winning revision.
 fn save(
     conn: &Connection,
     meta: &DbMeta,
-    doc_id: &str,
+    ix: &Ix<'_>,
     rowid: Option<i64>,
     mut tree: RevTree,
-    rev: &Rev,
-    deleted: bool,
-    body: &[u8],
-    atts: &BTreeMap<String, AttachmentInfo>,
+    new: &NewRev<'_>,
     seq: &mut i64,
 ) -> Result<(), Error> {
+    let NewRev {
+        doc_id,
+        rev,
+        deleted,
+        body,
+        atts,
+        ..
+    } = *new;
     let stemmed = if tree.len() > meta.revs_limit {
         tree.stem(meta.revs_limit)
     } else {
@@ -313,7 +338,7 @@ fn save(
             conn.prepare_cached(
                 "INSERT INTO docs (db_id, doc_id, seq, winner, winner_row, deleted, tree) VALUES (?1, ?2, ?3, '', 0, 0, x'')",
             )?
-            .execute(params![meta.id, doc_id, *seq])?;
+            .execute(params![meta.id, doc_id.as_str(), *seq])?;
             conn.last_insert_rowid()
         }
     };
@@ -344,6 +369,22 @@ fn save(
         let mut del = conn.prepare_cached("DELETE FROM revs WHERE doc = ?1 AND rev = ?2")?;
         for r in stemmed {
             del.execute(params![rowid, r.to_string()])?;
+        }
+    }
+    if let Some(indexer) = ix.indexer {
+        // Re-index when the winner changed, or when the new revision is the winner.
+        if new.winner_before.as_ref() != Some(&winner.rev) || winner.rev == *rev {
+            let winner_body = if winner.deleted {
+                None
+            } else if winner.rev == *rev {
+                Some(body.to_vec())
+            } else {
+                Some(
+                    conn.prepare_cached("SELECT body FROM revs WHERE id = ?1")?
+                        .query_row([winner_row], |r| r.get::<_, Vec<u8>>(0))?,
+                )
+            };
+            index::replace(conn, indexer, ix.db, rowid, doc_id, winner_body.as_deref())?;
         }
     }
     Ok(())

@@ -878,3 +878,161 @@ fn a_second_opener_is_told_the_file_is_in_use() {
             .is_ok()
     );
 }
+
+/// Indexes `name` as text and `kind`/`n` as tokens, like the FHIR indexer does for real.
+struct TestIndexer;
+
+impl store::Indexer for TestIndexer {
+    fn terms(&self, _db: &str, _id: &DocId, body: &[u8]) -> Vec<store::IndexTerm> {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        let mut out = Vec::new();
+        if let Some(n) = v["name"].as_str() {
+            out.push(store::IndexTerm::Text(n.to_owned()));
+        }
+        for k in ["kind", "n"] {
+            if let Some(x) = v[k].as_str() {
+                out.push(store::IndexTerm::Token {
+                    param: k.into(),
+                    value: x.into(),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn search_index_follows_the_winning_revision() {
+    use store::{Filter, SearchQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let s = &n.store;
+    // Written before the indexer is set: picked up by reindex.
+    put(
+        s,
+        json!({"_id": "P/0", "name": "Zoë Müller", "kind": "a", "n": "05"}),
+    )
+    .unwrap();
+    s.set_indexer(std::sync::Arc::new(TestIndexer));
+    assert_eq!(s.reindex(DB).unwrap(), 1);
+    let r1 = put(
+        s,
+        json!({"_id": "P/1", "name": "Zoe Mueller", "kind": "b", "n": "01"}),
+    )
+    .unwrap();
+    put(
+        s,
+        json!({"_id": "P/2", "name": "Ada Okafor", "kind": "a", "n": "09"}),
+    )
+    .unwrap();
+    put(
+        s,
+        json!({"_id": "Q/1", "name": "Zoltan", "kind": "a", "n": "03"}),
+    )
+    .unwrap();
+    let ids = |q: SearchQuery| -> Vec<String> {
+        s.search(DB, &q)
+            .unwrap()
+            .ids
+            .iter()
+            .map(|i| i.to_string())
+            .collect()
+    };
+    let q = |filters: Vec<Filter>| SearchQuery {
+        id_prefix: Some("P/".into()),
+        filters,
+        limit: 10,
+        ..Default::default()
+    };
+    // Accent- and case-insensitive prefix search.
+    assert_eq!(
+        ids(q(vec![Filter::Text("zoe mu".into())])),
+        vec!["P/0", "P/1"]
+    );
+    assert_eq!(ids(q(vec![Filter::Text("ZOË".into())])), vec!["P/0", "P/1"]);
+    assert_eq!(
+        ids(q(vec![Filter::Eq {
+            param: "kind".into(),
+            value: "a".into()
+        }])),
+        vec!["P/0", "P/2"]
+    );
+    assert_eq!(
+        ids(q(vec![Filter::Range {
+            param: "n".into(),
+            from: Some("02".into()),
+            to: Some("09".into())
+        }])),
+        vec!["P/0"]
+    );
+    assert_eq!(
+        ids(q(vec![Filter::Prefix {
+            param: "n".into(),
+            value: "0".into()
+        }]))
+        .len(),
+        3
+    );
+    // Sorting and paging.
+    let sorted = SearchQuery {
+        sort: vec![("n".into(), true)],
+        limit: 2,
+        ..Default::default()
+    };
+    let page = s.search(DB, &sorted).unwrap();
+    assert_eq!(
+        page.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        vec!["P/2", "P/0"]
+    );
+    assert!(page.more);
+    let rest = s
+        .search(
+            DB,
+            &SearchQuery {
+                offset: 2,
+                ..sorted
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        rest.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        vec!["Q/1", "P/1"]
+    );
+    assert!(!rest.more);
+    // An update re-indexes; a deletion removes the terms.
+    let r2 = put(
+        s,
+        json!({"_id": "P/1", "_rev": r1.to_string(), "name": "Yusuf", "kind": "a"}),
+    )
+    .unwrap();
+    assert!(ids(q(vec![Filter::Text("zoe".into())])) == vec!["P/0"]);
+    assert_eq!(ids(q(vec![Filter::Text("yus".into())])), vec!["P/1"]);
+    s.put(DB, DocWrite::deletion(id("P/1"), r2.clone()))
+        .unwrap();
+    assert!(ids(q(vec![Filter::Text("yus".into())])).is_empty());
+    // A replicated revision that wins is what the index shows; a losing one changes nothing.
+    let loser = Rev::new(1, "00000000000000000000000000000001").unwrap();
+    let mut w = DocWrite::from_json(json!({"_id": "P/2", "name": "Loser Name"}), None).unwrap();
+    w.rev = Some(loser);
+    s.bulk_docs(DB, vec![w], false).unwrap();
+    assert!(ids(q(vec![Filter::Text("loser".into())])).is_empty());
+    let winner = Rev::new(5, "ffffffffffffffffffffffffffffffff").unwrap();
+    let mut w = DocWrite::from_json(json!({"_id": "P/2", "name": "Winner Name"}), None).unwrap();
+    w.rev = Some(winner);
+    s.bulk_docs(DB, vec![w], false).unwrap();
+    assert_eq!(ids(q(vec![Filter::Text("winner".into())])), vec!["P/2"]);
+    assert!(ids(q(vec![Filter::Text("okafor".into())])).is_empty());
+    assert!(matches!(
+        s.search(DB, &q(vec![Filter::Text("--".into())])),
+        Err(Error::BadRequest(_))
+    ));
+    // Dropping the database drops its full-text rows too.
+    s.delete_db(DB).unwrap();
+    s.create_db(DB).unwrap();
+    put(s, json!({"_id": "P/9", "name": "Fresh"})).unwrap();
+    assert_eq!(
+        ids(q(vec![Filter::Text("winner".into())])),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(q(vec![Filter::Text("fresh".into())])), vec!["P/9"]);
+}
