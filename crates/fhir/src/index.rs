@@ -220,10 +220,10 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
             if let Some(s) = resource.get("status").and_then(Value::as_str) {
                 token(&mut out, rt, "status", s);
             }
-            if let Ok(req) = serde_json::from_value::<MedicationRequest>(resource.clone()) {
-                if let Some(next) = reminders::next_due(&req, now, 1, 0).first() {
-                    token(&mut out, rt, "next-due", time::instant(*next));
-                }
+            if let Ok(req) = serde_json::from_value::<MedicationRequest>(resource.clone())
+                && let Some(next) = reminders::next_due(&req, now, 1, 0).first()
+            {
+                token(&mut out, rt, "next-due", time::instant(*next));
             }
         }
         "Communication" => {

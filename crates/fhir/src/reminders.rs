@@ -170,12 +170,13 @@ fn repeat_due(
     };
     let frequency = i64::from(r.frequency.unwrap_or(1).max(1));
     let interval = (period / frequency).max(60);
-    let mut k = if after < anchor {
+    let first = if after < anchor {
         0
     } else {
         (after - anchor) / interval + 1
     };
-    for _ in 0..(count * 64 + 64) {
+    // Bounded: day-of-week filters skip at most 6 of every 7 slots.
+    for k in first..first + (count as i64) * 64 + 64 {
         if max_total.is_some_and(|m| k as usize >= m) {
             break;
         }
@@ -189,7 +190,6 @@ fn repeat_due(
                 break;
             }
         }
-        k += 1;
     }
     out
 }
