@@ -261,6 +261,17 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
                 if let Some(r) = reference(t) {
                     token(&mut out, rt, "target", r);
                 }
+                compartment(&mut out, patient_ref(t));
+            }
+            // A patient who signed (a consent) is in its compartment too, so the chart's
+            // $everything carries the signature's provenance.
+            for a in resource
+                .get("agent")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                compartment(&mut out, a.get("who").and_then(patient_ref));
             }
         }
         _ => {}

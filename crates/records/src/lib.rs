@@ -1,0 +1,610 @@
+//! Clinical records: FHIR R4 operations over a node's store — create, read, update (with
+//! version checks), delete, history, search and `Patient/$everything` — with validation and
+//! reference resolution on every write and the search index kept by [`FhirIndexer`].
+//!
+//! Errors are [`FhirError`]s: an HTTP status with `OperationOutcome` issues.
+//!
+//! ```no_run
+//! # fn demo(store: std::sync::Arc<store::Store>) -> Result<(), records::FhirError> {
+//! let records = records::Records::new(store, "records")?;
+//! let stored = records.create(serde_json::json!({"resourceType": "Patient", "name": [{"family": "Okafor"}]}))?;
+//! let page = records.search("Patient", &[("name".into(), "oka".into())], "http://127.0.0.1/fhir")?;
+//! assert_eq!(page["entry"][0]["resource"]["id"], stored.id);
+//! # Ok(()) }
+//! ```
+
+mod search;
+
+use std::sync::Arc;
+
+use fhir::{Issue, IssueCode};
+use revtree::Rev;
+use serde_json::{Value, json};
+use store::{DocId, DocWrite, GetOptions, Store};
+
+pub use search::{SearchParams, parse_search};
+
+/// Computes FHIR search terms for the store's index.
+pub struct FhirIndexer;
+
+impl store::Indexer for FhirIndexer {
+    fn terms(&self, _db: &str, _id: &DocId, body: &[u8]) -> Vec<store::IndexTerm> {
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return Vec::new();
+        };
+        fhir::index::terms(&v, fhir::time::now())
+            .into_iter()
+            .map(|t| match t {
+                fhir::index::Term::Token { param, value } => {
+                    store::IndexTerm::Token { param, value }
+                }
+                fhir::index::Term::Text(t) => store::IndexTerm::Text(t),
+            })
+            .collect()
+    }
+}
+
+/// A FHIR error: an HTTP status and the issues of an `OperationOutcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FhirError {
+    /// HTTP status (400, 404, 409, 410, 412, 422, 500).
+    pub status: u16,
+    /// What went wrong, where.
+    pub issues: Vec<Issue>,
+}
+
+impl FhirError {
+    fn one(status: u16, code: IssueCode, expression: &str, diagnostics: &str) -> FhirError {
+        FhirError {
+            status,
+            issues: vec![Issue::error(code, expression, diagnostics)],
+        }
+    }
+
+    /// The `OperationOutcome` resource.
+    pub fn outcome(&self) -> Value {
+        fhir::operation_outcome(&self.issues)
+    }
+}
+
+impl std::fmt::Display for FhirError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", issue.expression, issue.diagnostics)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FhirError {}
+
+impl From<store::Error> for FhirError {
+    fn from(e: store::Error) -> FhirError {
+        let (status, code) = match &e {
+            store::Error::NotFound(_) | store::Error::DbNotFound => (404, IssueCode::NotFound),
+            store::Error::Conflict => (409, IssueCode::Conflict),
+            store::Error::BadDocId(_)
+            | store::Error::BadRequest(_)
+            | store::Error::DocValidation(_) => (400, IssueCode::Invalid),
+            _ => (500, IssueCode::Exception),
+        };
+        FhirError::one(status, code, "Resource", &e.to_string())
+    }
+}
+
+/// A resource as stored: its id, version and content (with `meta.versionId`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    /// `id`
+    pub id: String,
+    /// `meta.versionId`: the document revision.
+    pub version: String,
+    /// The resource.
+    pub resource: Value,
+    /// Whether the write created it.
+    pub created: bool,
+}
+
+/// FHIR operations on one database of a node's store.
+pub struct Records {
+    store: Arc<Store>,
+    db: String,
+}
+
+fn new_id() -> Result<String, FhirError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|_| {
+        FhirError::one(
+            500,
+            IssueCode::Exception,
+            "Resource.id",
+            "the system random number generator failed",
+        )
+    })?;
+    Ok(hex::encode(b))
+}
+
+fn doc_id(rt: &str, id: &str) -> Result<DocId, FhirError> {
+    if fhir::schema::resource(rt).is_none() {
+        return Err(FhirError::one(
+            404,
+            IssueCode::NotSupported,
+            "Resource.resourceType",
+            &format!("resource type '{rt}' is not supported by Hearth"),
+        ));
+    }
+    if !fhir::primitives::is_id(id) {
+        return Err(FhirError::one(
+            400,
+            IssueCode::Value,
+            &format!("{rt}.id"),
+            "must be a FHIR id: 1-64 of A-Z a-z 0-9 - .",
+        ));
+    }
+    DocId::parse(&format!("{rt}/{id}")).map_err(FhirError::from)
+}
+
+/// Adds `meta.versionId` to a stored body.
+fn with_version(mut body: Value, rev: &Rev) -> Value {
+    if let Some(obj) = body.as_object_mut() {
+        let meta = obj.entry("meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("versionId".into(), Value::String(rev.to_string()));
+        }
+    }
+    body
+}
+
+impl Records {
+    /// FHIR operations on database `db` (created if missing), with the FHIR search indexer
+    /// installed on the store.
+    pub fn new(store: Arc<Store>, db: &str) -> Result<Records, FhirError> {
+        store.ensure_db(db)?;
+        store.set_indexer(Arc::new(FhirIndexer));
+        Ok(Records {
+            store,
+            db: db.to_owned(),
+        })
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Rebuilds the search index (after an upgrade, or for documents that arrived before).
+    pub fn reindex(&self) -> Result<u64, FhirError> {
+        Ok(self.store.reindex(&self.db)?)
+    }
+
+    /// Validates a resource and checks its references resolve (`pending` lists ids being
+    /// written in the same batch, which count as present).
+    pub fn check(&self, resource: &Value, pending: &[String]) -> Result<(), FhirError> {
+        let report = fhir::validate(resource);
+        let mut issues = report.issues;
+        for (path, reference) in report.references {
+            if pending.contains(&reference) {
+                continue;
+            }
+            let exists = DocId::parse(&reference)
+                .ok()
+                .map(|id| self.store.get_raw(&self.db, &id))
+                .is_some_and(|r| r.is_ok());
+            if !exists {
+                issues.push(Issue::error(
+                    IssueCode::NotFound,
+                    &path,
+                    "the referenced resource does not exist on this device",
+                ));
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(FhirError {
+                status: 422,
+                issues,
+            })
+        }
+    }
+
+    /// Prepares a resource for storage: checks it, stamps `meta.lastUpdated`, drops
+    /// `meta.versionId` (it is the document revision, added on read).
+    fn prepare(
+        &self,
+        mut resource: Value,
+        pending: &[String],
+    ) -> Result<(String, String, Value), FhirError> {
+        let Some(obj) = resource.as_object_mut() else {
+            return Err(FhirError::one(
+                400,
+                IssueCode::Structure,
+                "Resource",
+                "a resource must be a JSON object",
+            ));
+        };
+        let rt = obj
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                FhirError::one(
+                    400,
+                    IssueCode::Required,
+                    "Resource.resourceType",
+                    "resourceType is required",
+                )
+            })?
+            .to_owned();
+        let id = match obj.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(FhirError::one(
+                    400,
+                    IssueCode::Value,
+                    &format!("{rt}.id"),
+                    "id must be a string",
+                ));
+            }
+            None => {
+                let id = new_id()?;
+                obj.insert("id".into(), Value::String(id.clone()));
+                id
+            }
+        };
+        let meta = obj.entry("meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("versionId");
+            m.insert(
+                "lastUpdated".into(),
+                Value::String(fhir::time::instant(fhir::time::now())),
+            );
+        }
+        self.check(&resource, pending)?;
+        Ok((rt, id, resource))
+    }
+
+    fn write(
+        &self,
+        rt: &str,
+        id: &str,
+        resource: Value,
+        parent: Option<Rev>,
+        created: bool,
+    ) -> Result<Stored, FhirError> {
+        let did = doc_id(rt, id)?;
+        let Value::Object(body) = resource.clone() else {
+            return Err(FhirError::one(
+                400,
+                IssueCode::Structure,
+                "Resource",
+                "a resource must be a JSON object",
+            ));
+        };
+        let rev = self
+            .store
+            .put(&self.db, DocWrite::new(did, parent, body))
+            .map_err(|e| match e {
+                store::Error::Conflict => FhirError::one(
+                    409,
+                    IssueCode::Conflict,
+                    &format!("{rt}/{id}"),
+                    "the resource changed meanwhile; read it again and retry",
+                ),
+                other => other.into(),
+            })?;
+        Ok(Stored {
+            id: id.to_owned(),
+            version: rev.to_string(),
+            resource: with_version(resource, &rev),
+            created,
+        })
+    }
+
+    /// `create`: a new resource. A client-chosen `id` is kept (devices create offline with ids
+    /// of their own); it must not exist yet.
+    pub fn create(&self, resource: Value) -> Result<Stored, FhirError> {
+        let (rt, id, resource) = self.prepare(resource, &[])?;
+        let did = doc_id(&rt, &id)?;
+        match self.store.get_raw(&self.db, &did) {
+            Ok(_) => {
+                return Err(FhirError::one(
+                    409,
+                    IssueCode::Conflict,
+                    &format!("{rt}.id"),
+                    "a resource with this id exists; update it instead",
+                ));
+            }
+            Err(store::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.write(&rt, &id, resource, None, true)
+    }
+
+    /// `update` (or create with a given id). `if_match` is the version the client read
+    /// (`W/"3-…"` or `3-…`); a different current version is `412`.
+    pub fn update(
+        &self,
+        rt: &str,
+        id: &str,
+        resource: Value,
+        if_match: Option<&str>,
+    ) -> Result<Stored, FhirError> {
+        if resource.get("resourceType").and_then(Value::as_str) != Some(rt) {
+            return Err(FhirError::one(
+                400,
+                IssueCode::Invalid,
+                "Resource.resourceType",
+                "resourceType does not match the URL",
+            ));
+        }
+        if resource
+            .get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|b| b != id)
+        {
+            return Err(FhirError::one(
+                400,
+                IssueCode::Invalid,
+                &format!("{rt}.id"),
+                "id does not match the URL",
+            ));
+        }
+        let mut resource = resource;
+        if let Some(o) = resource.as_object_mut() {
+            o.insert("id".into(), Value::String(id.to_owned()));
+        }
+        let did = doc_id(rt, id)?;
+        let current = match self.store.get_raw(&self.db, &did) {
+            Ok(d) => Some(d.rev),
+            Err(store::Error::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(want) = if_match {
+            let want = want.trim().trim_start_matches("W/").trim_matches('"');
+            if current.as_ref().map(ToString::to_string).as_deref() != Some(want) {
+                return Err(FhirError::one(
+                    412,
+                    IssueCode::Conflict,
+                    &format!("{rt}/{id}"),
+                    "If-Match does not name the current version",
+                ));
+            }
+        }
+        let (_, _, resource) = self.prepare(resource, &[])?;
+        let created = current.is_none();
+        // A deleted resource is re-created on its tombstone branch by the store.
+        self.write(rt, id, resource, current, created)
+    }
+
+    /// `read`: the current version.
+    pub fn read(&self, rt: &str, id: &str) -> Result<Stored, FhirError> {
+        let did = doc_id(rt, id)?;
+        let doc = self
+            .store
+            .get(&self.db, &did, &GetOptions::default())
+            .map_err(|e| match e {
+                store::Error::NotFound("deleted") => FhirError::one(
+                    410,
+                    IssueCode::NotFound,
+                    &format!("{rt}/{id}"),
+                    "the resource was deleted",
+                ),
+                store::Error::NotFound(_) => FhirError::one(
+                    404,
+                    IssueCode::NotFound,
+                    &format!("{rt}/{id}"),
+                    "no such resource",
+                ),
+                other => other.into(),
+            })?;
+        Ok(Stored {
+            id: id.to_owned(),
+            version: doc.rev.to_string(),
+            resource: with_version(Value::Object(doc.body), &doc.rev),
+            created: false,
+        })
+    }
+
+    /// `delete`: leaves a tombstone that replicates. Deleting a missing resource is a no-op
+    /// (FHIR allows `200`/`204` either way).
+    pub fn delete(&self, rt: &str, id: &str) -> Result<(), FhirError> {
+        let did = doc_id(rt, id)?;
+        match self.store.get_raw(&self.db, &did) {
+            Ok(d) => {
+                self.store.put(&self.db, DocWrite::deletion(did, d.rev))?;
+                Ok(())
+            }
+            Err(store::Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `_history` of one resource: its versions along the current branch, newest first (bodies
+    /// kept until compaction; older versions without a body are left out).
+    pub fn history(&self, rt: &str, id: &str, base: &str) -> Result<Value, FhirError> {
+        let did = doc_id(rt, id)?;
+        let tree = self.store.rev_tree(&self.db, &did)?;
+        let winner = tree.winner().ok_or_else(|| {
+            FhirError::one(
+                500,
+                IssueCode::Exception,
+                "Resource",
+                "a revision tree has no leaf",
+            )
+        })?;
+        let path = tree.path_to(&winner.rev).unwrap_or_default();
+        let mut entries = Vec::new();
+        for rev in path {
+            let opts = GetOptions {
+                rev: Some(rev.clone()),
+                ..GetOptions::default()
+            };
+            match self.store.get(&self.db, &did, &opts) {
+                Ok(doc) => {
+                    let method = if doc.deleted {
+                        "DELETE"
+                    } else if rev.generation() == 1 {
+                        "POST"
+                    } else {
+                        "PUT"
+                    };
+                    let mut entry = json!({
+                        "fullUrl": format!("{base}/{rt}/{id}"),
+                        "request": {"method": method, "url": format!("{rt}/{id}")},
+                        "response": {"status": if doc.deleted { "204" } else { "200" }, "etag": format!("W/\"{rev}\"")},
+                    });
+                    if !doc.deleted {
+                        entry["resource"] = with_version(Value::Object(doc.body), &rev);
+                    }
+                    entries.push(entry);
+                }
+                Err(store::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(
+            json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries}),
+        )
+    }
+
+    fn bundle(
+        &self,
+        ids: &[DocId],
+        base: &str,
+        self_link: &str,
+        next: Option<String>,
+    ) -> Result<Value, FhirError> {
+        let mut entries = Vec::with_capacity(ids.len());
+        for id in ids {
+            let doc = match self.store.get_raw(&self.db, id) {
+                Ok(d) => d,
+                Err(store::Error::NotFound(_)) => continue, // deleted between search and read
+                Err(e) => return Err(e.into()),
+            };
+            let body: Value = serde_json::from_slice(&doc.body).map_err(|_| {
+                FhirError::one(
+                    500,
+                    IssueCode::Exception,
+                    "Resource",
+                    "a stored resource is not valid JSON",
+                )
+            })?;
+            entries.push(json!({
+                "fullUrl": format!("{base}/{id}"),
+                "resource": with_version(body, &doc.rev),
+                "search": {"mode": "match"},
+            }));
+        }
+        let mut links = vec![json!({"relation": "self", "url": self_link})];
+        if let Some(n) = next {
+            links.push(json!({"relation": "next", "url": n}));
+        }
+        Ok(json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries}))
+    }
+
+    /// `search`: a `searchset` Bundle of one page. `params` are the query's name/value pairs;
+    /// `base` is the FHIR base URL for `fullUrl` and paging links.
+    pub fn search(
+        &self,
+        rt: &str,
+        params: &[(String, String)],
+        base: &str,
+    ) -> Result<Value, FhirError> {
+        let parsed = parse_search(rt, params)?;
+        let page = self.store.search(&self.db, &parsed.query)?;
+        let next = page.more.then(|| {
+            format!(
+                "{base}/{rt}?{}",
+                parsed.query_string_with_offset(parsed.query.offset + parsed.query.limit)
+            )
+        });
+        let self_link = format!(
+            "{base}/{rt}?{}",
+            parsed.query_string_with_offset(parsed.query.offset)
+        );
+        self.bundle(&page.ids, base, &self_link, next)
+    }
+
+    /// `Patient/{id}/$everything`: the patient and every resource in their compartment.
+    pub fn everything(&self, patient: &str, base: &str) -> Result<Value, FhirError> {
+        self.read("Patient", patient)?;
+        let query = store::SearchQuery {
+            id_prefix: None,
+            filters: vec![store::Filter::Eq {
+                param: "patient".into(),
+                value: format!("Patient/{patient}"),
+            }],
+            sort: Vec::new(),
+            limit: 10_000,
+            offset: 0,
+        };
+        let page = self.store.search(&self.db, &query)?;
+        if page.more {
+            return Err(FhirError::one(
+                422,
+                IssueCode::Invalid,
+                "Patient/$everything",
+                "more than 10,000 resources for one patient; export them instead",
+            ));
+        }
+        // The Patient first, then the rest in id order.
+        let mut ids = page.ids;
+        ids.sort_by_key(|d| !d.as_str().starts_with("Patient/"));
+        let mut b = self.bundle(
+            &ids,
+            base,
+            &format!("{base}/Patient/{patient}/$everything"),
+            None,
+        )?;
+        b["type"] = json!("searchset");
+        Ok(b)
+    }
+
+    /// Upcoming medication reminders for a patient: `(MedicationRequest id, due time)` for
+    /// the next `per_request` doses of each active request, soonest first.
+    pub fn reminders(
+        &self,
+        patient: &str,
+        now: i64,
+        per_request: usize,
+        utc_offset: i64,
+    ) -> Result<Vec<(String, i64)>, FhirError> {
+        let query = store::SearchQuery {
+            id_prefix: Some("MedicationRequest/".into()),
+            filters: vec![
+                store::Filter::Eq {
+                    param: "patient".into(),
+                    value: format!("Patient/{patient}"),
+                },
+                store::Filter::Eq {
+                    param: "MedicationRequest.status".into(),
+                    value: "active".into(),
+                },
+            ],
+            sort: Vec::new(),
+            limit: 1000,
+            offset: 0,
+        };
+        let mut out = Vec::new();
+        for id in self.store.search(&self.db, &query)?.ids {
+            let doc = self.store.get(&self.db, &id, &GetOptions::default())?;
+            let Ok(req) =
+                serde_json::from_value::<fhir::models::MedicationRequest>(Value::Object(doc.body))
+            else {
+                continue;
+            };
+            let rid = id
+                .as_str()
+                .trim_start_matches("MedicationRequest/")
+                .to_owned();
+            for t in fhir::reminders::next_due(&req, now, per_request, utc_offset) {
+                out.push((rid.clone(), t));
+            }
+        }
+        out.sort_by_key(|(_, t)| *t);
+        Ok(out)
+    }
+}

@@ -1,0 +1,320 @@
+//! FHIR operations on a real encrypted store.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use records::Records;
+use serde_json::{Value, json};
+
+const BASE: &str = "http://127.0.0.1/fhir";
+
+fn records() -> (tempfile::TempDir, Records) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(
+        &dir.path().join("hearth.db"),
+        &vault::Dek::generate().unwrap(),
+    )
+    .unwrap();
+    let r = Records::new(Arc::new(store), "records").unwrap();
+    (dir, r)
+}
+
+fn load_demo(r: &Records, patients: u64) {
+    for p in fhir::demo::practitioners() {
+        r.create(p).unwrap();
+    }
+    for n in 0..patients {
+        for res in fhir::demo::patient_bundle(n, 7, 2) {
+            r.create(res).unwrap();
+        }
+    }
+}
+
+fn ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn create_read_update_delete_history() {
+    let (_d, r) = records();
+    let created = r.create(json!({"resourceType": "Patient", "name": [{"family": "Okafor", "given": ["Adaeze"]}], "gender": "female"})).unwrap();
+    assert!(created.created);
+    assert_eq!(created.id.len(), 32);
+    let read = r.read("Patient", &created.id).unwrap();
+    assert_eq!(read.resource["meta"]["versionId"], created.version.as_str());
+    assert!(
+        read.resource["meta"]["lastUpdated"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    // Update with the version read; a stale version is 412 and changes nothing.
+    let mut changed = read.resource.clone();
+    changed["gender"] = json!("other");
+    let v2 = r
+        .update(
+            "Patient",
+            &created.id,
+            changed.clone(),
+            Some(&format!("W/\"{}\"", read.version)),
+        )
+        .unwrap();
+    assert!(!v2.created);
+    let stale = r
+        .update("Patient", &created.id, changed, Some(&read.version))
+        .unwrap_err();
+    assert_eq!(stale.status, 412);
+    assert_eq!(r.read("Patient", &created.id).unwrap().version, v2.version);
+    // Update-as-create with a client id (offline devices choose their ids).
+    let own = r
+        .update("Patient", "dev-1", json!({"resourceType": "Patient"}), None)
+        .unwrap();
+    assert!(own.created);
+    assert_eq!(
+        r.create(json!({"resourceType": "Patient", "id": "dev-1"}))
+            .unwrap_err()
+            .status,
+        409
+    );
+    let mismatch = r
+        .update(
+            "Patient",
+            "dev-1",
+            json!({"resourceType": "Patient", "id": "other"}),
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(mismatch.status, 400);
+    // History, newest first.
+    let h = r.history("Patient", &created.id, BASE).unwrap();
+    assert_eq!(h["total"], 2);
+    assert_eq!(h["entry"][0]["resource"]["gender"], "other");
+    assert_eq!(h["entry"][1]["request"]["method"], "POST");
+    // Delete: gone (410), and deleting again is fine.
+    r.delete("Patient", &created.id).unwrap();
+    assert_eq!(r.read("Patient", &created.id).unwrap_err().status, 410);
+    r.delete("Patient", &created.id).unwrap();
+    assert_eq!(r.read("Patient", "never").unwrap_err().status, 404);
+    assert_eq!(r.read("Medication", "x").unwrap_err().status, 404);
+    assert_eq!(r.read("Patient", "bad/id").unwrap_err().status, 400);
+}
+
+#[test]
+fn invalid_resources_are_refused_with_every_bad_path_and_nothing_is_stored() {
+    let (_d, r) = records();
+    let e = r
+        .create(json!({"resourceType": "Observation", "id": "o1", "status": "done", "code": {"text": "HR"},
+            "subject": {"reference": "Patient/nobody"}, "effectiveDateTime": "2026-13-01"}))
+        .unwrap_err();
+    assert_eq!(e.status, 422);
+    let outcome = e.outcome();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let paths: Vec<&str> = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["expression"][0].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"Observation.status"), "{paths:?}");
+    assert!(
+        paths.contains(&"Observation.effectiveDateTime"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"Observation.subject.reference"),
+        "{paths:?}"
+    );
+    assert_eq!(r.read("Observation", "o1").unwrap_err().status, 404);
+    assert_eq!(r.store().db_info("records").unwrap().doc_count, 0);
+}
+
+#[test]
+fn searches_by_name_birthdate_identifier_phone_and_sorts_and_pages() {
+    let (_d, r) = records();
+    load_demo(&r, 12);
+    let patients = r.search("Patient", &q(&[("_count", "100")]), BASE).unwrap();
+    assert_eq!(ids(&patients).len(), 12);
+    // Pick a patient and find them every way.
+    let p = r.read("Patient", "p-000003").unwrap().resource;
+    let family = p["name"][0]["family"].as_str().unwrap().to_owned();
+    let given = p["name"][0]["given"][0].as_str().unwrap().to_owned();
+    let by_prefix = r
+        .search(
+            "Patient",
+            &q(&[("name", &family[..3].to_lowercase())]),
+            BASE,
+        )
+        .unwrap();
+    assert!(ids(&by_prefix).contains(&"Patient/p-000003".to_owned()));
+    // Accents and case do not matter: strip them from the query.
+    let plain: String = given
+        .chars()
+        .map(|c| match c {
+            'é' | 'è' => 'e',
+            'ë' => 'e',
+            'ü' => 'u',
+            'í' => 'i',
+            'á' => 'a',
+            'ö' => 'o',
+            'ø' => 'o',
+            'ł' | 'Ł' => 'l',
+            'ó' => 'o',
+            c => c,
+        })
+        .collect::<String>()
+        .to_uppercase();
+    let by_full = r
+        .search(
+            "Patient",
+            &q(&[("name", &format!("{plain} {family}"))]),
+            BASE,
+        )
+        .unwrap();
+    assert!(
+        ids(&by_full).contains(&"Patient/p-000003".to_owned()),
+        "{plain} {family}: {:?}",
+        ids(&by_full)
+    );
+    let bd = p["birthDate"].as_str().unwrap();
+    assert!(
+        ids(&r.search("Patient", &q(&[("birthdate", bd)]), BASE).unwrap())
+            .contains(&"Patient/p-000003".to_owned())
+    );
+    assert!(
+        ids(&r
+            .search("Patient", &q(&[("birthdate", &bd[..4])]), BASE)
+            .unwrap())
+        .contains(&"Patient/p-000003".to_owned())
+    );
+    let mrn = p["identifier"][0]["value"].as_str().unwrap();
+    assert_eq!(
+        ids(&r
+            .search("Patient", &q(&[("identifier", mrn)]), BASE)
+            .unwrap()),
+        vec!["Patient/p-000003"]
+    );
+    let phone = p["telecom"][0]["value"].as_str().unwrap();
+    assert!(
+        ids(&r.search("Patient", &q(&[("phone", phone)]), BASE).unwrap())
+            .contains(&"Patient/p-000003".to_owned())
+    );
+    // Sorted by birthdate, descending, in pages of 5 with a next link.
+    let page1 = r
+        .search(
+            "Patient",
+            &q(&[("_sort", "-birthdate"), ("_count", "5")]),
+            BASE,
+        )
+        .unwrap();
+    let next = page1["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(next.contains("_offset=5"), "{next}");
+    let page2 = r
+        .search(
+            "Patient",
+            &q(&[("_sort", "-birthdate"), ("_count", "5"), ("_offset", "5")]),
+            BASE,
+        )
+        .unwrap();
+    let births = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["birthDate"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all: Vec<String> = births(&page1).into_iter().chain(births(&page2)).collect();
+    let mut sorted = all.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(all, sorted);
+    assert!(r.search("Patient", &q(&[("hair", "red")]), BASE).is_err());
+}
+
+#[test]
+fn clinical_searches_everything_and_reminders() {
+    let (_d, r) = records();
+    load_demo(&r, 3);
+    // Observations of one patient by code and date range.
+    let hr = r
+        .search(
+            "Observation",
+            &q(&[
+                ("patient", "p-000001"),
+                ("code", "http://loinc.org|8867-4"),
+                ("_sort", "-date"),
+            ]),
+            BASE,
+        )
+        .unwrap();
+    assert_eq!(ids(&hr).len(), 2);
+    let newest = hr["entry"][0]["resource"]["effectiveDateTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let since = r
+        .search(
+            "Observation",
+            &q(&[
+                ("patient", "p-000001"),
+                ("code", "8867-4"),
+                ("date", &format!("ge{}", &newest[..10])),
+            ]),
+            BASE,
+        )
+        .unwrap();
+    assert_eq!(ids(&since).len(), 1);
+    // Tasks by status and due date.
+    let open = r
+        .search(
+            "Task",
+            &q(&[("status", "requested"), ("due", "ge2026-11-20")]),
+            BASE,
+        )
+        .unwrap();
+    assert_eq!(ids(&open).len(), 3);
+    assert!(
+        ids(&r
+            .search("Task", &q(&[("status", "completed")]), BASE)
+            .unwrap())
+        .is_empty()
+    );
+    // $everything: the patient first, then their compartment, nobody else's.
+    let all = r.everything("p-000002", BASE).unwrap();
+    let got = ids(&all);
+    assert_eq!(got[0], "Patient/p-000002");
+    assert_eq!(got.len(), 25, "{got:?}");
+    assert!(got.iter().all(|id| id.contains("p-000002")), "{got:?}");
+    // Reminders: the twice-daily and the 8-hourly requests, soonest first.
+    let now = fhir::time::parse("2026-11-25T12:00:00Z").unwrap();
+    let due = r.reminders("p-000002", now, 2, 0).unwrap();
+    assert_eq!(due.len(), 4);
+    assert!(due.windows(2).all(|w| w[0].1 <= w[1].1));
+    assert!(due.iter().all(|(_, t)| *t > now));
+}
