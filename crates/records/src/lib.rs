@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod exchange;
 mod search;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use revtree::Rev;
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, Store};
 
+pub use exchange::{IMPORT_ORDER, import_rank, resources_of_bundle};
 pub use search::{SearchParams, parse_search};
 
 /// Computes FHIR search terms for the store's index.

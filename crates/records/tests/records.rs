@@ -318,3 +318,31 @@ fn clinical_searches_everything_and_reminders() {
     assert!(due.windows(2).all(|w| w[0].1 <= w[1].1));
     assert!(due.iter().all(|(_, t)| *t > now));
 }
+
+#[test]
+fn batches_report_each_bad_resource_and_keep_the_good_ones() {
+    let (_d, r) = records();
+    let results = r
+        .create_batch(vec![
+            json!({"resourceType": "Patient", "id": "b1"}),
+            json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "HR"}, "subject": {"reference": "Patient/b1"}}),
+            json!({"resourceType": "Observation", "id": "o2", "status": "bogus", "code": {"text": "HR"}}),
+            json!({"resourceType": "Observation", "id": "o3", "status": "final", "code": {"text": "HR"}, "subject": {"reference": "Patient/nope"}}),
+            json!("not an object"),
+            json!({"resourceType": "Patient", "id": "b1"}),
+        ])
+        .unwrap();
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, vec![true, true, false, false, false, false]);
+    assert_eq!(results[5].as_ref().unwrap_err().status, 409);
+    assert_eq!(r.read("Observation", "o1").unwrap().resource["subject"]["reference"], "Patient/b1");
+    let mut exported = Vec::new();
+    let n = r
+        .export_each(|rt, res| {
+            exported.push(format!("{rt}/{}", res["id"].as_str().unwrap()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(exported, vec!["Patient/b1", "Observation/o1"]);
+}
