@@ -55,6 +55,15 @@ enum Command {
     /// Write, read and delete documents.
     #[command(subcommand)]
     Doc(cmd::doc::DocCommand),
+    /// FHIR R4 operations on the records: create, read, update, delete, search, history, $everything.
+    #[command(subcommand)]
+    Fhir(cmd::fhir::FhirCommand),
+    /// Import FHIR NDJSON files or Bundles (validated; bad resources reported, good ones kept).
+    Import(cmd::fhir::ImportArgs),
+    /// Export FHIR resources: NDJSON per type, or one patient's record as a Bundle.
+    Export(cmd::fhir::ExportArgs),
+    /// Load a deterministic demo clinic (patients, proxies, vitals, medications, notes, …).
+    DemoData(cmd::fhir::DemoDataArgs),
     /// Read a database's changes feed.
     Changes(cmd::changes::Args),
     /// Manage the users who can unlock this device.
@@ -87,6 +96,10 @@ fn main() -> ExitCode {
         Command::Db(c) => cmd::db::run(&mut ctx, c),
         Command::Doc(c) => cmd::doc::run(&mut ctx, c),
         Command::Changes(a) => cmd::changes::run(&mut ctx, a),
+        Command::Fhir(c) => cmd::fhir::run(&mut ctx, c),
+        Command::Import(a) => cmd::fhir::import(&mut ctx, a),
+        Command::Export(a) => cmd::fhir::export(&mut ctx, a),
+        Command::DemoData(a) => cmd::fhir::demo_data(&mut ctx, a),
         Command::User(c) => cmd::user::run(&mut ctx, c),
         Command::Rekey => cmd::user::rekey(&mut ctx),
         Command::Check => cmd::db::check(&mut ctx),

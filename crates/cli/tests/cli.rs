@@ -412,3 +412,106 @@ fn killed_writer_never_leaves_a_half_written_batch() {
         );
     }
 }
+
+#[test]
+fn fhir_records_import_export_and_demo_data_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+    let out = ok(&hearth(
+        &dir,
+        &["demo-data", "--patients", "6", "--seed", "9"],
+        &pin,
+    ));
+    assert!(
+        out.contains("Created 155 resources for 6 patients"),
+        "{out}"
+    );
+    // Search, read, $everything and reminders on the demo clinic.
+    let found = json(&ok(&hearth(
+        &dir,
+        &["fhir", "search", "Patient", "_count=3", "_sort=birthdate"],
+        &pin,
+    )));
+    assert_eq!(found["entry"].as_array().unwrap().len(), 3);
+    let everything = json(&ok(&hearth(
+        &dir,
+        &["fhir", "everything", "p-000004"],
+        &pin,
+    )));
+    assert_eq!(everything["entry"].as_array().unwrap().len(), 25);
+    let due = json(&ok(&hearth(
+        &dir,
+        &["fhir", "reminders", "p-000004", "--count", "1"],
+        &pin,
+    )));
+    assert_eq!(due.as_array().unwrap().len(), 2);
+    // An invalid resource: OperationOutcome on stdout, one-line error, non-zero exit.
+    let bad = hearth(
+        &dir,
+        &[
+            "fhir",
+            "create",
+            r#"{"resourceType":"Patient","gender":"F"}"#,
+        ],
+        &pin,
+    );
+    let err = fail(&bad);
+    assert!(
+        err.contains("FHIR error 422") && err.contains("Patient.gender"),
+        "{err}"
+    );
+    let outcome = json(&String::from_utf8(bad.stdout).unwrap());
+    assert_eq!(outcome["issue"][0]["expression"][0], "Patient.gender");
+    let err = fail(&hearth(
+        &dir,
+        &["fhir", "search", "Patient", "colour=red"],
+        &pin,
+    ));
+    assert!(err.contains("not a search parameter"), "{err}");
+    // Export to NDJSON and import into a second node: the same records arrive.
+    let exported = tmp.path().join("export");
+    let out = ok(&hearth(
+        &dir,
+        &["export", "--out", exported.to_str().unwrap()],
+        &pin,
+    ));
+    assert!(out.contains("Exported 155 resources"), "{out}");
+    let mut files: Vec<String> = std::fs::read_dir(&exported)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_owned())
+        .collect();
+    files.sort();
+    std::fs::write(
+        tmp.path().join("bad.ndjson"),
+        "{\"resourceType\":\"Task\",\"status\":\"requested\"}\nnot json\n",
+    )
+    .unwrap();
+    files.push(tmp.path().join("bad.ndjson").to_str().unwrap().to_owned());
+    let second = tmp.path().join("second");
+    init(&second);
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let imported = hearth(&second, &args, &pin);
+    let out = ok(&imported);
+    assert!(out.contains("Imported 155 resources; rejected 2."), "{out}");
+    let err = String::from_utf8(imported.stderr).unwrap();
+    assert!(
+        err.contains("bad.ndjson:1: rejected: Task.intent: intent is required"),
+        "{err}"
+    );
+    assert!(err.contains("bad.ndjson:2: rejected"), "{err}");
+    let a = json(&ok(&hearth(
+        &dir,
+        &["fhir", "read", "Patient", "p-000002"],
+        &pin,
+    )));
+    let b = json(&ok(&hearth(
+        &second,
+        &["fhir", "read", "Patient", "p-000002"],
+        &pin,
+    )));
+    assert_eq!(a["name"], b["name"]);
+    assert_eq!(a["birthDate"], b["birthDate"]);
+}

@@ -28,7 +28,10 @@ pub const IMPORT_ORDER: &[&str] = &[
 
 /// Rank of a resource type in [`IMPORT_ORDER`] (unknown types last).
 pub fn import_rank(rt: &str) -> usize {
-    IMPORT_ORDER.iter().position(|t| *t == rt).unwrap_or(IMPORT_ORDER.len())
+    IMPORT_ORDER
+        .iter()
+        .position(|t| *t == rt)
+        .unwrap_or(IMPORT_ORDER.len())
 }
 
 fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
@@ -55,7 +58,12 @@ fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
 /// and entries ordered so referenced resources come first.
 pub fn resources_of_bundle(bundle: &Value) -> Result<Vec<Value>, FhirError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(FhirError::one(400, IssueCode::Invalid, "Bundle", "expected a Bundle"));
+        return Err(FhirError::one(
+            400,
+            IssueCode::Invalid,
+            "Bundle",
+            "expected a Bundle",
+        ));
     }
     match bundle.get("type").and_then(Value::as_str) {
         Some("transaction" | "batch" | "collection" | "searchset" | "document") => {}
@@ -67,16 +75,36 @@ pub fn resources_of_bundle(bundle: &Value) -> Result<Vec<Value>, FhirError> {
                 &format!("importing a '{other}' Bundle is not supported"),
             ));
         }
-        None => return Err(FhirError::one(400, IssueCode::Required, "Bundle.type", "Bundle.type is required")),
+        None => {
+            return Err(FhirError::one(
+                400,
+                IssueCode::Required,
+                "Bundle.type",
+                "Bundle.type is required",
+            ));
+        }
     }
-    let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut map = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let Some(mut resource) = entry.get("resource").cloned().filter(Value::is_object) else {
-            return Err(FhirError::one(400, IssueCode::Required, &format!("Bundle.entry[{i}].resource"), "each entry needs a resource"));
+            return Err(FhirError::one(
+                400,
+                IssueCode::Required,
+                &format!("Bundle.entry[{i}].resource"),
+                "each entry needs a resource",
+            ));
         };
-        let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or("").to_owned();
+        let rt = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let id = match resource.get("id").and_then(Value::as_str) {
             Some(id) => id.to_owned(),
             None => {
@@ -111,19 +139,30 @@ impl Records {
     /// Creates many resources in one transaction. Each is validated on its own; references
     /// may point to resources of the same batch. Returns one result per resource, in order; an
     /// invalid resource does not stop the others.
-    pub fn create_batch(&self, resources: Vec<Value>) -> Result<Vec<Result<Stored, FhirError>>, FhirError> {
+    pub fn create_batch(
+        &self,
+        resources: Vec<Value>,
+    ) -> Result<Vec<Result<Stored, FhirError>>, FhirError> {
         // Ids first, so references within the batch resolve.
         let mut prepared: Vec<Result<Value, FhirError>> = Vec::with_capacity(resources.len());
         let mut pending = Vec::with_capacity(resources.len());
         for mut r in resources {
             let Some(obj) = r.as_object_mut() else {
-                prepared.push(Err(FhirError::one(400, IssueCode::Structure, "Resource", "a resource must be a JSON object")));
+                prepared.push(Err(FhirError::one(
+                    400,
+                    IssueCode::Structure,
+                    "Resource",
+                    "a resource must be a JSON object",
+                )));
                 continue;
             };
             if !obj.contains_key("id") {
                 obj.insert("id".into(), Value::String(new_id()?));
             }
-            if let (Some(rt), Some(id)) = (obj.get("resourceType").and_then(Value::as_str), obj.get("id").and_then(Value::as_str)) {
+            if let (Some(rt), Some(id)) = (
+                obj.get("resourceType").and_then(Value::as_str),
+                obj.get("id").and_then(Value::as_str),
+            ) {
                 pending.push(format!("{rt}/{id}"));
             }
             prepared.push(Ok(r));
@@ -139,7 +178,12 @@ impl Records {
                         continue;
                     };
                     slots.push((results.len(), id, resource));
-                    results.push(Err(FhirError::one(500, IssueCode::Exception, "Resource", "not written")));
+                    results.push(Err(FhirError::one(
+                        500,
+                        IssueCode::Exception,
+                        "Resource",
+                        "not written",
+                    )));
                     writes.push(DocWrite::new(did, None, body));
                 }
                 Err(e) => results.push(Err(e)),
@@ -169,7 +213,10 @@ impl Records {
     /// Every current resource of the database, grouped by type, for NDJSON export: calls
     /// `each(resourceType, resource)` in changes-feed order, a page at a time (memory stays
     /// flat). Returns how many were exported.
-    pub fn export_each(&self, mut each: impl FnMut(&str, &Value) -> Result<(), FhirError>) -> Result<u64, FhirError> {
+    pub fn export_each(
+        &self,
+        mut each: impl FnMut(&str, &Value) -> Result<(), FhirError>,
+    ) -> Result<u64, FhirError> {
         let mut since = 0;
         let mut n = 0;
         loop {
@@ -194,10 +241,20 @@ impl Records {
                     Err(store::Error::NotFound(_)) => continue,
                     Err(e) => return Err(e.into()),
                 };
-                let body: Map<String, Value> = serde_json::from_slice(&doc.body)
-                    .map_err(|_| FhirError::one(500, IssueCode::Exception, "Resource", "a stored resource is not valid JSON"))?;
+                let body: Map<String, Value> = serde_json::from_slice(&doc.body).map_err(|_| {
+                    FhirError::one(
+                        500,
+                        IssueCode::Exception,
+                        "Resource",
+                        "a stored resource is not valid JSON",
+                    )
+                })?;
                 let resource = with_version(Value::Object(body), &doc.rev);
-                let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or("").to_owned();
+                let rt = resource
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
                 each(&rt, &resource)?;
                 n += 1;
             }
@@ -222,8 +279,13 @@ mod tests {
         assert_eq!(rs[0]["resourceType"], "Practitioner");
         assert_eq!(rs[1]["resourceType"], "Patient");
         assert_eq!(rs[1]["id"], "0b7e5c1a-1111-4c2e-9b1e-3f9c2b7a0002");
-        assert_eq!(rs[2]["subject"]["reference"], "Patient/0b7e5c1a-1111-4c2e-9b1e-3f9c2b7a0002");
-        assert!(resources_of_bundle(&json!({"resourceType": "Bundle", "type": "history"})).is_err());
+        assert_eq!(
+            rs[2]["subject"]["reference"],
+            "Patient/0b7e5c1a-1111-4c2e-9b1e-3f9c2b7a0002"
+        );
+        assert!(
+            resources_of_bundle(&json!({"resourceType": "Bundle", "type": "history"})).is_err()
+        );
         assert!(resources_of_bundle(&json!({"resourceType": "Patient"})).is_err());
     }
 }

@@ -335,7 +335,10 @@ fn batches_report_each_bad_resource_and_keep_the_good_ones() {
     let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(ok, vec![true, true, false, false, false, false]);
     assert_eq!(results[5].as_ref().unwrap_err().status, 409);
-    assert_eq!(r.read("Observation", "o1").unwrap().resource["subject"]["reference"], "Patient/b1");
+    assert_eq!(
+        r.read("Observation", "o1").unwrap().resource["subject"]["reference"],
+        "Patient/b1"
+    );
     let mut exported = Vec::new();
     let n = r
         .export_each(|rt, res| {

@@ -11,6 +11,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use vault::{ADMIN_ROLE, Dek, DeviceSecret, Gate, KdfParams, Pin, PinPolicy, VaultFile};
 
@@ -45,8 +46,8 @@ pub struct DataDir {
 /// An unlocked node: the open store and the user who unlocked it. Dropping it drops (and
 /// zeroizes) the data key.
 pub struct Unlocked {
-    /// The open database file.
-    pub store: Store,
+    /// The open database file (shared with the layers above, e.g. the FHIR API).
+    pub store: Arc<Store>,
     /// Who unlocked it.
     pub user: String,
     /// Their role.
@@ -210,7 +211,7 @@ impl DataDir {
         self.save_vault()?;
         let role = self.vault.role(user).unwrap_or_default().to_owned();
         Ok(Unlocked {
-            store,
+            store: Arc::new(store),
             user: user.to_owned(),
             role,
             dek,
@@ -234,7 +235,7 @@ impl DataDir {
             .map_err(|e| Error::Io("removing the pending vault file", e))?;
         let role = self.vault.role(user).unwrap_or_default().to_owned();
         Ok(Unlocked {
-            store,
+            store: Arc::new(store),
             user: user.to_owned(),
             role,
             dek,

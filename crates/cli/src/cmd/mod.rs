@@ -4,6 +4,7 @@ pub mod changes;
 pub mod db;
 pub mod demo;
 pub mod doc;
+pub mod fhir;
 pub mod init;
 pub mod user;
 
@@ -58,4 +59,9 @@ pub fn print_json(v: &serde_json::Value) -> Result<()> {
         serde_json::to_string_pretty(v).context("formatting JSON")?
     );
     Ok(())
+}
+
+/// Prints a one-line summary on stdout.
+pub fn outln_summary(line: &str) {
+    outln!("{line}");
 }

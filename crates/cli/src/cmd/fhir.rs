@@ -1,0 +1,426 @@
+//! `hearth fhir …`: FHIR R4 operations on the node's records, `hearth import`, `hearth export`
+//! and `hearth demo-data`.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use records::Records;
+use serde_json::{Value, json};
+
+use super::{Context, DEFAULT_DB, print_json};
+
+/// The base URL printed in bundles made on the command line.
+const CLI_BASE: &str = "urn:hearth:local";
+
+#[derive(clap::Subcommand, Debug)]
+pub enum FhirCommand {
+    /// Create a resource (JSON inline, @FILE, or - for stdin after the PIN line).
+    Create { json: String },
+    /// Read a resource.
+    Read { resource_type: String, id: String },
+    /// Update (or create with this id) a resource; --if-match guards against lost updates.
+    Update {
+        resource_type: String,
+        id: String,
+        json: String,
+        /// The version read before editing (meta.versionId).
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// Delete a resource (a tombstone that replicates).
+    Delete { resource_type: String, id: String },
+    /// Search: `hearth fhir search Patient name=oka birthdate=ge1940 _sort=-birthdate`.
+    Search {
+        resource_type: String,
+        /// name=value pairs, as in a FHIR search URL.
+        params: Vec<String>,
+    },
+    /// The versions of a resource.
+    History { resource_type: String, id: String },
+    /// A patient and everything in their record, as a Bundle.
+    Everything { patient: String },
+    /// Upcoming medication reminders of a patient.
+    Reminders {
+        patient: String,
+        /// Doses to show per medication.
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// The clinic's offset from UTC in hours, for clock times in dosage timing.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        utc_offset_hours: i64,
+    },
+    /// Rebuild the search index.
+    Reindex,
+}
+
+fn open(ctx: &mut Context) -> Result<(store::Unlocked, Records)> {
+    let node = ctx.unlock()?;
+    let records = Records::new(node.store.clone(), DEFAULT_DB)?;
+    Ok((node, records))
+}
+
+fn read_json(ctx: &mut Context, arg: &str) -> Result<Value> {
+    let text = match arg {
+        "-" => ctx.input.rest_of_stdin()?,
+        s if s.starts_with('@') => {
+            std::fs::read_to_string(&s[1..]).with_context(|| format!("cannot read {}", &s[1..]))?
+        }
+        s => s.to_owned(),
+    };
+    serde_json::from_str(&text).context("the resource is not valid JSON")
+}
+
+/// Prints an OperationOutcome on stdout and fails with its summary.
+fn fhir_fail(e: records::FhirError) -> anyhow::Error {
+    let _ = print_json(&e.outcome());
+    anyhow::anyhow!("FHIR error {}: {e}", e.status)
+}
+
+pub fn run(ctx: &mut Context, cmd: FhirCommand) -> Result<()> {
+    let (_node, r) = open(ctx)?;
+    let out = match cmd {
+        FhirCommand::Create { json } => {
+            let v = read_json(ctx, &json)?;
+            r.create(v).map_err(fhir_fail)?.resource
+        }
+        FhirCommand::Read { resource_type, id } => {
+            r.read(&resource_type, &id).map_err(fhir_fail)?.resource
+        }
+        FhirCommand::Update {
+            resource_type,
+            id,
+            json,
+            if_match,
+        } => {
+            let v = read_json(ctx, &json)?;
+            r.update(&resource_type, &id, v, if_match.as_deref())
+                .map_err(fhir_fail)?
+                .resource
+        }
+        FhirCommand::Delete { resource_type, id } => {
+            r.delete(&resource_type, &id).map_err(fhir_fail)?;
+            json!({"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational", "diagnostics": "deleted"}]})
+        }
+        FhirCommand::Search {
+            resource_type,
+            params,
+        } => {
+            let mut pairs = Vec::new();
+            for p in params {
+                let (k, v) = p.split_once('=').with_context(|| {
+                    format!("search parameters look like name=value, not '{p}'")
+                })?;
+                pairs.push((k.to_owned(), v.to_owned()));
+            }
+            r.search(&resource_type, &pairs, CLI_BASE)
+                .map_err(fhir_fail)?
+        }
+        FhirCommand::History { resource_type, id } => r
+            .history(&resource_type, &id, CLI_BASE)
+            .map_err(fhir_fail)?,
+        FhirCommand::Everything { patient } => {
+            r.everything(&patient, CLI_BASE).map_err(fhir_fail)?
+        }
+        FhirCommand::Reminders {
+            patient,
+            count,
+            utc_offset_hours,
+        } => {
+            let due = r
+                .reminders(&patient, fhir::time::now(), count, utc_offset_hours * 3600)
+                .map_err(fhir_fail)?;
+            let rows: Vec<Value> = due
+                .into_iter()
+                .map(|(id, t)| json!({"medicationRequest": format!("MedicationRequest/{id}"), "due": fhir::time::instant(t)}))
+                .collect();
+            Value::Array(rows)
+        }
+        FhirCommand::Reindex => json!({"reindexed": r.reindex().map_err(fhir_fail)?}),
+    };
+    print_json(&out)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// NDJSON files (Bulk Data layout, one resource per line) or JSON Bundles.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Resources per transaction.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+}
+
+struct Tally {
+    imported: u64,
+    rejected: u64,
+    progress: bool,
+}
+
+impl Tally {
+    fn report(
+        &mut self,
+        source: &str,
+        results: Vec<Result<records::Stored, records::FhirError>>,
+        lines: &[usize],
+    ) {
+        for (res, line) in results.into_iter().zip(lines) {
+            match res {
+                Ok(_) => self.imported += 1,
+                Err(e) => {
+                    self.rejected += 1;
+                    if self.progress {
+                        eprint!("\r\x1b[K");
+                    }
+                    eprintln!("{source}:{line}: rejected: {e}");
+                }
+            }
+        }
+        if self.progress {
+            eprint!("\rimported {}, rejected {}", self.imported, self.rejected);
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+/// A Bundle becomes its resources (references resolved); an array its items; a resource itself.
+fn expand(v: Value) -> Result<Vec<Value>, records::FhirError> {
+    match v {
+        Value::Array(items) => Ok(items),
+        v if v.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
+            records::resources_of_bundle(&v)
+        }
+        v => Ok(vec![v]),
+    }
+}
+
+fn file_rank(path: &Path) -> usize {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    records::import_rank(stem.split('.').next().unwrap_or(stem))
+}
+
+pub fn import(ctx: &mut Context, args: ImportArgs) -> Result<()> {
+    let (_node, r) = open(ctx)?;
+    let mut tally = Tally {
+        imported: 0,
+        rejected: 0,
+        progress: std::io::stderr().is_terminal(),
+    };
+    // Bulk Data exports name files by type: import referenced types first.
+    let mut files = args.files.clone();
+    files.sort_by_key(|p| file_rank(p));
+    let batch_size = args.batch_size.clamp(1, 10_000);
+    for path in &files {
+        let source = path.display().to_string();
+        let f = std::fs::File::open(path).with_context(|| format!("cannot open {source}"))?;
+        let mut reader = BufReader::new(f);
+        let mut first = String::new();
+        reader
+            .read_line(&mut first)
+            .with_context(|| format!("cannot read {source}"))?;
+        if !first.trim().is_empty() && serde_json::from_str::<Value>(first.trim()).is_err() {
+            // Not one JSON value per line: a pretty-printed Bundle, resource or array.
+            let mut rest = String::new();
+            std::io::Read::read_to_string(&mut reader, &mut rest)
+                .with_context(|| format!("cannot read {source}"))?;
+            let v: Value = serde_json::from_str(&(first + &rest))
+                .with_context(|| format!("{source} is not valid JSON"))?;
+            let resources = expand(v).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+            for chunk in resources.chunks(batch_size) {
+                let lines: Vec<usize> = vec![1; chunk.len()];
+                let results = r.create_batch(chunk.to_vec())?;
+                tally.report(&source, results, &lines);
+            }
+            continue;
+        }
+        // NDJSON, streamed a batch at a time.
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut lines = Vec::with_capacity(batch_size);
+        let mut line_no = 1;
+        let mut pending_line = Some(first);
+        loop {
+            let line = match pending_line.take() {
+                Some(l) => l,
+                None => {
+                    let mut l = String::new();
+                    if reader
+                        .read_line(&mut l)
+                        .with_context(|| format!("cannot read {source}"))?
+                        == 0
+                    {
+                        break;
+                    }
+                    line_no += 1;
+                    l
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line)
+                .map_err(|e| e.to_string())
+                .and_then(|v| expand(v).map_err(|e| e.to_string()))
+            {
+                Ok(resources) => {
+                    for v in resources {
+                        batch.push(v);
+                        lines.push(line_no);
+                    }
+                }
+                Err(e) => {
+                    tally.rejected += 1;
+                    eprintln!("{source}:{line_no}: rejected: {e}");
+                }
+            }
+            if batch.len() >= batch_size {
+                let results = r.create_batch(std::mem::take(&mut batch))?;
+                tally.report(&source, results, &std::mem::take(&mut lines));
+            }
+        }
+        if !batch.is_empty() {
+            let results = r.create_batch(batch)?;
+            tally.report(&source, results, &lines);
+        }
+    }
+    if tally.progress {
+        eprintln!();
+    }
+    super::outln_summary(&format!(
+        "Imported {} resources; rejected {}.",
+        tally.imported, tally.rejected
+    ));
+    if tally.imported == 0 && tally.rejected > 0 {
+        bail!("nothing was imported");
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Folder for NDJSON files, one per resource type (Bulk Data layout).
+    #[arg(long, conflicts_with = "patient")]
+    pub out: Option<PathBuf>,
+    /// Export one patient's record as a Bundle on stdout instead.
+    #[arg(long)]
+    pub patient: Option<String>,
+}
+
+pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
+    let (_node, r) = open(ctx)?;
+    if let Some(p) = args.patient {
+        return print_json(&r.everything(&p, CLI_BASE).map_err(fhir_fail)?);
+    }
+    let Some(out) = args.out else {
+        bail!("say where to export: --out FOLDER (NDJSON per type) or --patient ID (a Bundle)");
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut files: std::collections::BTreeMap<String, std::io::BufWriter<std::fs::File>> =
+        Default::default();
+    let n = r
+        .export_each(|rt, res| {
+            let w = match files.get_mut(rt) {
+                Some(w) => w,
+                None => {
+                    let path = out.join(format!("{rt}.ndjson"));
+                    let f = std::fs::File::create(&path).map_err(|e| io_fail(&path, &e))?;
+                    files
+                        .entry(rt.to_owned())
+                        .or_insert(std::io::BufWriter::new(f))
+                }
+            };
+            serde_json::to_writer(&mut *w, res)
+                .map_err(|e| io_fail(&out, &std::io::Error::other(e)))?;
+            w.write_all(b"\n").map_err(|e| io_fail(&out, &e))
+        })
+        .map_err(fhir_fail)?;
+    for (rt, mut w) in files {
+        w.flush()
+            .with_context(|| format!("cannot write {rt}.ndjson"))?;
+    }
+    super::outln_summary(&format!(
+        "Exported {n} resources to {} (one NDJSON file per type).",
+        out.display()
+    ));
+    Ok(())
+}
+
+fn io_fail(path: &Path, e: &std::io::Error) -> records::FhirError {
+    records::FhirError {
+        status: 500,
+        issues: vec![fhir::Issue::error(
+            fhir::IssueCode::Exception,
+            "Export",
+            &format!("cannot write {}: {e}", path.display()),
+        )],
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoDataArgs {
+    /// How many patients (each with proxies, vitals, medications, notes, tasks, consents).
+    #[arg(long, default_value_t = 100)]
+    pub patients: u64,
+    /// Seed: the same seed gives the same clinic.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Weekly vitals sets per patient (6 observations each).
+    #[arg(long, default_value_t = 2)]
+    pub vitals: u64,
+    /// Number the patients from here (to add more to an existing clinic).
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
+}
+
+pub fn demo_data(ctx: &mut Context, a: DemoDataArgs) -> Result<()> {
+    let (_node, r) = open(ctx)?;
+    let progress = std::io::stderr().is_terminal();
+    let mut ok = 0u64;
+    let mut failed = 0u64;
+    let practitioners: Vec<Value> = fhir::demo::practitioners()
+        .into_iter()
+        .filter(|p| {
+            r.read("Practitioner", p["id"].as_str().unwrap_or(""))
+                .is_err()
+        })
+        .collect();
+    let mut batch = practitioners;
+    let start = std::time::Instant::now();
+    for n in a.first..a.first + a.patients {
+        batch.extend(fhir::demo::patient_bundle(n, a.seed, a.vitals));
+        if batch.len() >= 500 || n + 1 == a.first + a.patients {
+            for res in r.create_batch(std::mem::take(&mut batch))? {
+                match res {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        failed += 1;
+                        if failed <= 5 {
+                            eprintln!("rejected: {e}");
+                        }
+                    }
+                }
+            }
+            if progress {
+                eprint!(
+                    "\r{} of {} patients, {ok} resources",
+                    n + 1 - a.first,
+                    a.patients
+                );
+            }
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    super::outln_summary(&format!(
+        "Created {ok} resources for {} patients in {:.1} s (seed {}); {failed} rejected.",
+        a.patients,
+        start.elapsed().as_secs_f64(),
+        a.seed
+    ));
+    if failed > 0 {
+        bail!(
+            "{failed} demo resources were rejected (already present? use --first to add new patients)"
+        );
+    }
+    Ok(())
+}
