@@ -47,6 +47,8 @@ struct Cli {
 enum Command {
     /// Create a demo node in a local folder, load a small clinic's records and show what happened.
     Demo(cmd::demo::Args),
+    /// Serve the device's local FHIR API (and web app) on loopback until Ctrl-C.
+    App(cmd::app::Args),
     /// Create a new device vault and its first administrator.
     Init(cmd::init::Args),
     /// Databases inside the node's file.
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(&mut ctx, a),
         Command::Init(a) => cmd::init::run(&mut ctx, a),
+        Command::App(a) => cmd::app::run(&mut ctx, a),
         Command::Db(c) => cmd::db::run(&mut ctx, c),
         Command::Doc(c) => cmd::doc::run(&mut ctx, c),
         Command::Changes(a) => cmd::changes::run(&mut ctx, a),

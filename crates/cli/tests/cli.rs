@@ -515,3 +515,84 @@ fn fhir_records_import_export_and_demo_data_through_the_binary() {
     assert_eq!(a["name"], b["name"]);
     assert_eq!(a["birthDate"], b["birthDate"]);
 }
+
+#[test]
+fn app_serves_the_fhir_api_on_loopback_only() {
+    use std::io::{BufRead, BufReader, Read};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    ok(&hearth(
+        &dir,
+        &["demo-data", "--patients", "2"],
+        &format!("{PIN}\n"),
+    ));
+    let err = fail(&hearth(
+        &dir,
+        &["app", "--listen", "0.0.0.0:0"],
+        &format!("{PIN}\n"),
+    ));
+    assert!(err.contains("not a loopback address"), "{err}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "--user",
+            "admin",
+            "--pin-stdin",
+            "app",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PIN}\n").as_bytes())
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/ (FHIR API: ")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("API token: ")
+        .to_owned();
+    let get = |path: &str, auth: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let res = get(
+        "/fhir/Patient/p-000001",
+        &format!("Authorization: Bearer {token}\r\n"),
+    );
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.to_lowercase().contains("etag: w/\"1-"), "{res}");
+    assert!(get("/fhir/Patient/p-000001", "").starts_with("HTTP/1.1 401"));
+    // While the app holds the node, the CLI is told it is in use.
+    let err = fail(&hearth(&dir, &["changes"], &format!("{PIN}\n")));
+    assert!(err.contains("in use by another Hearth process"), "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod app;
 pub mod changes;
 pub mod db;
 pub mod demo;

@@ -1,0 +1,65 @@
+//! The device's loopback server: the local FHIR R4 REST API (and, later, the Patient Explorer
+//! web UI). It binds loopback addresses only and requires the bearer token printed when it
+//! starts (docs/adr/0005-local-api-token.md).
+//!
+//! Routes (all JSON is `application/fhir+json`; errors are `OperationOutcome`):
+//!
+//! ```text
+//! GET    /fhir/metadata                       CapabilityStatement (no token needed)
+//! GET    /fhir/{type}?{search}                searchset Bundle
+//! POST   /fhir/{type}                         create            201, Location, ETag
+//! GET    /fhir/{type}/{id}                    read              ETag W/"{version}"
+//! PUT    /fhir/{type}/{id}                    update or create  If-Match: W/"{version}"
+//! DELETE /fhir/{type}/{id}                    delete            204
+//! GET    /fhir/{type}/{id}/_history           history Bundle
+//! GET    /fhir/Patient/{id}/$everything       the patient's record as a Bundle
+//! ```
+
+mod api;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use records::Records;
+
+pub use api::router;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// FHIR operations on the unlocked node.
+    pub records: Arc<Records>,
+    /// The bearer token every request (but `metadata`) must carry.
+    pub token: Arc<String>,
+}
+
+/// A fresh random API token (32 hex characters).
+pub fn new_token() -> Result<String, std::io::Error> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b)
+        .map_err(|_| std::io::Error::other("the system random number generator failed"))?;
+    Ok(hex::encode(b))
+}
+
+/// Refuses anything but a loopback address: the device API never listens on the network.
+pub fn check_loopback(addr: &SocketAddr) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{addr} is not a loopback address; the device app only listens on 127.0.0.1 or [::1]"
+        ))
+    }
+}
+
+/// Serves until Ctrl-C (or the future `shutdown` completes).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,266 @@
+//! The local FHIR API through the router (`oneshot`), and once over a real socket on port 0.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use app::{AppState, router};
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn state() -> (tempfile::TempDir, AppState) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(
+        &dir.path().join("hearth.db"),
+        &vault::Dek::generate().unwrap(),
+    )
+    .unwrap();
+    let records = records::Records::new(Arc::new(store), "records").unwrap();
+    (
+        dir,
+        AppState {
+            records: Arc::new(records),
+            token: Arc::new(TOKEN.into()),
+        },
+    )
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    extra: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:9");
+    req = req.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, headers, v)
+}
+
+#[tokio::test]
+async fn crud_with_versions_and_operation_outcomes() {
+    let (_d, st) = state();
+    let app = router(st);
+    let (s, h, created) = call(
+        &app,
+        "POST",
+        "/fhir/Patient",
+        Some(json!({"resourceType": "Patient", "name": [{"family": "Okafor"}]})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let etag = h[header::ETAG].to_str().unwrap().to_owned();
+    assert!(
+        h[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("http://127.0.0.1:9/fhir/Patient/{id}/_history/"))
+    );
+    assert_eq!(
+        h[header::CONTENT_TYPE],
+        "application/fhir+json; charset=utf-8"
+    );
+    let (s, _, read) = call(&app, "GET", &format!("/fhir/Patient/{id}"), None, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(read["name"][0]["family"], "Okafor");
+    // Update with If-Match; the stale version is then refused with 412.
+    let mut changed = read.clone();
+    changed["gender"] = json!("female");
+    let (s, _, _) = call(
+        &app,
+        "PUT",
+        &format!("/fhir/Patient/{id}"),
+        Some(changed.clone()),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, oo) = call(
+        &app,
+        "PUT",
+        &format!("/fhir/Patient/{id}"),
+        Some(changed),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    // Invalid resources: 422 naming each path; bad JSON: 400; unknown type: 404.
+    let (s, _, oo) = call(
+        &app,
+        "POST",
+        "/fhir/Observation",
+        Some(json!({"resourceType": "Observation", "status": "x"})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let paths: Vec<&str> = oo["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["expression"][0].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"Observation.status") && paths.contains(&"Observation.code"),
+        "{paths:?}"
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/fhir/Patient")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from("{oops"))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let (s, _, _) = call(&app, "GET", "/fhir/Medication/x", None, &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/fhir/Patient",
+        Some(json!({"resourceType": "Observation"})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // History, delete, gone.
+    let (_, _, h) = call(
+        &app,
+        "GET",
+        &format!("/fhir/Patient/{id}/_history"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(h["total"], 2);
+    let (s, _, _) = call(&app, "DELETE", &format!("/fhir/Patient/{id}"), None, &[]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = call(&app, "GET", &format!("/fhir/Patient/{id}"), None, &[]).await;
+    assert_eq!(s, StatusCode::GONE);
+    let (s, _, oo) = call(&app, "GET", "/nowhere", None, &[]).await;
+    assert_eq!(
+        (s, oo["resourceType"].as_str()),
+        (StatusCode::NOT_FOUND, Some("OperationOutcome"))
+    );
+}
+
+#[tokio::test]
+async fn search_and_everything_return_bundles() {
+    let (_d, st) = state();
+    for r in fhir::demo::practitioners() {
+        st.records.create(r).unwrap();
+    }
+    for n in 0..5 {
+        st.records
+            .create_batch(fhir::demo::patient_bundle(n, 3, 1))
+            .unwrap();
+    }
+    let app = router(st);
+    let (s, _, b) = call(
+        &app,
+        "GET",
+        "/fhir/Patient?_count=2&_sort=birthdate",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["type"], "searchset");
+    assert_eq!(b["entry"].as_array().unwrap().len(), 2);
+    let next = b["link"][1]["url"].as_str().unwrap();
+    assert!(
+        next.starts_with("http://127.0.0.1:9/fhir/Patient?") && next.contains("_offset=2"),
+        "{next}"
+    );
+    let (_, _, e) = call(&app, "GET", "/fhir/Patient/p-000001/$everything", None, &[]).await;
+    assert_eq!(e["entry"][0]["resource"]["id"], "p-000001");
+    assert_eq!(e["entry"].as_array().unwrap().len(), 19);
+    let (s, _, oo) = call(&app, "GET", "/fhir/Patient?shoe=9", None, &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("not a search parameter")
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_required_except_for_metadata() {
+    let (_d, st) = state();
+    let app = router(st);
+    for auth in [None, Some("Bearer wrong"), Some(TOKEN)] {
+        let mut req = Request::builder().uri("/fhir/Patient");
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    let res = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/fhir/metadata")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[test]
+fn serves_on_a_real_loopback_socket() {
+    let (_d, st) = state();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(app::serve(listener, router(st), async {
+        let _ = rx.await;
+    }));
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"searchset\""));
+    tx.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
+    assert!(app::check_loopback(&"0.0.0.0:8080".parse().unwrap()).is_err());
+    assert!(app::check_loopback(&"[::1]:8080".parse().unwrap()).is_ok());
+}

@@ -1,0 +1,47 @@
+//! `hearth app`: the device's loopback server (the local FHIR API) for the unlocked node.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow};
+use records::Records;
+
+use super::{Context, DEFAULT_DB};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Loopback address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8780")]
+    pub listen: SocketAddr,
+}
+
+pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
+    app::check_loopback(&args.listen).map_err(|e| anyhow!(e))?;
+    let node = ctx.unlock()?;
+    let records = Records::new(node.store.clone(), DEFAULT_DB)?;
+    let token = app::new_token().context("cannot make an API token")?;
+    let state = app::AppState {
+        records: Arc::new(records),
+        token: Arc::new(token.clone()),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        outln!(
+            "Hearth app for '{}' listening on http://{addr}/ (FHIR API: http://{addr}/fhir)",
+            node.user
+        );
+        outln!("API token: {token}");
+        outln!("Press Ctrl-C to stop; the database is locked again when the server stops.");
+        app::serve(listener, app::router(state), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the server stopped with an error")
+    })
+}
