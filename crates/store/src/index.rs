@@ -189,31 +189,58 @@ impl Store {
     pub fn search(&self, db: &str, q: &SearchQuery) -> Result<SearchPage, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
+        // With a filter to drive the search, keep SQLite from walking the id index instead
+        // (unary `+` makes a term unusable for an index).
+        // Full-text and range matches can be dense: there, walking ids in order and testing
+        // membership finds a first page sooner.
+        let selective = q
+            .filters
+            .iter()
+            .any(|f| matches!(f, Filter::Eq { .. } | Filter::Prefix { .. }));
+        let plus = if selective { "+" } else { "" };
         let mut sql =
-            String::from("SELECT d.doc_id FROM docs d WHERE d.db_id = ? AND d.deleted = 0");
+            format!("SELECT d.doc_id FROM docs d WHERE {plus}d.db_id = ? AND d.deleted = 0");
         let mut args: Vec<SqlValue> = vec![SqlValue::Integer(meta.id)];
         if let Some(p) = &q.id_prefix {
-            sql.push_str(" AND d.doc_id >= ? AND d.doc_id < ?");
+            sql.push_str(&format!(" AND {plus}d.doc_id >= ? AND {plus}d.doc_id < ?"));
             args.push(SqlValue::Text(p.clone()));
             args.push(SqlValue::Text(prefix_end(p)));
         }
-        for f in &q.filters {
+        // The most selective filter drives (an indexed `IN`); the others are checked per
+        // candidate through the (doc, param, value) index. Patient compartment first, then
+        // exact values, prefixes, full text, ranges.
+        let rank = |f: &Filter| match f {
+            Filter::Eq { param, .. } if param == "patient" => 0,
+            Filter::Eq { .. } => 1,
+            Filter::Prefix { .. } => 2,
+            Filter::Text(_) => 3,
+            Filter::Range { .. } => 4,
+        };
+        let mut filters: Vec<&Filter> = q.filters.iter().collect();
+        filters.sort_by_key(|f| rank(f));
+        for (i, f) in filters.into_iter().enumerate() {
+            let drive = i == 0;
+            let open = if drive {
+                " AND d.id IN (SELECT doc FROM terms WHERE param = ?"
+            } else {
+                " AND EXISTS (SELECT 1 FROM terms WHERE doc = d.id AND param = ?"
+            };
             match f {
                 Filter::Eq { param, value } => {
-                    sql.push_str(
-                        " AND d.id IN (SELECT doc FROM terms WHERE param = ? AND value = ?)",
-                    );
+                    sql.push_str(open);
+                    sql.push_str(" AND value = ?)");
                     args.push(SqlValue::Text(param.clone()));
                     args.push(SqlValue::Text(value.clone()));
                 }
                 Filter::Prefix { param, value } => {
-                    sql.push_str(" AND d.id IN (SELECT doc FROM terms WHERE param = ? AND value >= ? AND value < ?)");
+                    sql.push_str(open);
+                    sql.push_str(" AND value >= ? AND value < ?)");
                     args.push(SqlValue::Text(param.clone()));
                     args.push(SqlValue::Text(value.clone()));
                     args.push(SqlValue::Text(prefix_end(value)));
                 }
                 Filter::Range { param, from, to } => {
-                    sql.push_str(" AND d.id IN (SELECT doc FROM terms WHERE param = ?");
+                    sql.push_str(open);
                     args.push(SqlValue::Text(param.clone()));
                     if let Some(f) = from {
                         sql.push_str(" AND value >= ?");
@@ -229,9 +256,11 @@ impl Store {
                     let Some(fts) = fts_query(text) else {
                         return Err(Error::BadRequest("the search text has no words".into()));
                     };
-                    sql.push_str(
-                        " AND d.id IN (SELECT rowid FROM text_index WHERE text_index MATCH ?)",
-                    );
+                    sql.push_str(if drive {
+                        " AND d.id IN (SELECT rowid FROM text_index WHERE text_index MATCH ?)"
+                    } else {
+                        " AND d.id IN (SELECT rowid FROM text_index WHERE text_index MATCH ? AND rowid = d.id)"
+                    });
                     args.push(SqlValue::Text(fts));
                 }
             }
