@@ -596,3 +596,86 @@ fn app_serves_the_fhir_api_on_loopback_only() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn deidentified_export_leaks_no_identifiers_and_keys_link_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+    ok(&hearth(
+        &dir,
+        &["demo-data", "--patients", "4", "--seed", "5"],
+        &pin,
+    ));
+    // What must not appear: every patient's and proxy's names, MRNs, phones, emails, full dates.
+    let mut secrets = Vec::new();
+    for n in 0..4 {
+        for r in fhir::demo::patient_bundle(n, 5, 2) {
+            if r["resourceType"] == "Patient" || r["resourceType"] == "RelatedPerson" {
+                for name in r["name"].as_array().unwrap() {
+                    secrets.push(name["family"].as_str().unwrap_or("").to_owned());
+                    for g in name["given"].as_array().unwrap() {
+                        secrets.push(g.as_str().unwrap().to_owned());
+                    }
+                }
+                for t in r["telecom"].as_array().unwrap() {
+                    secrets.push(t["value"].as_str().unwrap().to_owned());
+                }
+            }
+            if r["resourceType"] == "Patient" {
+                secrets.push(r["identifier"][0]["value"].as_str().unwrap().to_owned());
+                secrets.push(r["birthDate"].as_str().unwrap().to_owned());
+                secrets.push(r["address"][0]["line"][0].as_str().unwrap().to_owned());
+                secrets.push(format!("\"{}\"", r["id"].as_str().unwrap()));
+            }
+        }
+    }
+    secrets.retain(|s| s.len() >= 3);
+    let key = tmp.path().join("deid.key");
+    let run = |out: &str| {
+        let folder = tmp.path().join(out);
+        let o = ok(&hearth(
+            &dir,
+            &[
+                "export",
+                "--deidentify",
+                "--out",
+                folder.to_str().unwrap(),
+                "--deid-key-file",
+                key.to_str().unwrap(),
+            ],
+            &pin,
+        ));
+        assert!(o.contains("de-identified resources"), "{o}");
+        let mut all = String::new();
+        let mut names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            all.push_str(&std::fs::read_to_string(p).unwrap());
+        }
+        all
+    };
+    let first = run("deid1");
+    for s in &secrets {
+        assert!(
+            !first.contains(s.as_str()),
+            "{s} leaked into the de-identified export"
+        );
+    }
+    let line = first.lines().find(|l| l.contains("\"Patient\"")).unwrap();
+    assert!(json(line)["id"].as_str().unwrap().len() == 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // The same key gives the same pseudonyms.
+    assert_eq!(first, run("deid2"));
+}

@@ -12,6 +12,7 @@
 //! assert_eq!(outcome["resourceType"], "OperationOutcome");
 //! ```
 
+pub mod deid;
 pub mod demo;
 pub mod index;
 pub mod models;

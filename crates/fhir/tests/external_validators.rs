@@ -112,3 +112,30 @@ fn what_the_external_validators_reject_hearth_rejects_too() {
         );
     }
 }
+
+#[test]
+fn deidentified_resources_stay_valid_for_both_external_validators() {
+    let mut resources = fhir::demo::practitioners();
+    for n in 0..3 {
+        resources.extend(fhir::demo::patient_bundle(n, 77, 1));
+    }
+    let mut redactions = fhir::deid::Redactions::default();
+    for r in &resources {
+        redactions.learn(r);
+    }
+    let d = fhir::deid::Deidentifier::new(b"k", redactions, 2026);
+    let out: Vec<Value> = resources.iter().filter_map(|r| d.apply(r)).collect();
+    assert_eq!(out.len(), resources.len());
+    for r in &out {
+        assert!(
+            fhir::validate(r).issues.is_empty(),
+            "{}: {:?}",
+            r["id"],
+            fhir::validate(r).issues
+        );
+    }
+    for (id, medplum, fhir_pkg) in external(&out) {
+        assert!(medplum.is_empty(), "{id}: @medplum/core: {medplum:?}");
+        assert!(fhir_pkg.is_empty(), "{id}: fhir: {fhir_pkg:?}");
+    }
+}

@@ -303,6 +303,14 @@ pub struct ExportArgs {
     /// Export one patient's record as a Bundle on stdout instead.
     #[arg(long)]
     pub patient: Option<String>,
+    /// De-identify (HIPAA Safe Harbor) for analytics: see docs/deidentification.md.
+    #[arg(long, requires = "out")]
+    pub deidentify: bool,
+    /// With --deidentify: a 0600 file holding the pseudonym key, created if missing. The same
+    /// key gives the same pseudonyms, so exports can be linked; without it every export gets a
+    /// fresh key that is thrown away.
+    #[arg(long, requires = "deidentify")]
+    pub deid_key_file: Option<PathBuf>,
 }
 
 pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
@@ -314,10 +322,40 @@ pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
         bail!("say where to export: --out FOLDER (NDJSON per type) or --patient ID (a Bundle)");
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let deid = if args.deidentify {
+        // First pass: who is in the export, so free text can be scrubbed of them.
+        let mut redactions = fhir::deid::Redactions::default();
+        r.export_each(|_, res| {
+            redactions.learn(res);
+            Ok(())
+        })
+        .map_err(fhir_fail)?;
+        let key = match &args.deid_key_file {
+            Some(path) => deid_key(path)?,
+            None => app::new_token()
+                .context("cannot make a pseudonym key")?
+                .into_bytes(),
+        };
+        let (year, _, _) = fhir::time::civil_from_days(fhir::time::now().div_euclid(86_400));
+        Some(fhir::deid::Deidentifier::new(&key, redactions, year))
+    } else {
+        None
+    };
     let mut files: std::collections::BTreeMap<String, std::io::BufWriter<std::fs::File>> =
         Default::default();
     let n = r
         .export_each(|rt, res| {
+            let deidentified;
+            let res = match &deid {
+                Some(d) => match d.apply(res) {
+                    Some(v) => {
+                        deidentified = v;
+                        &deidentified
+                    }
+                    None => return Ok(()),
+                },
+                None => res,
+            };
             let w = match files.get_mut(rt) {
                 Some(w) => w,
                 None => {
@@ -337,11 +375,37 @@ pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
         w.flush()
             .with_context(|| format!("cannot write {rt}.ndjson"))?;
     }
+    let what = if deid.is_some() { " de-identified" } else { "" };
     super::outln_summary(&format!(
-        "Exported {n} resources to {} (one NDJSON file per type).",
+        "Exported {n}{what} resources to {} (one NDJSON file per type).",
         out.display()
     ));
     Ok(())
+}
+
+/// Reads the pseudonym key file, creating it (mode 0600) with a random key if missing.
+fn deid_key(path: &Path) -> Result<Vec<u8>> {
+    match std::fs::read_to_string(path) {
+        Ok(k) if k.trim().len() >= 32 => Ok(k.trim().as_bytes().to_vec()),
+        Ok(_) => bail!(
+            "{} does not hold a pseudonym key (32+ characters)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = app::new_token().context("cannot make a pseudonym key")?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            f.write_all(key.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(key.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 fn io_fail(path: &Path, e: &std::io::Error) -> records::FhirError {
