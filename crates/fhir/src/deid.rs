@@ -363,24 +363,15 @@ impl Deidentifier {
     fn primitive(&self, value: &mut Value, p: Prim) {
         let Value::String(s) = value else { return };
         match p {
-            Prim::Date | Prim::DateTime => {
-                if s.len() > 4 {
-                    s.truncate(4);
-                }
-            }
+            Prim::Date | Prim::DateTime if s.len() > 4 => s.truncate(4),
             Prim::Instant => {
                 if let Some(y) = s.get(..4) {
                     *s = format!("{y}-01-01T00:00:00Z");
                 }
             }
             Prim::String | Prim::Markdown => *s = self.redactions.redact(s),
-            Prim::Uri => {
-                if s.starts_with("http") && s.contains("/fhir/") {
-                    // Terminology systems are kept; links to servers are not identifying data,
-                    // but a URL pointing at a record may be.
-                    *s = self.redactions.redact(s);
-                }
-            }
+            // Terminology systems are kept; a URL pointing at a record on a server is not.
+            Prim::Uri if s.starts_with("http") && s.contains("/fhir/") => *s = self.redactions.redact(s),
             _ => {}
         }
     }
