@@ -371,7 +371,9 @@ impl Deidentifier {
             }
             Prim::String | Prim::Markdown => *s = self.redactions.redact(s),
             // Terminology systems are kept; a URL pointing at a record on a server is not.
-            Prim::Uri if s.starts_with("http") && s.contains("/fhir/") => *s = self.redactions.redact(s),
+            Prim::Uri if s.starts_with("http") && s.contains("/fhir/") => {
+                *s = self.redactions.redact(s)
+            }
             _ => {}
         }
     }

@@ -1,13 +1,15 @@
-//! `hearth demo`: creates a demo node in a local folder, loads a small clinic's records, shows
-//! revisions, a replication conflict, the changes feed and that nothing readable is on disk.
+//! `hearth demo`: creates a demo node in a local folder, loads a deterministic clinic through
+//! the FHIR layer, and shows revisions and a replication conflict, offline search, medication
+//! reminders, the changes feed, and that nothing readable is on disk.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
+use records::Records;
 use revtree::{Rev, Revisions};
 use serde_json::{Value, json};
-use store::{ChangesQuery, DataDir, DocId, DocWrite, GetOptions, InitOptions};
+use store::{DataDir, DocId, DocWrite, GetOptions, InitOptions};
 use vault::Pin;
 
 use super::Context;
@@ -15,45 +17,30 @@ use super::Context;
 /// The demo's PIN. Printed on purpose: demo data is fictional.
 const DEMO_PIN: &str = "246810";
 const DEMO_USER: &str = "demo.admin";
-const DB: &str = "records";
+const DB: &str = super::DEFAULT_DB;
+const SEED: u64 = 2026;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Where to create the demo node.
     #[arg(long, default_value = "demo-data")]
     pub folder: PathBuf,
+    /// How many demo patients.
+    #[arg(long, default_value_t = 200)]
+    pub patients: u64,
 }
 
-fn records() -> Vec<Value> {
-    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
-    vec![
-        json!({"_id": "Patient/p-1001", "resourceType": "Patient", "id": "p-1001",
-               "name": [{"family": "Okafor", "given": ["Adaeze"]}], "gender": "female", "birthDate": "1948-03-12",
-               "telecom": [{"system": "phone", "value": "555-0101"}]}),
-        json!({"_id": "Patient/p-1002", "resourceType": "Patient", "id": "p-1002",
-               "name": [{"family": "Lindqvist", "given": ["Henrik"]}], "gender": "male", "birthDate": "1939-11-02"}),
-        json!({"_id": "Patient/p-1003", "resourceType": "Patient", "id": "p-1003",
-               "name": [{"family": "Moreno", "given": ["Lucía"]}], "gender": "female", "birthDate": "1962-07-30"}),
-        json!({"_id": "RelatedPerson/rp-1", "resourceType": "RelatedPerson", "id": "rp-1",
-               "patient": {"reference": "Patient/p-1001"}, "name": [{"family": "Okafor", "given": ["Chidi"]}],
-               "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "HPOWATT"}]}]}),
-        json!({"_id": "Observation/o-1", "resourceType": "Observation", "id": "o-1", "status": "final",
-               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
-               "subject": {"reference": "Patient/p-1001"}, "effectiveDateTime": "2026-11-20T09:30:00Z",
-               "valueQuantity": {"value": 72, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"}}),
-        json!({"_id": "Task/t-1", "resourceType": "Task", "id": "t-1", "status": "requested", "intent": "order",
-               "description": "Follow-up call about blood pressure", "for": {"reference": "Patient/p-1002"}}),
-        json!({"_id": "DocumentReference/n-1", "resourceType": "DocumentReference", "id": "n-1", "status": "current",
-               "subject": {"reference": "Patient/p-1003"},
-               "_attachments": {"signature.png": {"content_type": "image/png", "data": png}}}),
-    ]
+fn entries(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"]
+        .as_array()
+        .map(|a| a.iter().map(|e| &e["resource"]).collect())
+        .unwrap_or_default()
 }
 
 pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
     let folder = args.folder;
     let pin = Pin::from(DEMO_PIN);
-    let created = !folder.join(store::VAULT_FILE).exists();
-    if created {
+    if !folder.join(store::VAULT_FILE).exists() {
         let t = Instant::now();
         DataDir::init(&folder, DEMO_USER, &pin, &InitOptions::default())
             .with_context(|| format!("cannot create the demo node in {}", folder.display()))?;
@@ -73,35 +60,47 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
         "2. Unlocked as '{DEMO_USER}' with PIN {DEMO_PIN} in {:.0} ms (Argon2id 64 MiB, 3 passes; no key on disk).",
         t.elapsed().as_secs_f64() * 1000.0
     );
+    let r = Records::new(node.store.clone(), DB)?;
     let s = &node.store;
-    s.ensure_db(DB)?;
 
-    let writes = records()
-        .into_iter()
-        .map(|v| DocWrite::from_json(v, None))
-        .collect::<Result<Vec<_>, _>>()?;
-    let results = s.bulk_docs(DB, writes, true)?;
-    let new = results.iter().filter(|r| r.is_ok()).count();
-    outln!(
-        "3. Wrote {new} new FHIR records in one transaction ({} were already there): patients, a healthcare proxy, vitals, a task, a signed note.",
-        results.len() - new
-    );
+    let before = s.db_info(DB)?.doc_count;
+    if before == 0 {
+        let t = Instant::now();
+        let mut batch = fhir::demo::practitioners();
+        let mut written = 0;
+        for n in 0..args.patients {
+            batch.extend(fhir::demo::patient_bundle(n, SEED, 2));
+            if batch.len() >= 1000 || n + 1 == args.patients {
+                for res in r.create_batch(std::mem::take(&mut batch))? {
+                    res.map_err(|e| anyhow::anyhow!("a demo resource was rejected: {e}"))?;
+                    written += 1;
+                }
+            }
+        }
+        outln!(
+            "3. Loaded a clinic of {} patients: {written} FHIR R4 resources (proxies, vitals, medications, notes, tasks, calls, signed consents), validated and indexed, in {:.1} s.",
+            args.patients,
+            t.elapsed().as_secs_f64()
+        );
+    } else {
+        outln!("3. The clinic is loaded already ({before} resources).");
+    }
 
     // An offline edit here, and a different edit of the same revision arriving by replication.
-    let pid = DocId::parse("Patient/p-1002")?;
+    let pid = DocId::parse("Patient/p-000001")?;
     let current = s.get(DB, &pid, &GetOptions::default())?;
     if current.rev.generation() == 1 {
         let mut here = current.body.clone();
-        here.insert(
-            "telecom".into(),
-            json!([{"system": "phone", "value": "555-0199"}]),
-        );
+        here.insert("maritalStatus".into(), json!({"text": "Widowed"}));
         let local = s.put(
             DB,
             DocWrite::new(pid.clone(), Some(current.rev.clone()), here),
         )?;
         let mut there = current.body.clone();
-        there.insert("address".into(), json!([{"city": "Tromsø"}]));
+        there.insert(
+            "communication".into(),
+            json!([{"language": {"text": "Norwegian"}}]),
+        );
         let foreign = Rev::derive(
             Some(&current.rev),
             false,
@@ -123,49 +122,107 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
             ..Default::default()
         },
     )?;
+    let losers: Vec<String> = doc
+        .conflicts
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     outln!(
-        "   Winner {} (deterministic on every replica); kept for review: {:?}.",
-        doc.rev,
-        doc.conflicts
-            .unwrap_or_default()
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
+        "   Winner {} (the same on every replica); kept for review, not lost: {losers:?}.",
+        doc.rev
     );
 
-    let changes = s.changes(DB, &ChangesQuery::default())?;
+    let patient = r.read("Patient", "p-000003")?.resource;
+    let family = patient["name"][0]["family"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let prefix: String = family.chars().take(3).collect::<String>().to_lowercase();
+    let t = Instant::now();
+    let found = r.search(
+        "Patient",
+        &[
+            ("name".into(), prefix.clone()),
+            ("_count".into(), "5".into()),
+        ],
+        "urn:hearth:demo",
+    )?;
+    let took = t.elapsed().as_secs_f64() * 1000.0;
+    let names: Vec<String> = entries(&found)
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["name"][0]["given"][0].as_str().unwrap_or(""),
+                p["name"][0]["family"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    outln!("5. Offline search: name=\"{prefix}\" found {names:?} in {took:.1} ms.");
+    let hr = r.search(
+        "Observation",
+        &[
+            ("patient".into(), "p-000003".into()),
+            ("code".into(), "http://loinc.org|8867-4".into()),
+            ("_sort".into(), "-date".into()),
+        ],
+        "urn:hearth:demo",
+    )?;
+    let rates: Vec<String> = entries(&hr)
+        .iter()
+        .map(|o| {
+            format!(
+                "{} on {}",
+                o["valueQuantity"]["value"],
+                o["effectiveDateTime"]
+                    .as_str()
+                    .unwrap_or("")
+                    .get(..10)
+                    .unwrap_or("")
+            )
+        })
+        .collect();
+    outln!("   Heart rate of Patient/p-000003, newest first: {rates:?}.");
+    let due = r.reminders("p-000003", fhir::time::now(), 2, 0)?;
+    let due: Vec<String> = due
+        .iter()
+        .map(|(m, t)| format!("{m} at {}", fhir::time::instant(*t)))
+        .collect();
+    outln!("   Next medication reminders (computed offline): {due:?}.");
+
+    let info = s.db_info(DB)?;
     outln!(
-        "5. Changes feed: {} documents, last sequence {}.",
-        changes.results.len(),
-        changes.last_seq
+        "6. Changes feed: {} documents at sequence {} (each once, at its latest change), ready to replicate.",
+        info.doc_count,
+        info.update_seq
     );
-    for c in &changes.results {
-        outln!("   seq {:>3}  {}  {}", c.seq, c.changes[0], c.id);
-    }
 
     s.checkpoint()?;
-    let needle = "Lindqvist";
     let mut leaked = Vec::new();
     for entry in std::fs::read_dir(&folder)? {
         let p = entry?.path();
         if p.is_file() {
             let bytes = std::fs::read(&p)?;
-            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            if !family.is_empty() && bytes.windows(family.len()).any(|w| w == family.as_bytes()) {
                 leaked.push(p.display().to_string());
             }
         }
     }
-    if leaked.is_empty() {
-        outln!(
-            "6. Searched every file in {} for the patient name \"{needle}\": not found. The data is encrypted at rest.",
-            folder.display()
-        );
-    } else {
-        anyhow::bail!("plaintext found on disk in {leaked:?}");
+    if !leaked.is_empty() {
+        bail!("plaintext found on disk in {leaked:?}");
     }
+    outln!(
+        "7. Searched every file in {} for the patient name \"{family}\": not found. The data is encrypted at rest.",
+        folder.display()
+    );
     outln!("");
     outln!(
-        "Try: hearth --data-dir {} --user {DEMO_USER} doc get Patient/p-1002 --conflicts",
+        "Try: hearth --data-dir {} --user {DEMO_USER} fhir search Patient name={prefix}",
+        folder.display()
+    );
+    outln!(
+        "     hearth --data-dir {} --user {DEMO_USER} app    # the local FHIR API on http://127.0.0.1:8780/fhir",
         folder.display()
     );
     Ok(())
