@@ -188,7 +188,12 @@ impl Records {
         let report = fhir::validate(resource);
         let mut issues = report.issues;
         for (path, reference) in report.references {
-            if pending.contains(&reference) {
+            // Only references to types this device stores can resolve here; others (an
+            // Organization, a Medication) point outside and are kept as written.
+            let stored_type = reference
+                .split_once('/')
+                .is_some_and(|(rt, _)| fhir::schema::resource(rt).is_some());
+            if !stored_type || pending.contains(&reference) {
                 continue;
             }
             let exists = DocId::parse(&reference)
