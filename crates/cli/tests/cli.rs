@@ -679,3 +679,139 @@ fn deidentified_export_leaks_no_identifiers_and_keys_link_exports() {
     // The same key gives the same pseudonyms.
     assert_eq!(first, run("deid2"));
 }
+
+/// Runs a command, failing the test with its output if it fails.
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// HL7's official R4 examples (npm `hl7.fhir.r4.examples`, CC0) and carebundle's US Core style
+/// Bundles (PyPI `carebundle`): real third-party data. Both are fetched once into Cargo's
+/// test scratch folder. Import must take what Hearth stores and report the rest, line by line.
+#[test]
+fn imports_third_party_sample_data_and_reports_its_defects() {
+    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sample-data");
+    std::fs::create_dir_all(&cache).unwrap();
+    let examples = cache.join("package");
+    if !examples.join("Patient-example.json").exists() {
+        run_ok(
+            Command::new("npm")
+                .args(["pack", "--silent", "hl7.fhir.r4.examples@4.0.1"])
+                .current_dir(&cache),
+            "npm pack",
+        );
+        run_ok(
+            Command::new("tar")
+                .args(["xzf", "hl7.fhir.r4.examples-4.0.1.tgz"])
+                .current_dir(&cache),
+            "tar",
+        );
+    }
+    let venv = cache.join("venv");
+    let bundles = cache.join("carebundle");
+    if !bundles.join("mixed-7-0004.json").exists() {
+        run_ok(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        );
+        run_ok(
+            Command::new(venv.join("bin/pip")).args(["install", "-q", "carebundle==0.5.0"]),
+            "pip install carebundle",
+        );
+        run_ok(
+            Command::new(venv.join("bin/carebundle"))
+                .args([
+                    "generate",
+                    "--profile",
+                    "mixed",
+                    "--count",
+                    "5",
+                    "--seed",
+                    "7",
+                    "--out",
+                ])
+                .arg(&bundles),
+            "carebundle generate",
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+
+    // HL7 examples of the types Hearth stores.
+    let stored = fhir::schema::RESOURCES
+        .iter()
+        .map(|(rt, _)| format!("{rt}-"))
+        .collect::<Vec<_>>();
+    let mut files: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.ends_with(".json") && stored.iter().any(|s| name.starts_with(s.as_str()))
+        })
+        .map(|p| p.to_str().unwrap().to_owned())
+        .collect();
+    files.sort();
+    assert!(files.len() > 150, "{}", files.len());
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let out = hearth(&dir, &args, &pin);
+    let summary = ok(&out);
+    let err = String::from_utf8(out.stderr).unwrap();
+    let counts: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (imported, rejected) = (counts[0], counts[1]);
+    assert_eq!(imported + rejected, files.len() as u64, "{summary}");
+    assert!(imported >= 150, "{summary}\n{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains(": rejected: ")).count() as u64,
+        rejected,
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let p = json(&ok(&hearth(
+        &dir,
+        &["fhir", "read", "Patient", "example"],
+        &pin,
+    )));
+    assert_eq!(p["name"][0]["family"], "Chalmers");
+
+    // carebundle: transaction Bundles with urn:uuid references, some types Hearth does not store.
+    let mut bfiles: Vec<String> = std::fs::read_dir(&bundles)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_owned())
+        .collect();
+    bfiles.sort();
+    let mut args = vec!["import"];
+    args.extend(bfiles.iter().map(String::as_str));
+    let first = hearth(&dir, &args, &pin);
+    let summary = ok(&first);
+    let err = String::from_utf8(first.stderr).unwrap();
+    assert!(
+        summary.contains("Imported 192 resources; rejected 25."),
+        "{summary}\n{err}"
+    );
+    assert!(
+        err.lines()
+            .all(|l| l.contains("entry") && l.contains("'DiagnosticReport' is not supported")),
+        "{err}"
+    );
+    // Running it again changes nothing and says so.
+    let again = ok(&hearth(&dir, &args, &pin));
+    assert!(
+        again.contains("Imported 192 resources; rejected 25."),
+        "{again}"
+    );
+}

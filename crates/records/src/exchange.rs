@@ -56,7 +56,8 @@ fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
 /// The resources of a Bundle (transaction, batch or collection) with `fullUrl` references
 /// (`urn:uuid:…`, `urn:oid:…` or absolute) rewritten to `Type/id`, ids assigned where missing,
 /// and entries ordered so referenced resources come first.
-pub fn resources_of_bundle(bundle: &Value) -> Result<Vec<Value>, FhirError> {
+/// Each resource comes with its entry's index in the Bundle, for error messages.
+pub fn resources_of_bundle(bundle: &Value) -> Result<Vec<(usize, Value)>, FhirError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(FhirError::one(
             400,
@@ -126,13 +127,28 @@ pub fn resources_of_bundle(bundle: &Value) -> Result<Vec<Value>, FhirError> {
         if let Some(full) = entry.get("fullUrl").and_then(Value::as_str) {
             map.insert(full.to_owned(), format!("{rt}/{id}"));
         }
-        out.push(resource);
+        out.push((i, resource));
     }
-    for r in &mut out {
+    for (_, r) in &mut out {
         rewrite_references(r, &map);
     }
-    out.sort_by_key(|r| import_rank(r.get("resourceType").and_then(Value::as_str).unwrap_or("")));
+    out.sort_by_key(|(_, r)| {
+        import_rank(r.get("resourceType").and_then(Value::as_str).unwrap_or(""))
+    });
     Ok(out)
+}
+
+/// Whether a stored body and a prepared resource say the same thing, `meta` aside.
+fn same_content(stored: &[u8], resource: &Value) -> bool {
+    let Ok(Value::Object(mut a)) = serde_json::from_slice::<Value>(stored) else {
+        return false;
+    };
+    let Value::Object(mut b) = resource.clone() else {
+        return false;
+    };
+    a.remove("meta");
+    b.remove("meta");
+    a == b
 }
 
 impl Records {
@@ -142,6 +158,24 @@ impl Records {
     pub fn create_batch(
         &self,
         resources: Vec<Value>,
+    ) -> Result<Vec<Result<Stored, FhirError>>, FhirError> {
+        self.write_batch(resources, false)
+    }
+
+    /// Imports many resources in one transaction, like [`Records::create_batch`], except that
+    /// a resource whose id exists is updated (a new version), or left alone when its content
+    /// is unchanged — so an import can be run again.
+    pub fn import_batch(
+        &self,
+        resources: Vec<Value>,
+    ) -> Result<Vec<Result<Stored, FhirError>>, FhirError> {
+        self.write_batch(resources, true)
+    }
+
+    fn write_batch(
+        &self,
+        resources: Vec<Value>,
+        upsert: bool,
     ) -> Result<Vec<Result<Stored, FhirError>>, FhirError> {
         // Ids first, so references within the batch resolve.
         let mut prepared: Vec<Result<Value, FhirError>> = Vec::with_capacity(resources.len());
@@ -171,38 +205,63 @@ impl Records {
         let mut writes = Vec::new();
         let mut slots = Vec::new();
         for p in prepared {
-            match p.and_then(|r| self.prepare(r, &pending)) {
-                Ok((rt, id, resource)) => {
-                    let did = crate::doc_id(&rt, &id)?;
-                    let Value::Object(body) = resource.clone() else {
-                        continue;
-                    };
-                    slots.push((results.len(), id, resource));
-                    results.push(Err(FhirError::one(
-                        500,
-                        IssueCode::Exception,
-                        "Resource",
-                        "not written",
-                    )));
-                    writes.push(DocWrite::new(did, None, body));
+            let (rt, id, resource) = match p.and_then(|r| self.prepare(r, &pending)) {
+                Ok(x) => x,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
                 }
-                Err(e) => results.push(Err(e)),
+            };
+            let did = match crate::doc_id(&rt, &id) {
+                Ok(d) => d,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            let Value::Object(body) = resource.clone() else {
+                continue;
+            };
+            let mut parent = None;
+            if upsert {
+                match self.store.get_raw(&self.db, &did) {
+                    Ok(current) if same_content(&current.body, &resource) => {
+                        results.push(Ok(Stored {
+                            id,
+                            version: current.rev.to_string(),
+                            resource: with_version(resource, &current.rev),
+                            created: false,
+                        }));
+                        continue;
+                    }
+                    Ok(current) => parent = Some(current.rev),
+                    Err(store::Error::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
+            slots.push((results.len(), id, resource));
+            results.push(Err(FhirError::one(
+                500,
+                IssueCode::Exception,
+                "Resource",
+                "not written",
+            )));
+            writes.push(DocWrite::new(did, parent, body));
         }
         let written = self.store.bulk_docs(&self.db, writes, true)?;
         for ((slot, id, resource), w) in slots.into_iter().zip(written) {
             results[slot] = match w {
                 Ok(rev) => Ok(Stored {
                     id,
+                    created: rev.generation() == 1,
                     version: rev.to_string(),
                     resource: with_version(resource, &rev),
-                    created: true,
                 }),
                 Err(store::Error::Conflict) => Err(FhirError::one(
                     409,
                     IssueCode::Conflict,
                     "Resource.id",
-                    "a resource with this id exists already",
+                    "a resource with this id exists already (or appears twice in one batch)",
                 )),
                 Err(e) => Err(e.into()),
             };
@@ -275,7 +334,12 @@ mod tests {
             {"fullUrl": "urn:uuid:0b7e5c1a-1111-4c2e-9b1e-3f9c2b7a0002", "resource": {"resourceType": "Patient"}},
             {"fullUrl": "http://other.example/fhir/Practitioner/dr9", "resource": {"resourceType": "Practitioner", "id": "dr9"}}
         ]});
-        let rs = resources_of_bundle(&b).unwrap();
+        let with_index = resources_of_bundle(&b).unwrap();
+        assert_eq!(
+            with_index.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![2, 1, 0]
+        );
+        let rs: Vec<Value> = with_index.into_iter().map(|(_, r)| r).collect();
         assert_eq!(rs[0]["resourceType"], "Practitioner");
         assert_eq!(rs[1]["resourceType"], "Patient");
         assert_eq!(rs[1]["id"], "0b7e5c1a-1111-4c2e-9b1e-3f9c2b7a0002");

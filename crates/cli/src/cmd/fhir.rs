@@ -151,66 +151,61 @@ pub struct ImportArgs {
     pub batch_size: usize,
 }
 
-struct Tally {
+/// Import progress: resources waiting for the next transaction, with where each came from.
+struct Importer<'a> {
+    records: &'a Records,
+    batch: Vec<(String, Value)>,
+    batch_size: usize,
     imported: u64,
     rejected: u64,
     progress: bool,
 }
 
-impl Tally {
-    fn report(
-        &mut self,
-        source: &str,
-        results: Vec<Result<records::Stored, records::FhirError>>,
-        lines: &[usize],
-    ) {
-        for (res, line) in results.into_iter().zip(lines) {
+impl Importer<'_> {
+    fn reject(&mut self, at: &str, why: &str) {
+        self.rejected += 1;
+        if self.progress {
+            eprint!("\r\x1b[K");
+        }
+        eprintln!("{at}: rejected: {why}");
+    }
+
+    fn push(&mut self, at: String, resource: Value) -> Result<()> {
+        self.batch.push((at, resource));
+        if self.batch.len() >= self.batch_size {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the waiting resources in one transaction; references among them resolve.
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let (labels, resources): (Vec<String>, Vec<Value>) =
+            std::mem::take(&mut self.batch).into_iter().unzip();
+        for (res, at) in self
+            .records
+            .import_batch(resources)?
+            .into_iter()
+            .zip(labels)
+        {
             match res {
                 Ok(_) => self.imported += 1,
-                Err(e) => {
-                    self.rejected += 1;
-                    if self.progress {
-                        eprint!("\r\x1b[K");
-                    }
-                    eprintln!("{source}:{line}: rejected: {e}");
-                }
+                Err(e) => self.reject(&at, &e.to_string()),
             }
         }
         if self.progress {
             eprint!("\rimported {}, rejected {}", self.imported, self.rejected);
             let _ = std::io::stderr().flush();
         }
+        Ok(())
     }
-}
 
-/// A Bundle becomes its resources (references resolved); an array its items; a resource itself.
-fn expand(v: Value) -> Result<Vec<Value>, records::FhirError> {
-    match v {
-        Value::Array(items) => Ok(items),
-        v if v.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
-            records::resources_of_bundle(&v)
-        }
-        v => Ok(vec![v]),
-    }
-}
-
-fn file_rank(path: &Path) -> usize {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    records::import_rank(stem.split('.').next().unwrap_or(stem))
-}
-
-pub fn import(ctx: &mut Context, args: ImportArgs) -> Result<()> {
-    let (_node, r) = open(ctx)?;
-    let mut tally = Tally {
-        imported: 0,
-        rejected: 0,
-        progress: std::io::stderr().is_terminal(),
-    };
-    // Bulk Data exports name files by type: import referenced types first.
-    let mut files = args.files.clone();
-    files.sort_by_key(|p| file_rank(p));
-    let batch_size = args.batch_size.clamp(1, 10_000);
-    for path in &files {
+    /// One file: NDJSON (a resource or a Bundle per line), or one JSON Bundle, resource or
+    /// array of resources.
+    fn file(&mut self, path: &Path) -> Result<()> {
         let source = path.display().to_string();
         let f = std::fs::File::open(path).with_context(|| format!("cannot open {source}"))?;
         let mut reader = BufReader::new(f);
@@ -223,73 +218,102 @@ pub fn import(ctx: &mut Context, args: ImportArgs) -> Result<()> {
             let mut rest = String::new();
             std::io::Read::read_to_string(&mut reader, &mut rest)
                 .with_context(|| format!("cannot read {source}"))?;
-            let v: Value = serde_json::from_str(&(first + &rest))
-                .with_context(|| format!("{source} is not valid JSON"))?;
-            let resources = expand(v).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
-            for chunk in resources.chunks(batch_size) {
-                let lines: Vec<usize> = vec![1; chunk.len()];
-                let results = r.create_batch(chunk.to_vec())?;
-                tally.report(&source, results, &lines);
+            match serde_json::from_str::<Value>(&(first + &rest)) {
+                Ok(v) => self.value(&source, None, v)?,
+                Err(e) => self.reject(&source, &format!("not valid JSON ({e})")),
             }
-            continue;
+            return Ok(());
         }
-        // NDJSON, streamed a batch at a time.
-        let mut batch = Vec::with_capacity(batch_size);
-        let mut lines = Vec::with_capacity(batch_size);
-        let mut line_no = 1;
-        let mut pending_line = Some(first);
+        let mut line = first;
+        let mut n = 1;
         loop {
-            let line = match pending_line.take() {
-                Some(l) => l,
-                None => {
-                    let mut l = String::new();
-                    if reader
-                        .read_line(&mut l)
-                        .with_context(|| format!("cannot read {source}"))?
-                        == 0
-                    {
-                        break;
+            if !line.trim().is_empty() {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => self.value(&source, Some(n), v)?,
+                    Err(e) => {
+                        self.reject(&format!("{source}:{n}"), &format!("not valid JSON ({e})"))
                     }
-                    line_no += 1;
-                    l
                 }
-            };
-            if line.trim().is_empty() {
-                continue;
             }
-            match serde_json::from_str::<Value>(&line)
-                .map_err(|e| e.to_string())
-                .and_then(|v| expand(v).map_err(|e| e.to_string()))
+            line.clear();
+            if reader
+                .read_line(&mut line)
+                .with_context(|| format!("cannot read {source}"))?
+                == 0
             {
-                Ok(resources) => {
-                    for v in resources {
-                        batch.push(v);
-                        lines.push(line_no);
-                    }
-                }
-                Err(e) => {
-                    tally.rejected += 1;
-                    eprintln!("{source}:{line_no}: rejected: {e}");
-                }
+                return Ok(());
             }
-            if batch.len() >= batch_size {
-                let results = r.create_batch(std::mem::take(&mut batch))?;
-                tally.report(&source, results, &std::mem::take(&mut lines));
-            }
-        }
-        if !batch.is_empty() {
-            let results = r.create_batch(batch)?;
-            tally.report(&source, results, &lines);
+            n += 1;
         }
     }
-    if tally.progress {
+
+    fn value(&mut self, source: &str, line: Option<usize>, v: Value) -> Result<()> {
+        let at = |entry: Option<usize>| match (line, entry) {
+            (Some(l), Some(e)) => format!("{source}:{l} entry {e}"),
+            (Some(l), None) => format!("{source}:{l}"),
+            (None, Some(e)) => format!("{source} entry {e}"),
+            (None, None) => source.to_owned(),
+        };
+        match v {
+            Value::Array(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    self.push(at(Some(i + 1)), item)?;
+                }
+            }
+            v if v.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
+                match records::resources_of_bundle(&v) {
+                    Ok(resources) => {
+                        for (i, r) in resources {
+                            self.push(at(Some(i + 1)), r)?;
+                        }
+                    }
+                    Err(e) => self.reject(&at(None), &e.to_string()),
+                }
+            }
+            v => self.push(at(None), v)?,
+        }
+        Ok(())
+    }
+}
+
+fn file_rank(path: &Path) -> usize {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    // Bulk Data names files `Patient.ndjson`; examples often `Patient-example.json`.
+    records::import_rank(stem.split(['.', '-', '_']).next().unwrap_or(stem))
+}
+
+pub fn import(ctx: &mut Context, args: ImportArgs) -> Result<()> {
+    let (_node, r) = open(ctx)?;
+    let mut imp = Importer {
+        records: &r,
+        batch: Vec::new(),
+        batch_size: args.batch_size.clamp(1, 10_000),
+        imported: 0,
+        rejected: 0,
+        progress: std::io::stderr().is_terminal(),
+    };
+    // Referenced types first; files of one kind share transactions, so references among them
+    // (even circular ones) resolve.
+    let mut files = args.files.clone();
+    files.sort_by_key(|p| file_rank(p));
+    let mut rank = None;
+    for path in &files {
+        let this = file_rank(path);
+        if rank.is_some_and(|r| r != this) {
+            imp.flush()?;
+        }
+        rank = Some(this);
+        imp.file(path)?;
+    }
+    imp.flush()?;
+    if imp.progress {
         eprintln!();
     }
     super::outln_summary(&format!(
         "Imported {} resources; rejected {}.",
-        tally.imported, tally.rejected
+        imp.imported, imp.rejected
     ));
-    if tally.imported == 0 && tally.rejected > 0 {
+    if imp.imported == 0 && imp.rejected > 0 {
         bail!("nothing was imported");
     }
     Ok(())
