@@ -326,6 +326,14 @@ fn check_reference(report: &mut Report, path: &str, value: &Value, targets: &[&s
     let Some(reference) = obj.get("reference").and_then(Value::as_str) else {
         return;
     };
+    if reference.contains('?') && !reference.contains("://") {
+        report.issues.push(Issue::error(
+            IssueCode::NotFound,
+            &format!("{path}.reference"),
+            "a conditional reference must match exactly one resource",
+        ));
+        return;
+    }
     if reference.starts_with('#') || reference.starts_with("urn:") || reference.contains("://") {
         return; // contained, urn:uuid (bundles) or absolute: not resolved locally
     }

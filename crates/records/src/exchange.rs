@@ -138,6 +138,71 @@ pub fn resources_of_bundle(bundle: &Value) -> Result<Vec<(usize, Value)>, FhirEr
     Ok(out)
 }
 
+fn collect_conditional(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o {
+                match (k.as_str(), child) {
+                    ("reference", Value::String(s)) if s.contains('?') && !s.contains("://") => {
+                        if !out.contains(s) {
+                            out.push(s.clone());
+                        }
+                    }
+                    _ => collect_conditional(child, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|c| collect_conditional(c, out)),
+        _ => {}
+    }
+}
+
+/// Whether a resource has an identifier `system|value` (or just `value`).
+fn has_identifier(r: &Value, token: &str) -> bool {
+    let (system, value) = match token.split_once('|') {
+        Some((s, v)) => (Some(s), v),
+        None => (None, token),
+    };
+    r.get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|id| {
+            id.get("value").and_then(Value::as_str) == Some(value)
+                && system.is_none_or(|s| {
+                    s.is_empty() || id.get("system").and_then(Value::as_str) == Some(s)
+                })
+        })
+}
+
+/// Decodes `%XX` escapes and `+` in a query component.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether a stored body and a prepared resource say the same thing, `meta` aside.
 fn same_content(stored: &[u8], resource: &Value) -> bool {
     let Ok(Value::Object(mut a)) = serde_json::from_slice::<Value>(stored) else {
@@ -172,11 +237,73 @@ impl Records {
         self.write_batch(resources, true)
     }
 
+    /// Rewrites conditional references (`Patient?identifier=urn:mrn|123`) to `Type/id` when
+    /// they match exactly one resource: first among `batch`, then in the store. References
+    /// that match none or several are left for validation to report.
+    fn resolve_conditional(&self, batch: &mut [Value]) -> Result<(), FhirError> {
+        let mut wanted: Vec<String> = Vec::new();
+        for r in batch.iter() {
+            collect_conditional(r, &mut wanted);
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut map = HashMap::new();
+        for cond in wanted {
+            let Some((rt, query)) = cond.split_once('?') else {
+                continue;
+            };
+            let params: Vec<(String, String)> = query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+                .collect();
+            // Within the batch: identifier matches (the common case in transaction Bundles).
+            let in_batch: Vec<String> = batch
+                .iter()
+                .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(rt))
+                .filter(|r| {
+                    params
+                        .iter()
+                        .all(|(k, v)| k == "identifier" && has_identifier(r, v))
+                })
+                .filter_map(|r| {
+                    r.get("id")
+                        .and_then(Value::as_str)
+                        .map(|id| format!("{rt}/{id}"))
+                })
+                .collect();
+            let resolved = if in_batch.len() == 1 {
+                Some(in_batch[0].clone())
+            } else if in_batch.is_empty() {
+                let mut p = params.clone();
+                p.push(("_count".into(), "2".into()));
+                match crate::search::parse_search(rt, &p) {
+                    Ok(parsed) => {
+                        let page = self.store.search(&self.db, &parsed.query)?;
+                        (page.ids.len() == 1).then(|| page.ids[0].to_string())
+                    }
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            if let Some(to) = resolved {
+                map.insert(cond, to);
+            }
+        }
+        for r in batch.iter_mut() {
+            rewrite_references(r, &map);
+        }
+        Ok(())
+    }
+
     fn write_batch(
         &self,
-        resources: Vec<Value>,
+        mut resources: Vec<Value>,
         upsert: bool,
     ) -> Result<Vec<Result<Stored, FhirError>>, FhirError> {
+        self.resolve_conditional(&mut resources)?;
         // Ids first, so references within the batch resolve.
         let mut prepared: Vec<Result<Value, FhirError>> = Vec::with_capacity(resources.len());
         let mut pending = Vec::with_capacity(resources.len());
@@ -325,6 +452,24 @@ impl Records {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn query_components_decode() {
+        assert_eq!(percent_decode("urn%3Amrn%7C123"), "urn:mrn|123");
+        assert_eq!(percent_decode("a+b%"), "a b%");
+        assert!(has_identifier(
+            &json!({"identifier": [{"system": "urn:mrn", "value": "9"}]}),
+            "urn:mrn|9"
+        ));
+        assert!(has_identifier(
+            &json!({"identifier": [{"system": "urn:mrn", "value": "9"}]}),
+            "9"
+        ));
+        assert!(!has_identifier(
+            &json!({"identifier": [{"system": "urn:x", "value": "9"}]}),
+            "urn:mrn|9"
+        ));
+    }
 
     #[test]
     fn bundles_resolve_urn_uuid_references_and_order_entries() {

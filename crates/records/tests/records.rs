@@ -349,3 +349,43 @@ fn batches_report_each_bad_resource_and_keep_the_good_ones() {
     assert_eq!(n, 2);
     assert_eq!(exported, vec!["Patient/b1", "Observation/o1"]);
 }
+
+#[test]
+fn transaction_bundles_resolve_conditional_references() {
+    let (_d, r) = records();
+    r.create(json!({"resourceType": "Patient", "id": "known", "identifier": [{"system": "urn:mrn", "value": "M1"}]})).unwrap();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "M2"}]}},
+        {"resource": {"resourceType": "Observation", "id": "in-batch", "status": "final", "code": {"text": "HR"},
+                      "subject": {"reference": "Patient?identifier=urn:mrn|M2"}}},
+        {"resource": {"resourceType": "Observation", "id": "in-store", "status": "final", "code": {"text": "HR"},
+                      "subject": {"reference": "Patient?identifier=urn%3Amrn%7CM1"}}},
+        {"resource": {"resourceType": "Observation", "id": "nowhere", "status": "final", "code": {"text": "HR"},
+                      "subject": {"reference": "Patient?identifier=urn:mrn|M9"}}}
+    ]});
+    let resources: Vec<Value> = records::resources_of_bundle(&bundle)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let results = r.import_batch(resources).unwrap();
+    assert!(
+        results[0].is_ok() && results[1].is_ok() && results[2].is_ok(),
+        "{results:?}"
+    );
+    let e = results[3].as_ref().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("conditional reference must match exactly one resource"),
+        "{e}"
+    );
+    assert_eq!(
+        r.read("Observation", "in-batch").unwrap().resource["subject"]["reference"],
+        "Patient/aaaaaaaa-0000-4000-8000-000000000001"
+    );
+    assert_eq!(
+        r.read("Observation", "in-store").unwrap().resource["subject"]["reference"],
+        "Patient/known"
+    );
+}
