@@ -1036,3 +1036,66 @@ fn search_index_follows_the_winning_revision() {
     );
     assert_eq!(ids(q(vec![Filter::Text("fresh".into())])), vec!["P/9"]);
 }
+
+#[test]
+fn dense_text_searches_sorted_by_a_parameter_page_in_order() {
+    use store::{Filter, SearchQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let s = &n.store;
+    s.set_indexer(std::sync::Arc::new(TestIndexer));
+    // More matches than the dense threshold, in scrambled key order, plus some non-matches.
+    let docs: Vec<DocWrite> = (0..2600u32)
+        .map(|i| {
+            let key = format!("{:05}", (i * 7919) % 2600);
+            let name = if i % 13 == 0 {
+                "Other Person"
+            } else {
+                "Common Name"
+            };
+            DocWrite::from_json(
+                json!({"_id": format!("P/{i:05}"), "name": name, "n": key}),
+                None,
+            )
+            .unwrap()
+        })
+        .collect();
+    s.bulk_docs(DB, docs, true).unwrap();
+    let page = |offset: usize, desc: bool| {
+        s.search(
+            DB,
+            &SearchQuery {
+                id_prefix: Some("P/".into()),
+                filters: vec![Filter::Text("comm".into())],
+                sort: vec![("n".into(), desc)],
+                limit: 50,
+                offset,
+            },
+        )
+        .unwrap()
+    };
+    let mut expected: Vec<(String, String)> = (0..2600u32)
+        .filter(|i| i % 13 != 0)
+        .map(|i| (format!("{:05}", (i * 7919) % 2600), format!("P/{i:05}")))
+        .collect();
+    expected.sort();
+    let first = page(0, false);
+    assert!(first.more);
+    let got: Vec<String> = first.ids.iter().map(ToString::to_string).collect();
+    let want: Vec<String> = expected.iter().take(50).map(|(_, id)| id.clone()).collect();
+    assert_eq!(got, want);
+    let later: Vec<String> = page(100, false)
+        .ids
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        later,
+        expected[100..150]
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect::<Vec<_>>()
+    );
+    let last: Vec<String> = page(0, true).ids.iter().map(ToString::to_string).collect();
+    assert_eq!(last[0], expected.last().unwrap().1);
+}
