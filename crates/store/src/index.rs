@@ -189,9 +189,6 @@ impl Store {
     pub fn search(&self, db: &str, q: &SearchQuery) -> Result<SearchPage, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
-        if let Some(page) = sorted_text_walk(&inner.conn, meta.id, q)? {
-            return Ok(page);
-        }
         // With a filter to drive the search, keep SQLite from walking the id index instead
         // (unary `+` makes a term unusable for an index).
         // Full-text and range matches can be dense: there, walking ids in order and testing
@@ -296,70 +293,6 @@ impl Store {
         ids.truncate(limit);
         Ok(SearchPage { ids, more })
     }
-}
-
-/// Full-text matches above this count are paged by walking the sort index instead of ranking
-/// every match.
-const DENSE_TEXT_MATCHES: i64 = 2000;
-
-/// A full-text search sorted by one parameter (a name search sorted by name): when the text
-/// matches many documents, walk the sort parameter's index in order and keep the documents
-/// that match, stopping at the page size, instead of ranking every match. `None` when the
-/// query has another shape or few matches (the general plan is then faster).
-fn sorted_text_walk(
-    conn: &Connection,
-    db_id: i64,
-    q: &SearchQuery,
-) -> Result<Option<SearchPage>, Error> {
-    let ([Filter::Text(text)], [(param, desc)]) = (q.filters.as_slice(), q.sort.as_slice()) else {
-        return Ok(None);
-    };
-    let Some(fts) = fts_query(text) else {
-        return Err(Error::BadRequest("the search text has no words".into()));
-    };
-    let matches: i64 = conn
-        .prepare_cached("SELECT count(*) FROM text_index WHERE text_index MATCH ?1")?
-        .query_row([&fts], |r| r.get(0))?;
-    if matches <= DENSE_TEXT_MATCHES {
-        return Ok(None);
-    }
-    let mut sql = String::from(
-        "SELECT d.doc_id FROM terms t JOIN docs d ON d.id = t.doc \
-         WHERE t.param = ? AND +d.db_id = ? AND d.deleted = 0",
-    );
-    let mut args: Vec<SqlValue> = vec![SqlValue::Text(param.clone()), SqlValue::Integer(db_id)];
-    if let Some(p) = &q.id_prefix {
-        sql.push_str(" AND +d.doc_id >= ? AND +d.doc_id < ?");
-        args.push(SqlValue::Text(p.clone()));
-        args.push(SqlValue::Text(prefix_end(p)));
-    }
-    sql.push_str(" AND t.doc IN (SELECT rowid FROM text_index WHERE text_index MATCH ?)");
-    args.push(SqlValue::Text(fts));
-    sql.push_str(if *desc {
-        " ORDER BY t.value DESC, d.doc_id"
-    } else {
-        " ORDER BY t.value, d.doc_id"
-    });
-    sql.push_str(" LIMIT ? OFFSET ?");
-    let limit = q.limit.clamp(1, 10_000);
-    args.push(SqlValue::Integer(limit as i64 + 1));
-    args.push(SqlValue::Integer(q.offset.min(i64::MAX as usize) as i64));
-    let mut st = conn.prepare_cached(&sql)?;
-    let mut ids = st
-        .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
-        .map(|r| {
-            r.map_err(Error::from).and_then(|s| {
-                DocId::parse(&s)
-                    .map_err(|_| Error::Corrupt("a stored document id is invalid".into()))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // A document with several values of the sort parameter appears once, at its first.
-    let mut seen = std::collections::HashSet::new();
-    ids.retain(|id| seen.insert(id.clone()));
-    let more = ids.len() > limit;
-    ids.truncate(limit);
-    Ok(Some(SearchPage { ids, more }))
 }
 
 #[cfg(test)]

@@ -33,6 +33,12 @@
 //!   param        parameter name, e.g. "Patient.birthdate"
 //!   value        exact value; string order is the sort order
 //! text_index   FTS5 (unicode61, diacritics removed): full text per document, rowid = docs.id
+//! identity     this device's id and Ed25519 identity key (one row)
+//! audit        the audit trail: seq, entry_id "{device}:{seq}", time, user, role, action,
+//!              outcome, patient, resource, detail, break_glass, prev hash, hash
+//!              (UPDATE and DELETE refused by triggers)
+//! audit_head   the last seq and hash, signed by the identity key
+//! audit_anchor where the retained chain starts after a purge (signed)
 //! ```
 
 use rusqlite::Connection;
@@ -99,6 +105,48 @@ const MIGRATIONS: &[&str] = &[
         tokenize = 'unicode61 remove_diacritics 2',
         prefix = '1 2 3'
     );",
+    // 3: device identity and the audit trail (append-only: the triggers refuse changes;
+    // the hash chain and signed head catch what gets around them).
+    "CREATE TABLE identity (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        device TEXT NOT NULL,
+        signing_key BLOB NOT NULL,
+        public_key BLOB NOT NULL
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        entry_id TEXT NOT NULL UNIQUE,
+        device TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        patient TEXT,
+        resource TEXT,
+        detail TEXT,
+        break_glass INTEGER NOT NULL,
+        prev BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX audit_by_patient ON audit (patient, seq);
+    CREATE INDEX audit_by_user ON audit (user, seq);
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        signature BLOB NOT NULL
+    );
+    CREATE TABLE audit_anchor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        signature BLOB NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use revtree::{Rev, RevTree, canonical_json};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::audit::AuditEvent;
 use crate::doc::{AttachmentInfo, AttachmentInput, DocId, DocKind, DocWrite};
 use crate::index::{self, Indexer};
 use crate::store::{DbMeta, Store};
@@ -43,6 +44,19 @@ impl Store {
         db: &str,
         docs: Vec<DocWrite>,
         new_edits: bool,
+    ) -> Result<Vec<Result<Rev, Error>>, Error> {
+        self.bulk_docs_audited(db, docs, new_edits, |_| Vec::new())
+    }
+
+    /// [`Store::bulk_docs`] that also appends the audit events `audit` makes from the
+    /// per-document results, in the same transaction: if the audit entries cannot be written,
+    /// nothing is.
+    pub fn bulk_docs_audited(
+        &self,
+        db: &str,
+        docs: Vec<DocWrite>,
+        new_edits: bool,
+        audit: impl FnOnce(&[Result<Rev, Error>]) -> Vec<AuditEvent>,
     ) -> Result<Vec<Result<Rev, Error>>, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
@@ -79,6 +93,7 @@ impl Store {
             tx.prepare_cached("UPDATE dbs SET update_seq = ?1 WHERE id = ?2")?
                 .execute(params![seq, meta.id])?;
         }
+        crate::audit::append(&tx, &audit(&results))?;
         tx.commit()?;
         drop(inner);
         if seq != start_seq {

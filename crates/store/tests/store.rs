@@ -1099,3 +1099,172 @@ fn dense_text_searches_sorted_by_a_parameter_page_in_order() {
     let last: Vec<String> = page(0, true).ids.iter().map(ToString::to_string).collect();
     assert_eq!(last[0], expected.last().unwrap().1);
 }
+
+mod audit_trail {
+    use super::*;
+    use store::{AuditEvent, AuditFilter, AuditProblem};
+
+    fn event(user: &str, action: &str, patient: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            user: user.into(),
+            role: "clinician".into(),
+            action: action.into(),
+            outcome: "success".into(),
+            patient: patient.map(Into::into),
+            resource: patient.map(Into::into),
+            detail: None,
+            break_glass: false,
+        }
+    }
+
+    /// A node with five audit entries; returns its folder and the raw SQLCipher key.
+    fn audited() -> (tempfile::TempDir, vault::Dek) {
+        let dir = tempfile::tempdir().unwrap();
+        let dek = vault::Dek::generate().unwrap();
+        let s = Store::open(&dir.path().join("hearth.db"), &dek).unwrap();
+        s.create_db(DB).unwrap();
+        s.audit_append(&[
+            event("kim", "login", None),
+            event("kim", "read", Some("Patient/p1")),
+        ])
+        .unwrap();
+        // An audited write: the entry is written in the same transaction as the document.
+        let w = DocWrite::from_json(json!({"_id": "Patient/p2"}), None).unwrap();
+        s.bulk_docs_audited(DB, vec![w], true, |results| {
+            assert!(results[0].is_ok());
+            vec![event("kim", "create", Some("Patient/p2"))]
+        })
+        .unwrap();
+        s.audit_append(&[
+            event("lee", "read", Some("Patient/p1")),
+            event("lee", "search", None),
+        ])
+        .unwrap();
+        assert_eq!(s.audit_verify().unwrap(), Ok(5));
+        (dir, dek)
+    }
+
+    /// Tampers with the raw file through the key, as an attacker holding it could.
+    fn tamper(dir: &Path, key: &vault::Dek, sql: &str) -> Result<u64, AuditProblem> {
+        {
+            let c = rusqlite::Connection::open(dir.join("hearth.db")).unwrap();
+            c.execute_batch(&format!(
+                "PRAGMA key = \"{}\";",
+                key.sqlcipher_pragma_value().as_str()
+            ))
+            .unwrap();
+            c.execute_batch(sql).unwrap();
+        }
+        Store::open(&dir.join("hearth.db"), key)
+            .unwrap()
+            .audit_verify()
+            .unwrap()
+    }
+
+    #[test]
+    fn lists_by_patient_and_user() {
+        let (dir, key) = audited();
+        let s = Store::open(&dir.path().join("hearth.db"), &key).unwrap();
+        let p1 = s
+            .audit_list(&AuditFilter {
+                patient: Some("Patient/p1".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            p1.iter().map(|e| e.event.user.as_str()).collect::<Vec<_>>(),
+            vec!["kim", "lee"]
+        );
+        let kim = s
+            .audit_list(&AuditFilter {
+                user: Some("kim".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(kim.len(), 3);
+        assert_eq!(kim[0].id, format!("{}:1", kim[0].device));
+        assert!(kim.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    #[test]
+    fn the_table_refuses_updates_and_deletes() {
+        let (dir, key) = audited();
+        let c = rusqlite::Connection::open(dir.path().join("hearth.db")).unwrap();
+        c.execute_batch(&format!(
+            "PRAGMA key = \"{}\";",
+            key.sqlcipher_pragma_value().as_str()
+        ))
+        .unwrap();
+        assert!(
+            c.execute("UPDATE audit SET user = 'x' WHERE seq = 2", [])
+                .is_err()
+        );
+        assert!(c.execute("DELETE FROM audit WHERE seq = 2", []).is_err());
+    }
+
+    #[test]
+    fn detects_a_modified_entry() {
+        let (dir, key) = audited();
+        let r = tamper(
+            dir.path(),
+            &key,
+            "DROP TRIGGER audit_no_update; UPDATE audit SET user = 'someone' WHERE seq = 3;",
+        );
+        assert_eq!(r, Err(AuditProblem::Modified { seq: 3 }));
+    }
+
+    #[test]
+    fn detects_a_deleted_entry() {
+        let (dir, key) = audited();
+        let r = tamper(
+            dir.path(),
+            &key,
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 2;",
+        );
+        assert_eq!(r, Err(AuditProblem::Missing { seq: 2 }));
+    }
+
+    #[test]
+    fn detects_reordered_entries() {
+        let (dir, key) = audited();
+        let r = tamper(
+            dir.path(),
+            &key,
+            "DROP TRIGGER audit_no_update;
+             UPDATE audit SET seq = 100 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 100;",
+        );
+        assert_eq!(r, Err(AuditProblem::BrokenLink { seq: 2 }));
+    }
+
+    #[test]
+    fn detects_an_inserted_entry() {
+        let (dir, key) = audited();
+        // A forged entry slipped in after entry 2, the rest renumbered.
+        let r = tamper(
+            dir.path(),
+            &key,
+            "DROP TRIGGER audit_no_update;
+             UPDATE audit SET seq = seq + 10 WHERE seq > 2; UPDATE audit SET seq = seq - 9 WHERE seq > 12;
+             INSERT INTO audit SELECT 3, 'x:3', device, time, 'ghost', role, 'read', outcome, patient, resource, detail, 0, hash, hash FROM audit WHERE seq = 2;",
+        );
+        assert_eq!(r, Err(AuditProblem::Modified { seq: 3 }));
+    }
+
+    #[test]
+    fn detects_entries_cut_from_the_end_and_a_forged_head() {
+        let (dir, key) = audited();
+        let r = tamper(
+            dir.path(),
+            &key,
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 5;",
+        );
+        assert_eq!(r, Err(AuditProblem::HeadMismatch));
+        let (dir, key) = audited();
+        let r = tamper(
+            dir.path(),
+            &key,
+            "UPDATE audit_head SET signature = zeroblob(64);",
+        );
+        assert_eq!(r, Err(AuditProblem::BadSignature));
+    }
+}

@@ -1,0 +1,421 @@
+//! The audit trail: append-only, hash-chained, signed by the device.
+//!
+//! Each entry has a stable id `{device}:{seq}` and a per-device sequence number (so entries can
+//! later replicate to the hub as an append-only stream), and its hash covers the previous
+//! entry's hash and every field of its own. The device's Ed25519 identity key (kept inside the
+//! encrypted file) signs the chain head after every append. Triggers refuse `UPDATE` and
+//! `DELETE` on the table; [`Store::audit_verify`] detects what gets past them (raw edits through
+//! the key): a modified entry, a deleted one (sequence gap), an inserted or reordered one
+//! (broken link), and a head that was rewound or re-signed with another key.
+//!
+//! Entries carry who, role, device, time, action, outcome, patient and resource ids — never
+//! record contents.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::store::Store;
+
+/// What happened, as recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Who (a user name, or `system`).
+    pub user: String,
+    /// Their role at the time.
+    pub role: String,
+    /// What: `login`, `login_failed`, `unlock`, `lock`, `timeout`, `read`, `search`, `create`,
+    /// `update`, `delete`, `export`, `import`, `sync`, `denied`, `break_glass`, `user_change`,
+    /// `key_change`, …
+    pub action: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// The patient concerned (`Patient/{id}`), if any.
+    pub patient: Option<String>,
+    /// The record concerned (`{type}/{id}`), or a search's query, if any.
+    pub resource: Option<String>,
+    /// More context, never PHI (a reason code, a count, a break-glass reason category).
+    pub detail: Option<String>,
+    /// Whether this happened under break-glass access.
+    pub break_glass: bool,
+}
+
+/// An entry of the trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Position in this device's chain, from 1.
+    pub seq: u64,
+    /// Stable id: `{device}:{seq}`.
+    pub id: String,
+    /// The device that wrote it.
+    pub device: String,
+    /// Unix seconds.
+    pub time: i64,
+    /// The event.
+    pub event: AuditEvent,
+    /// Hash of the previous entry (zeros for the first).
+    pub prev: [u8; 32],
+    /// This entry's hash.
+    pub hash: [u8; 32],
+}
+
+/// What [`Store::audit_verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditProblem {
+    /// An entry's content does not match its hash.
+    Modified {
+        /// The entry.
+        seq: u64,
+    },
+    /// Sequence numbers jump: entries are missing.
+    Missing {
+        /// The first missing sequence number.
+        seq: u64,
+    },
+    /// An entry does not link to the one before it (inserted or reordered).
+    BrokenLink {
+        /// The entry.
+        seq: u64,
+    },
+    /// The signed head does not match the last entry (entries removed from the end, or the
+    /// head rewritten).
+    HeadMismatch,
+    /// The head's signature is not the device's.
+    BadSignature,
+}
+
+impl std::fmt::Display for AuditProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditProblem::Modified { seq } => write!(
+                f,
+                "entry {seq} was modified (its hash does not match its content)"
+            ),
+            AuditProblem::Missing { seq } => write!(f, "entry {seq} is missing (deleted)"),
+            AuditProblem::BrokenLink { seq } => {
+                write!(
+                    f,
+                    "entry {seq} does not follow the entry before it (inserted or reordered)"
+                )
+            }
+            AuditProblem::HeadMismatch => {
+                write!(
+                    f,
+                    "the signed chain head does not match the last entry (entries removed from the end?)"
+                )
+            }
+            AuditProblem::BadSignature => {
+                write!(f, "the chain head's signature is not this device's")
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn put(h: &mut Sha256, s: &[u8]) {
+    h.update((s.len() as u64).to_le_bytes());
+    h.update(s);
+}
+
+fn entry_hash(
+    prev: &[u8; 32],
+    seq: u64,
+    id: &str,
+    device: &str,
+    time: i64,
+    e: &AuditEvent,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"hearth-audit-v1");
+    h.update(prev);
+    h.update(seq.to_le_bytes());
+    put(&mut h, id.as_bytes());
+    put(&mut h, device.as_bytes());
+    h.update(time.to_le_bytes());
+    for field in [&e.user, &e.role, &e.action, &e.outcome] {
+        put(&mut h, field.as_bytes());
+    }
+    for field in [&e.patient, &e.resource, &e.detail] {
+        match field {
+            Some(v) => {
+                h.update([1]);
+                put(&mut h, v.as_bytes());
+            }
+            None => h.update([0]),
+        }
+    }
+    h.update([u8::from(e.break_glass)]);
+    h.finalize().into()
+}
+
+fn head_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut m = b"hearth-audit-head-v1".to_vec();
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(hash);
+    m
+}
+
+/// The device identity: its id and Ed25519 key, created on first use, kept in the encrypted
+/// file.
+pub(crate) fn identity(conn: &Connection) -> Result<(String, SigningKey), Error> {
+    let row: Option<(String, Vec<u8>)> = conn
+        .prepare_cached("SELECT device, signing_key FROM identity WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((device, key)) = row {
+        let key = Zeroizing::new(key);
+        let bytes: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Corrupt("the device identity key has the wrong length".into()))?;
+        return Ok((device, SigningKey::from_bytes(&bytes)));
+    }
+    let secret = Zeroizing::new(vault::random_bytes::<32>()?);
+    let device = hex::encode(vault::random_bytes::<8>()?);
+    let key = SigningKey::from_bytes(&secret);
+    conn.execute(
+        "INSERT INTO identity (id, device, signing_key, public_key) VALUES (1, ?1, ?2, ?3)",
+        params![
+            device,
+            &secret[..],
+            key.verifying_key().as_bytes().as_slice()
+        ],
+    )?;
+    Ok((device, key))
+}
+
+/// Appends events inside the caller's transaction and re-signs the head.
+pub(crate) fn append(conn: &Connection, events: &[AuditEvent]) -> Result<Vec<AuditEntry>, Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (device, key) = identity(conn)?;
+    let last: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let anchor: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT seq, hash FROM audit_anchor WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (mut seq, prev) = match last.or(anchor) {
+        Some((s, h)) => (s as u64, h),
+        None => (0, vec![0u8; 32]),
+    };
+    let mut prev: [u8; 32] = prev
+        .try_into()
+        .map_err(|_| Error::Corrupt("an audit hash has the wrong length".into()))?;
+    let time = now();
+    let mut out = Vec::with_capacity(events.len());
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO audit (seq, entry_id, device, time, user, role, action, outcome, patient, resource, detail, break_glass, prev, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?;
+    for e in events {
+        seq += 1;
+        let id = format!("{device}:{seq}");
+        let hash = entry_hash(&prev, seq, &id, &device, time, e);
+        insert.execute(params![
+            seq as i64,
+            id,
+            device,
+            time,
+            e.user,
+            e.role,
+            e.action,
+            e.outcome,
+            e.patient,
+            e.resource,
+            e.detail,
+            e.break_glass,
+            &prev[..],
+            &hash[..]
+        ])?;
+        out.push(AuditEntry {
+            seq,
+            id,
+            device: device.clone(),
+            time,
+            event: e.clone(),
+            prev,
+            hash,
+        });
+        prev = hash;
+    }
+    let sig = key.sign(&head_message(seq, &prev));
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?1, ?2, ?3)",
+    )?
+    .execute(params![seq as i64, &prev[..], &sig.to_bytes()[..]])?;
+    Ok(out)
+}
+
+fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<(AuditEntry, Vec<u8>, Vec<u8>)> {
+    let seq: i64 = r.get(0)?;
+    Ok((
+        AuditEntry {
+            seq: seq as u64,
+            id: r.get(1)?,
+            device: r.get(2)?,
+            time: r.get(3)?,
+            event: AuditEvent {
+                user: r.get(4)?,
+                role: r.get(5)?,
+                action: r.get(6)?,
+                outcome: r.get(7)?,
+                patient: r.get(8)?,
+                resource: r.get(9)?,
+                detail: r.get(10)?,
+                break_glass: r.get(11)?,
+            },
+            prev: [0; 32],
+            hash: [0; 32],
+        },
+        r.get(12)?,
+        r.get(13)?,
+    ))
+}
+
+const SELECT_ENTRY: &str = "SELECT seq, entry_id, device, time, user, role, action, outcome, patient, resource, detail, break_glass, prev, hash FROM audit";
+
+/// Filters for [`Store::audit_list`].
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only entries about this patient (`Patient/{id}`).
+    pub patient: Option<String>,
+    /// Only entries by this user.
+    pub user: Option<String>,
+    /// Only break-glass entries.
+    pub break_glass: bool,
+}
+
+impl Store {
+    /// Appends audit events in their own transaction (for events that change nothing else:
+    /// reads, searches, logins). Returns the entries written.
+    pub fn audit_append(&self, events: &[AuditEvent]) -> Result<Vec<AuditEntry>, Error> {
+        let mut inner = self.lock();
+        let tx = inner
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = append(&tx, events)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// This device's id and public key (hex).
+    pub fn device_identity(&self) -> Result<(String, String), Error> {
+        let mut inner = self.lock();
+        let tx = inner.conn.transaction()?;
+        let (device, key) = identity(&tx)?;
+        tx.commit()?;
+        Ok((device, hex::encode(key.verifying_key().as_bytes())))
+    }
+
+    /// Entries matching a filter, oldest first.
+    pub fn audit_list(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, Error> {
+        let inner = self.lock();
+        let mut sql = format!("{SELECT_ENTRY} WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(p) = &f.patient {
+            sql.push_str(" AND patient = ?");
+            args.push(p.clone().into());
+        }
+        if let Some(u) = &f.user {
+            sql.push_str(" AND user = ?");
+            args.push(u.clone().into());
+        }
+        if f.break_glass {
+            sql.push_str(" AND break_glass = 1");
+        }
+        sql.push_str(" ORDER BY seq");
+        let mut st = inner.conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), read_entry)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut e, prev, hash) = row?;
+            e.prev = prev.try_into().unwrap_or([0; 32]);
+            e.hash = hash.try_into().unwrap_or([0; 32]);
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Checks the whole chain and the signed head. Returns how many entries were checked, or
+    /// the first problem.
+    pub fn audit_verify(&self) -> Result<Result<u64, AuditProblem>, Error> {
+        let inner = self.lock();
+        let conn = &inner.conn;
+        let public: Option<(String, Vec<u8>)> = conn
+            .query_row(
+                "SELECT device, public_key FROM identity WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let anchor: Option<(i64, Vec<u8>)> = conn
+            .query_row("SELECT seq, hash FROM audit_anchor WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (mut expected_seq, mut prev) = match anchor {
+            Some((s, h)) => (s as u64 + 1, h.try_into().unwrap_or([0u8; 32])),
+            None => (1, [0u8; 32]),
+        };
+        let mut st = conn.prepare(&format!("{SELECT_ENTRY} ORDER BY seq"))?;
+        let mut rows = st.query([])?;
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            let (e, stored_prev, stored_hash) = read_entry(row)?;
+            if e.seq > expected_seq {
+                return Ok(Err(AuditProblem::Missing { seq: expected_seq }));
+            }
+            if e.seq < expected_seq || stored_prev.as_slice() != prev.as_slice() {
+                return Ok(Err(AuditProblem::BrokenLink { seq: e.seq }));
+            }
+            let h = entry_hash(&prev, e.seq, &e.id, &e.device, e.time, &e.event);
+            if stored_hash.as_slice() != h.as_slice() || e.id != format!("{}:{}", e.device, e.seq) {
+                return Ok(Err(AuditProblem::Modified { seq: e.seq }));
+            }
+            prev = h;
+            expected_seq += 1;
+            count += 1;
+        }
+        let head: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+            .query_row(
+                "SELECT seq, hash, signature FROM audit_head WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        match (head, public) {
+            (None, _) if count == 0 => Ok(Ok(0)),
+            (Some((seq, hash, sig)), Some((_, public))) => {
+                if seq as u64 != expected_seq - 1 || hash.as_slice() != prev.as_slice() {
+                    return Ok(Err(AuditProblem::HeadMismatch));
+                }
+                let ok = <[u8; 32]>::try_from(public.as_slice())
+                    .ok()
+                    .and_then(|p| VerifyingKey::from_bytes(&p).ok())
+                    .zip(
+                        <[u8; 64]>::try_from(sig.as_slice())
+                            .ok()
+                            .map(|s| Signature::from_bytes(&s)),
+                    )
+                    .is_some_and(|(k, s)| k.verify(&head_message(seq as u64, &prev), &s).is_ok());
+                if ok {
+                    Ok(Ok(count))
+                } else {
+                    Ok(Err(AuditProblem::BadSignature))
+                }
+            }
+            _ => Ok(Err(AuditProblem::HeadMismatch)),
+        }
+    }
+}
