@@ -21,7 +21,12 @@ fn state() -> (tempfile::TempDir, AppState) {
         &vault::Dek::generate().unwrap(),
     )
     .unwrap();
-    let records = records::Records::new(Arc::new(store), "records").unwrap();
+    let records = records::Records::new(
+        Arc::new(store),
+        "records",
+        records::Actor::new("dr.kim", "clinician"),
+    )
+    .unwrap();
     (
         dir,
         AppState {

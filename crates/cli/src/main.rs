@@ -73,6 +73,9 @@ enum Command {
     User(cmd::user::UserCommand),
     /// Re-encrypt the whole database under a new key (compromise recovery).
     Rekey,
+    /// The audit trail: verify its chain, list who saw or changed what.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
     /// Check the database file's integrity (SQLite and SQLCipher page authentication).
     Check,
 }
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::User(c) => cmd::user::run(&mut ctx, c),
         Command::Rekey => cmd::user::rekey(&mut ctx),
         Command::Check => cmd::db::check(&mut ctx),
+        Command::Audit(c) => cmd::audit::run(&mut ctx, c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

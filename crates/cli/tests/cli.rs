@@ -873,3 +873,52 @@ fn imports_synthea_patients() {
     )));
     assert_eq!(patients["entry"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn the_audit_trail_records_logins_reads_and_changes_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+    fail(&hearth(&dir, &["changes"], "wrong-pin\n"));
+    ok(&hearth(&dir, &["demo-data", "--patients", "2"], &pin));
+    ok(&hearth(
+        &dir,
+        &["fhir", "read", "Patient", "p-000001"],
+        &pin,
+    ));
+    ok(&hearth(
+        &dir,
+        &["user", "add", "nurse.lee", "--role", "nurse"],
+        &format!("{PIN}\nlee-pin-1\n"),
+    ));
+    let out = ok(&hearth(&dir, &["audit", "verify"], &pin));
+    assert!(
+        out.starts_with("ok: ") && out.contains("chain intact"),
+        "{out}"
+    );
+    let all = ok(&hearth(&dir, &["audit", "list", "--user", "admin"], &pin));
+    for want in [
+        "\tlogin\tsuccess",
+        "\tlogin_failed\tfailure",
+        "\tcreate\tsuccess",
+        "\tread\tsuccess",
+        "\tuser_change\tsuccess",
+    ] {
+        assert!(all.contains(want), "{want} missing from:\n{all}");
+    }
+    assert!(all.contains("1 failed unlock attempt(s) since the last unlock"));
+    let p = ok(&hearth(
+        &dir,
+        &["audit", "list", "--patient", "p-000001"],
+        &pin,
+    ));
+    assert!(
+        p.lines().skip(1).all(|l| l.contains("Patient/p-000001")),
+        "{p}"
+    );
+    assert!(
+        p.contains("\tread\tsuccess\tPatient/p-000001\tPatient/p-000001"),
+        "{p}"
+    );
+}

@@ -329,6 +329,7 @@ impl Records {
             prepared.push(Ok(r));
         }
         let mut results: Vec<Result<Stored, FhirError>> = Vec::with_capacity(prepared.len());
+        let mut audits = Vec::new();
         let mut writes = Vec::new();
         let mut slots = Vec::new();
         for p in prepared {
@@ -366,6 +367,13 @@ impl Records {
                     Err(e) => return Err(e.into()),
                 }
             }
+            let action = if parent.is_some() { "update" } else { "create" };
+            audits.push(self.actor.event(
+                action,
+                "success",
+                crate::audit::reference_of(&resource),
+                crate::audit::patient_of(&resource),
+            ));
             slots.push((results.len(), id, resource));
             results.push(Err(FhirError::one(
                 500,
@@ -375,7 +383,21 @@ impl Records {
             )));
             writes.push(DocWrite::new(did, parent, body));
         }
-        let written = self.store.bulk_docs(&self.db, writes, true)?;
+        // Each written resource is audited in the same transaction; refused ones as failures.
+        let written = self
+            .store
+            .bulk_docs_audited(&self.db, writes, true, |results| {
+                audits
+                    .into_iter()
+                    .zip(results)
+                    .map(|(mut e, r)| {
+                        if r.is_err() {
+                            e.outcome = "failure".into();
+                        }
+                        e
+                    })
+                    .collect()
+            })?;
         for ((slot, id, resource), w) in slots.into_iter().zip(written) {
             results[slot] = match w {
                 Ok(rev) => Ok(Stored {
@@ -399,8 +421,11 @@ impl Records {
     /// Every current resource of the database, grouped by type, for NDJSON export: calls
     /// `each(resourceType, resource)` in changes-feed order, a page at a time (memory stays
     /// flat). Returns how many were exported.
+    /// Each page of resources is audited under `audit_action` (`export`, or `read` for a scan
+    /// that discloses nothing) before `each` sees it.
     pub fn export_each(
         &self,
+        audit_action: &str,
         mut each: impl FnMut(&str, &Value) -> Result<(), FhirError>,
     ) -> Result<u64, FhirError> {
         let mut since = 0;
@@ -417,6 +442,7 @@ impl Records {
             if page.results.is_empty() {
                 return Ok(n);
             }
+            let mut shown = Vec::with_capacity(page.results.len());
             for c in &page.results {
                 since = c.seq;
                 if c.deleted || c.id.as_str().starts_with("_design/") {
@@ -441,7 +467,12 @@ impl Records {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_owned();
-                each(&rt, &resource)?;
+                shown.push((rt, resource));
+            }
+            let refs: Vec<&Value> = shown.iter().map(|(_, r)| r).collect();
+            self.audit_reads(audit_action, &refs)?;
+            for (rt, resource) in &shown {
+                each(rt, resource)?;
                 n += 1;
             }
         }

@@ -6,13 +6,14 @@
 //!
 //! ```no_run
 //! # fn demo(store: std::sync::Arc<store::Store>) -> Result<(), records::FhirError> {
-//! let records = records::Records::new(store, "records")?;
+//! let records = records::Records::new(store, "records", records::Actor::new("dr.kim", "clinician"))?;
 //! let stored = records.create(serde_json::json!({"resourceType": "Patient", "name": [{"family": "Okafor"}]}))?;
 //! let page = records.search("Patient", &[("name".into(), "oka".into())], "http://127.0.0.1/fhir")?;
 //! assert_eq!(page["entry"][0]["resource"]["id"], stored.id);
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod exchange;
 mod search;
 
@@ -23,6 +24,7 @@ use revtree::Rev;
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, Store};
 
+pub use audit::{Actor, patient_of, reference_of};
 pub use exchange::{IMPORT_ORDER, import_rank, resources_of_bundle};
 pub use search::{SearchParams, parse_search};
 
@@ -114,6 +116,7 @@ pub struct Stored {
 pub struct Records {
     store: Arc<Store>,
     db: String,
+    actor: Actor,
 }
 
 fn new_id() -> Result<String, FhirError> {
@@ -163,13 +166,56 @@ fn with_version(mut body: Value, rev: &Rev) -> Value {
 impl Records {
     /// FHIR operations on database `db` (created if missing), with the FHIR search indexer
     /// installed on the store.
-    pub fn new(store: Arc<Store>, db: &str) -> Result<Records, FhirError> {
+    /// Every operation is audited as done by `actor`.
+    pub fn new(store: Arc<Store>, db: &str, actor: Actor) -> Result<Records, FhirError> {
         store.ensure_db(db)?;
         store.set_indexer(Arc::new(FhirIndexer));
         Ok(Records {
             store,
             db: db.to_owned(),
+            actor,
         })
+    }
+
+    /// Who the operations are audited as.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Records reads (what was shown) before the data is handed out: if the audit trail
+    /// cannot be written, the caller gets an error instead of the data.
+    pub(crate) fn audit_reads(&self, action: &str, resources: &[&Value]) -> Result<(), FhirError> {
+        let events: Vec<store::AuditEvent> = resources
+            .iter()
+            .map(|r| {
+                self.actor
+                    .event(action, "success", reference_of(r), patient_of(r))
+            })
+            .collect();
+        self.store.audit_append(&events)?;
+        Ok(())
+    }
+
+    /// Writes one document and its audit entry in one transaction.
+    fn put_audited(
+        &self,
+        doc: DocWrite,
+        action: &str,
+        patient: Option<String>,
+    ) -> Result<Rev, store::Error> {
+        let reference = doc.id.to_string();
+        let actor = &self.actor;
+        let mut results = self
+            .store
+            .bulk_docs_audited(&self.db, vec![doc], true, |results| {
+                let outcome = if results.iter().all(Result::is_ok) {
+                    "success"
+                } else {
+                    "failure"
+                };
+                vec![actor.event(action, outcome, Some(reference.clone()), patient.clone())]
+            })?;
+        results.pop().unwrap_or(Err(store::Error::Conflict))
     }
 
     /// The store underneath.
@@ -290,9 +336,10 @@ impl Records {
                 "a resource must be a JSON object",
             ));
         };
+        let action = if created { "create" } else { "update" };
+        let patient = audit::patient_of(&resource);
         let rev = self
-            .store
-            .put(&self.db, DocWrite::new(did, parent, body))
+            .put_audited(DocWrite::new(did, parent, body), action, patient)
             .map_err(|e| match e {
                 store::Error::Conflict => FhirError::one(
                     409,
@@ -388,6 +435,32 @@ impl Records {
 
     /// `read`: the current version.
     pub fn read(&self, rt: &str, id: &str) -> Result<Stored, FhirError> {
+        match self.read_unaudited(rt, id) {
+            Ok(stored) => {
+                self.audit_reads("read", &[&stored.resource])?;
+                Ok(stored)
+            }
+            Err(e) => {
+                let event = self
+                    .actor
+                    .event("read", "failure", Some(format!("{rt}/{id}")), None);
+                self.store.audit_append(&[event])?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a resource exists (and is not deleted). Returns no content, so it is not
+    /// audited.
+    pub fn exists(&self, rt: &str, id: &str) -> Result<bool, FhirError> {
+        match self.store.get_raw(&self.db, &doc_id(rt, id)?) {
+            Ok(_) => Ok(true),
+            Err(store::Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn read_unaudited(&self, rt: &str, id: &str) -> Result<Stored, FhirError> {
         let did = doc_id(rt, id)?;
         let doc = self
             .store
@@ -421,7 +494,10 @@ impl Records {
         let did = doc_id(rt, id)?;
         match self.store.get_raw(&self.db, &did) {
             Ok(d) => {
-                self.store.put(&self.db, DocWrite::deletion(did, d.rev))?;
+                let patient = serde_json::from_slice::<Value>(&d.body)
+                    .ok()
+                    .and_then(|b| audit::patient_of(&b));
+                self.put_audited(DocWrite::deletion(did, d.rev), "delete", patient)?;
                 Ok(())
             }
             Err(store::Error::NotFound(_)) => Ok(()),
@@ -472,6 +548,8 @@ impl Records {
                 Err(e) => return Err(e.into()),
             }
         }
+        let shown: Vec<&Value> = entries.iter().filter_map(|e| e.get("resource")).collect();
+        self.audit_reads("read", &shown)?;
         Ok(
             json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries}),
         )
@@ -479,6 +557,7 @@ impl Records {
 
     fn bundle(
         &self,
+        action: &str,
         ids: &[DocId],
         base: &str,
         self_link: &str,
@@ -505,6 +584,9 @@ impl Records {
                 "search": {"mode": "match"},
             }));
         }
+        // Every record the Bundle shows is audited before it is handed out.
+        let shown: Vec<&Value> = entries.iter().map(|e| &e["resource"]).collect();
+        self.audit_reads(action, &shown)?;
         let mut links = vec![json!({"relation": "self", "url": self_link})];
         if let Some(n) = next {
             links.push(json!({"relation": "next", "url": n}));
@@ -532,12 +614,12 @@ impl Records {
             "{base}/{rt}?{}",
             parsed.query_string_with_offset(parsed.query.offset)
         );
-        self.bundle(&page.ids, base, &self_link, next)
+        self.bundle("search", &page.ids, base, &self_link, next)
     }
 
     /// `Patient/{id}/$everything`: the patient and every resource in their compartment.
     pub fn everything(&self, patient: &str, base: &str) -> Result<Value, FhirError> {
-        self.read("Patient", patient)?;
+        self.read_unaudited("Patient", patient)?;
         let query = store::SearchQuery {
             id_prefix: None,
             filters: vec![store::Filter::Eq {
@@ -561,6 +643,7 @@ impl Records {
         let mut ids = page.ids;
         ids.sort_by_key(|d| !d.as_str().starts_with("Patient/"));
         let mut b = self.bundle(
+            "read",
             &ids,
             base,
             &format!("{base}/Patient/{patient}/$everything"),
@@ -598,6 +681,8 @@ impl Records {
         let mut out = Vec::new();
         for id in self.store.search(&self.db, &query)?.ids {
             let doc = self.store.get(&self.db, &id, &GetOptions::default())?;
+            let resource = Value::Object(doc.body.clone());
+            self.audit_reads("read", &[&resource])?;
             let Ok(req) =
                 serde_json::from_value::<fhir::models::MedicationRequest>(Value::Object(doc.body))
             else {

@@ -16,7 +16,12 @@ fn records() -> (tempfile::TempDir, Records) {
         &vault::Dek::generate().unwrap(),
     )
     .unwrap();
-    let r = Records::new(Arc::new(store), "records").unwrap();
+    let r = Records::new(
+        Arc::new(store),
+        "records",
+        records::Actor::new("dr.kim", "clinician"),
+    )
+    .unwrap();
     (dir, r)
 }
 
@@ -341,7 +346,7 @@ fn batches_report_each_bad_resource_and_keep_the_good_ones() {
     );
     let mut exported = Vec::new();
     let n = r
-        .export_each(|rt, res| {
+        .export_each("export", |rt, res| {
             exported.push(format!("{rt}/{}", res["id"].as_str().unwrap()));
             Ok(())
         })
@@ -388,4 +393,70 @@ fn transaction_bundles_resolve_conditional_references() {
         r.read("Observation", "in-store").unwrap().resource["subject"]["reference"],
         "Patient/known"
     );
+}
+
+/// Every path that shows or changes PHI leaves audit entries naming the user, the record and
+/// the patient; failures are recorded too; the chain verifies afterwards.
+#[test]
+fn every_phi_path_writes_audit_entries() {
+    let (_d, r) = records();
+    load_demo(&r, 2);
+    let store = r.store().clone();
+    let count = |action: &str, resource: &str| {
+        store
+            .audit_list(&store::AuditFilter::default())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event.action == action && e.event.resource.as_deref() == Some(resource))
+            .count()
+    };
+    let last = || {
+        store
+            .audit_list(&store::AuditFilter::default())
+            .unwrap()
+            .pop()
+            .unwrap()
+    };
+    // Writes (single and batch) were audited as creates, with the patient.
+    assert_eq!(count("create", "Observation/p-000001-obs-0-hr"), 1);
+    let e = last();
+    assert_eq!(
+        (e.event.user.as_str(), e.event.role.as_str()),
+        ("dr.kim", "clinician")
+    );
+    // Reads, failed reads, searches (each shown record), history, $everything, reminders, export.
+    r.read("Patient", "p-000001").unwrap();
+    assert_eq!(count("read", "Patient/p-000001"), 1);
+    assert_eq!(last().event.patient.as_deref(), Some("Patient/p-000001"));
+    r.read("Patient", "nobody").unwrap_err();
+    assert_eq!(last().event.outcome, "failure");
+    let page = r
+        .search(
+            "Observation",
+            &q(&[("patient", "p-000000"), ("code", "8867-4")]),
+            BASE,
+        )
+        .unwrap();
+    assert_eq!(ids(&page).len(), 2);
+    assert_eq!(count("search", "Observation/p-000000-obs-0-hr"), 1);
+    assert_eq!(count("search", "Observation/p-000000-obs-1-hr"), 1);
+    r.history("Patient", "p-000000", BASE).unwrap();
+    assert_eq!(count("read", "Patient/p-000000"), 1);
+    r.everything("p-000001", BASE).unwrap();
+    assert_eq!(count("read", "Task/p-000001-task-1"), 1);
+    assert_eq!(count("read", "Patient/p-000001"), 2);
+    r.reminders("p-000000", 0, 1, 0).unwrap();
+    assert_eq!(count("read", "MedicationRequest/p-000000-med-0"), 1);
+    r.export_each("export", |_, _| Ok(())).unwrap();
+    assert_eq!(count("export", "Consent/p-000001-consent-1"), 1);
+    // Update, a refused (stale) update, and delete.
+    let cur = r.read("Task", "p-000000-task-1").unwrap();
+    let mut t = cur.resource.clone();
+    t["status"] = json!("completed");
+    r.update("Task", "p-000000-task-1", t, None).unwrap();
+    assert_eq!(count("update", "Task/p-000000-task-1"), 1);
+    r.delete("Task", "p-000000-task-1").unwrap();
+    assert_eq!(count("delete", "Task/p-000000-task-1"), 1);
+    assert_eq!(last().event.patient.as_deref(), Some("Patient/p-000000"));
+    assert!(matches!(store.audit_verify().unwrap(), Ok(n) if n > 100));
 }

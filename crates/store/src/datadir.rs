@@ -207,9 +207,37 @@ impl DataDir {
             }
             Err(e) => return Err(e),
         };
+        let role = self.vault.role(user).unwrap_or_default().to_owned();
+        // Failed attempts could not be written to the trail when they happened (no key yet):
+        // write them now, with the successful login, before the counter is cleared.
+        let failed = self
+            .vault
+            .users
+            .get(user)
+            .map_or(0, |u| u.failed_attempts.saturating_sub(1));
+        let mut events = Vec::new();
+        if failed > 0 {
+            events.push(crate::AuditEvent {
+                user: user.to_owned(),
+                role: role.clone(),
+                action: "login_failed".into(),
+                outcome: "failure".into(),
+                detail: Some(format!(
+                    "{failed} failed unlock attempt(s) since the last unlock"
+                )),
+                ..crate::AuditEvent::default()
+            });
+        }
+        events.push(crate::AuditEvent {
+            user: user.to_owned(),
+            role: role.clone(),
+            action: "login".into(),
+            outcome: "success".into(),
+            ..crate::AuditEvent::default()
+        });
+        store.audit_append(&events)?;
         self.vault.note_success(user);
         self.save_vault()?;
-        let role = self.vault.role(user).unwrap_or_default().to_owned();
         Ok(Unlocked {
             store: Arc::new(store),
             user: user.to_owned(),
@@ -245,6 +273,20 @@ impl DataDir {
 }
 
 impl Unlocked {
+    /// Records an account or key change (the user concerned goes in `detail`: staff names are
+    /// not PHI).
+    fn audit(&self, action: &str, detail: String) -> Result<(), Error> {
+        self.store.audit_append(&[crate::AuditEvent {
+            user: self.user.clone(),
+            role: self.role.clone(),
+            action: action.into(),
+            outcome: "success".into(),
+            detail: Some(detail),
+            ..crate::AuditEvent::default()
+        }])?;
+        Ok(())
+    }
+
     fn require_admin(&self) -> Result<(), Error> {
         if self.role == ADMIN_ROLE {
             Ok(())
@@ -275,14 +317,16 @@ impl Unlocked {
         self.dir
             .vault
             .add_user(&self.dek, name, role, pin, kdf, &self.dir.device)?;
-        self.dir.save_vault()
+        self.dir.save_vault()?;
+        self.audit("user_change", format!("added {name} as {role}"))
     }
 
     /// Removes a user's wrap (admin only). Their PIN no longer opens anything.
     pub fn remove_user(&mut self, name: &str) -> Result<(), Error> {
         self.require_admin()?;
         self.dir.vault.remove_user(name)?;
-        self.dir.save_vault()
+        self.dir.save_vault()?;
+        self.audit("user_change", format!("removed {name}"))
     }
 
     /// Sets a new PIN: for yourself, or (admin only) for another user, which also clears their
@@ -310,7 +354,8 @@ impl Unlocked {
         self.dir
             .vault
             .set_pin(&self.dek, name, pin, &kdf, &self.dir.device)?;
-        self.dir.save_vault()
+        self.dir.save_vault()?;
+        self.audit("user_change", format!("new PIN for {name}"))
     }
 
     /// Re-encrypts the whole database under a new data key (admin only, with their PIN). Other
@@ -335,6 +380,9 @@ impl Unlocked {
         self.dir.save_vault()?;
         fs::remove_file(&pending).map_err(|e| Error::Io("removing the pending vault file", e))?;
         self.dek = new_dek;
-        Ok(())
+        self.audit(
+            "key_change",
+            "database re-keyed; other users' PINs reset".into(),
+        )
     }
 }

@@ -35,7 +35,12 @@ fn main() -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let store = store::Store::open(&dir.path().join("hearth.db"), &vault::Dek::generate()?)?;
-    let r = Records::new(Arc::new(store), "records").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = Records::new(
+        Arc::new(store),
+        "records",
+        records::Actor::new("bench", "admin"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = Instant::now();
     let mut written = 0u64;
     let mut batch = fhir::demo::practitioners();

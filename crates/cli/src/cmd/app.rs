@@ -18,7 +18,11 @@ pub struct Args {
 pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
     app::check_loopback(&args.listen).map_err(|e| anyhow!(e))?;
     let node = ctx.unlock()?;
-    let records = Records::new(node.store.clone(), DEFAULT_DB)?;
+    let records = Records::new(
+        node.store.clone(),
+        DEFAULT_DB,
+        records::Actor::new(&node.user, &node.role),
+    )?;
     let token = app::new_token().context("cannot make an API token")?;
     let state = app::AppState {
         records: Arc::new(records),

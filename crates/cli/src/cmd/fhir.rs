@@ -56,7 +56,11 @@ pub enum FhirCommand {
 
 fn open(ctx: &mut Context) -> Result<(store::Unlocked, Records)> {
     let node = ctx.unlock()?;
-    let records = Records::new(node.store.clone(), DEFAULT_DB)?;
+    let records = Records::new(
+        node.store.clone(),
+        DEFAULT_DB,
+        records::Actor::new(&node.user, &node.role),
+    )?;
     Ok((node, records))
 }
 
@@ -349,7 +353,7 @@ pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
     let deid = if args.deidentify {
         // First pass: who is in the export, so free text can be scrubbed of them.
         let mut redactions = fhir::deid::Redactions::default();
-        r.export_each(|_, res| {
+        r.export_each("read", |_, res| {
             redactions.learn(res);
             Ok(())
         })
@@ -368,7 +372,7 @@ pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
     let mut files: std::collections::BTreeMap<String, std::io::BufWriter<std::fs::File>> =
         Default::default();
     let n = r
-        .export_each(|rt, res| {
+        .export_each("export", |rt, res| {
             let deidentified;
             let res = match &deid {
                 Some(d) => match d.apply(res) {
@@ -467,8 +471,8 @@ pub fn demo_data(ctx: &mut Context, a: DemoDataArgs) -> Result<()> {
     let practitioners: Vec<Value> = fhir::demo::practitioners()
         .into_iter()
         .filter(|p| {
-            r.read("Practitioner", p["id"].as_str().unwrap_or(""))
-                .is_err()
+            !r.exists("Practitioner", p["id"].as_str().unwrap_or(""))
+                .unwrap_or(false)
         })
         .collect();
     let mut batch = practitioners;

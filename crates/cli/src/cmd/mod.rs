@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod app;
+pub mod audit;
 pub mod changes;
 pub mod db;
 pub mod demo;

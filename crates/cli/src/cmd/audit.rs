@@ -1,0 +1,87 @@
+//! `hearth audit verify|list`: the device's audit trail.
+
+use anyhow::{Result, bail};
+use store::{AuditEvent, AuditFilter};
+
+use super::Context;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain and the signed head; name the first bad entry.
+    Verify,
+    /// List entries, oldest first: who saw or changed what, when, from which device.
+    List {
+        /// Only entries about this patient (an id, or Patient/id).
+        #[arg(long)]
+        patient: Option<String>,
+        /// Only entries by this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only break-glass entries.
+        #[arg(long)]
+        break_glass: bool,
+    },
+}
+
+pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
+    let node = ctx.unlock()?;
+    match cmd {
+        AuditCommand::Verify => match node.store.audit_verify()? {
+            Ok(n) => {
+                let (device, _) = node.store.device_identity()?;
+                outln!(
+                    "ok: {n} audit entries of device {device}: chain intact, head signed by this device."
+                );
+                Ok(())
+            }
+            Err(problem) => bail!("the audit trail failed verification: {problem}"),
+        },
+        AuditCommand::List {
+            patient,
+            user,
+            break_glass,
+        } => {
+            let patient = patient.map(|p| {
+                if p.starts_with("Patient/") {
+                    p
+                } else {
+                    format!("Patient/{p}")
+                }
+            });
+            // Reading the trail is itself recorded.
+            node.store.audit_append(&[AuditEvent {
+                user: node.user.clone(),
+                role: node.role.clone(),
+                action: "audit_read".into(),
+                outcome: "success".into(),
+                patient: patient.clone(),
+                detail: user.as_ref().map(|u| format!("entries of user {u}")),
+                ..AuditEvent::default()
+            }])?;
+            let entries = node.store.audit_list(&AuditFilter {
+                patient,
+                user,
+                break_glass,
+            })?;
+            outln!("seq\ttime\tdevice\tuser\trole\taction\toutcome\tpatient\tresource\tdetail");
+            for e in entries {
+                let ev = &e.event;
+                outln!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}{}\t{}\t{}\t{}",
+                    e.seq,
+                    fhir::time::instant(e.time),
+                    e.device,
+                    ev.user,
+                    ev.role,
+                    ev.action,
+                    ev.outcome,
+                    if ev.break_glass { " (break-glass)" } else { "" },
+                    ev.patient.as_deref().unwrap_or("-"),
+                    ev.resource.as_deref().unwrap_or("-"),
+                    ev.detail.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+    }
+}
