@@ -460,3 +460,57 @@ fn every_phi_path_writes_audit_entries() {
     assert_eq!(last().event.patient.as_deref(), Some("Patient/p-000000"));
     assert!(matches!(store.audit_verify().unwrap(), Ok(n) if n > 100));
 }
+
+/// What the API and the CLI emit as Bundles (searchset, history, $everything) passes both
+/// independent validators (installed by `crates/fhir/tests/external_validators.rs`'s helper
+/// the same way: `npm ci` in `tests/fhir-validators`).
+#[test]
+fn emitted_bundles_pass_the_external_validators() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let (_d, r) = records();
+    load_demo(&r, 2);
+    let bundles = vec![
+        r.search("Patient", &q(&[("_count", "1")]), BASE).unwrap(),
+        r.history("Patient", "p-000001", BASE).unwrap(),
+        r.everything("p-000001", BASE).unwrap(),
+        r.search(
+            "Observation",
+            &q(&[("patient", "p-000000"), ("_sort", "-date")]),
+            BASE,
+        )
+        .unwrap(),
+    ];
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fhir-validators");
+    if !dir.join("node_modules/@medplum/core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let mut child = Command::new("node")
+        .arg("validate.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for b in &bundles {
+        writeln!(stdin, "{b}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), bundles.len());
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["medplum"].as_array().unwrap().is_empty() && v["fhir"].as_array().unwrap().is_empty(),
+            "{line}"
+        );
+    }
+}

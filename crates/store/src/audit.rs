@@ -113,12 +113,6 @@ impl std::fmt::Display for AuditProblem {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn put(h: &mut Sha256, s: &[u8]) {
     h.update((s.len() as u64).to_le_bytes());
     h.update(s);
@@ -212,7 +206,7 @@ pub(crate) fn append(conn: &Connection, events: &[AuditEvent]) -> Result<Vec<Aud
     let mut prev: [u8; 32] = prev
         .try_into()
         .map_err(|_| Error::Corrupt("an audit hash has the wrong length".into()))?;
-    let time = now();
+    let time = crate::store::now_secs();
     let mut out = Vec::with_capacity(events.len());
     let mut insert = conn.prepare_cached(
         "INSERT INTO audit (seq, entry_id, device, time, user, role, action, outcome, patient, resource, detail, break_glass, prev, hash)

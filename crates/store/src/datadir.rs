@@ -56,12 +56,6 @@ pub struct Unlocked {
     dir: DataDir,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Writes a file atomically: temp file, fsync, rename, fsync the folder.
 fn write_atomic(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
@@ -193,7 +187,7 @@ impl DataDir {
     /// Unlocks with a user's PIN. The attempt is counted (and saved) before the PIN is tried,
     /// so killing the process cannot dodge the counter; success clears it.
     pub fn unlock(mut self, user: &str, pin: &Pin) -> Result<Unlocked, Error> {
-        let t = now();
+        let t = crate::store::now_secs().max(0) as u64;
         if let Gate::Wait(secs) = self.vault.gate(user, t)? {
             return Err(Error::Throttled(secs));
         }

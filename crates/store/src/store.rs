@@ -70,7 +70,8 @@ pub fn validate_db_name(name: &str) -> Result<(), Error> {
     }
 }
 
-fn now_secs() -> i64 {
+/// The current Unix time in seconds (0 if the clock is before 1970).
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

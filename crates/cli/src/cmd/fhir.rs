@@ -313,10 +313,11 @@ pub fn import(ctx: &mut Context, args: ImportArgs) -> Result<()> {
     if imp.progress {
         eprintln!();
     }
-    super::outln_summary(&format!(
+    outln!(
         "Imported {} resources; rejected {}.",
-        imp.imported, imp.rejected
-    ));
+        imp.imported,
+        imp.rejected
+    );
     if imp.imported == 0 && imp.rejected > 0 {
         bail!("nothing was imported");
     }
@@ -404,10 +405,10 @@ pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
             .with_context(|| format!("cannot write {rt}.ndjson"))?;
     }
     let what = if deid.is_some() { " de-identified" } else { "" };
-    super::outln_summary(&format!(
+    outln!(
         "Exported {n}{what} resources to {} (one NDJSON file per type).",
         out.display()
-    ));
+    );
     Ok(())
 }
 
@@ -503,12 +504,12 @@ pub fn demo_data(ctx: &mut Context, a: DemoDataArgs) -> Result<()> {
     if progress {
         eprintln!();
     }
-    super::outln_summary(&format!(
+    outln!(
         "Created {ok} resources for {} patients in {:.1} s (seed {}); {failed} rejected.",
         a.patients,
         start.elapsed().as_secs_f64(),
         a.seed
-    ));
+    );
     if failed > 0 {
         bail!(
             "{failed} demo resources were rejected (already present? use --first to add new patients)"

@@ -62,8 +62,3 @@ pub fn print_json(v: &serde_json::Value) -> Result<()> {
     );
     Ok(())
 }
-
-/// Prints a one-line summary on stdout.
-pub fn outln_summary(line: &str) {
-    outln!("{line}");
-}
