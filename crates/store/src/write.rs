@@ -199,21 +199,14 @@ fn write_edit(
     let rev = Rev::derive(parent.as_ref(), doc.deleted, &body, &digests);
     let mut path = vec![rev.clone()];
     path.extend(parent);
-    let (rowid, mut tree) = match existing {
-        Some(e) => (Some(e.rowid), e.tree),
-        None => (None, RevTree::new()),
-    };
-    let before = tree.winner().map(|w| w.rev);
-    tree.merge_path(&path, doc.deleted)?;
     let new = NewRev {
         doc_id: &doc.id,
         rev: &rev,
         deleted: doc.deleted,
         body: &body,
         atts: &atts,
-        winner_before: before,
     };
-    save(conn, meta, ix, rowid, tree, &new, seq)?;
+    save(conn, meta, ix, existing, &path, &new, seq)?;
     Ok(rev)
 }
 
@@ -273,12 +266,6 @@ fn write_replicated(
         };
         atts.insert(name, info);
     }
-    let (rowid, mut tree) = match existing {
-        Some(e) => (Some(e.rowid), e.tree),
-        None => (None, RevTree::new()),
-    };
-    let before = tree.winner().map(|w| w.rev);
-    tree.merge_path(&path, doc.deleted)?;
     let body = canonical_json(&doc.body);
     let new = NewRev {
         doc_id: &doc.id,
@@ -286,9 +273,8 @@ fn write_replicated(
         deleted: doc.deleted,
         body: &body,
         atts: &atts,
-        winner_before: before,
     };
-    save(conn, meta, ix, rowid, tree, &new, seq)?;
+    save(conn, meta, ix, existing, &path, &new, seq)?;
     Ok(rev)
 }
 
@@ -313,21 +299,25 @@ struct NewRev<'a> {
     deleted: bool,
     body: &'a [u8],
     atts: &'a BTreeMap<String, AttachmentInfo>,
-    /// The document's winner before this write.
-    winner_before: Option<Rev>,
 }
 
-/// Stores the new revision's body, stems the tree, updates the document row with a new
-/// sequence, and keeps the search index on the winning revision.
+/// Merges the new revision's path into the tree, stores its body, stems, updates the document
+/// row with a new sequence, and keeps the search index on the winning revision.
 fn save(
     conn: &Connection,
     meta: &DbMeta,
     ix: &Ix<'_>,
-    rowid: Option<i64>,
-    mut tree: RevTree,
+    existing: Option<Existing>,
+    path: &[Rev],
     new: &NewRev<'_>,
     seq: &mut i64,
 ) -> Result<(), Error> {
+    let (rowid, mut tree) = match existing {
+        Some(e) => (Some(e.rowid), e.tree),
+        None => (None, RevTree::new()),
+    };
+    let winner_before = tree.winner().map(|w| w.rev);
+    tree.merge_path(path, new.deleted)?;
     let NewRev {
         doc_id,
         rev,
@@ -388,7 +378,7 @@ fn save(
     }
     if let Some(indexer) = ix.indexer {
         // Re-index when the winner changed, or when the new revision is the winner.
-        if new.winner_before.as_ref() != Some(&winner.rev) || winner.rev == *rev {
+        if winner_before.as_ref() != Some(&winner.rev) || winner.rev == *rev {
             let winner_body = if winner.deleted {
                 None
             } else if winner.rev == *rev {

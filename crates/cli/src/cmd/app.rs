@@ -4,9 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
-use records::Records;
 
-use super::{Context, DEFAULT_DB};
+use super::Context;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,12 +16,7 @@ pub struct Args {
 
 pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
     app::check_loopback(&args.listen).map_err(|e| anyhow!(e))?;
-    let node = ctx.unlock()?;
-    let records = Records::new(
-        node.store.clone(),
-        DEFAULT_DB,
-        records::Actor::new(&node.user, &node.role),
-    )?;
+    let (node, records) = super::fhir::open(ctx)?;
     let token = app::new_token().context("cannot make an API token")?;
     let state = app::AppState {
         records: Arc::new(records),

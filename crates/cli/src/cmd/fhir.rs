@@ -54,7 +54,8 @@ pub enum FhirCommand {
     Reindex,
 }
 
-fn open(ctx: &mut Context) -> Result<(store::Unlocked, Records)> {
+/// Unlocks the node and opens its records as the unlocking user.
+pub fn open(ctx: &mut Context) -> Result<(store::Unlocked, Records)> {
     let node = ctx.unlock()?;
     let records = Records::new(
         node.store.clone(),
