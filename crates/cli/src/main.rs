@@ -73,6 +73,9 @@ enum Command {
     User(cmd::user::UserCommand),
     /// Re-encrypt the whole database under a new key (compromise recovery).
     Rekey,
+    /// The role permission matrix (resource type × action): show, grant, revoke.
+    #[command(subcommand)]
+    Roles(cmd::fhir::RolesCommand),
     /// The audit trail: verify its chain, list who saw or changed what.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Rekey => cmd::user::rekey(&mut ctx),
         Command::Check => cmd::db::check(&mut ctx),
         Command::Audit(c) => cmd::audit::run(&mut ctx, c),
+        Command::Roles(c) => cmd::fhir::roles(&mut ctx, c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -897,7 +897,7 @@ fn the_audit_trail_records_logins_reads_and_changes_and_verifies() {
         out.starts_with("ok: ") && out.contains("chain intact"),
         "{out}"
     );
-    let all = ok(&hearth(&dir, &["audit", "list", "--user", "admin"], &pin));
+    let all = ok(&hearth(&dir, &["audit", "list", "--by", "admin"], &pin));
     for want in [
         "\tlogin\tsuccess",
         "\tlogin_failed\tfailure",
@@ -921,4 +921,81 @@ fn the_audit_trail_records_logins_reads_and_changes_and_verifies() {
         p.contains("\tread\tsuccess\tPatient/p-000001\tPatient/p-000001"),
         "{p}"
     );
+}
+
+#[test]
+fn roles_limit_what_each_user_sees_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+    ok(&hearth(&dir, &["demo-data", "--patients", "1"], &pin));
+    ok(&hearth(
+        &dir,
+        &["user", "add", "fd.ana", "--role", "front_desk"],
+        &format!("{PIN}\nana-pin-1\n"),
+    ));
+    let as_ana = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--user", "fd.ana", "--pin-stdin"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"ana-pin-1\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    ok(&as_ana(&["fhir", "read", "Patient", "p-000000"]));
+    let err = fail(&as_ana(&[
+        "fhir",
+        "read",
+        "Observation",
+        "p-000000-obs-0-hr",
+    ]));
+    assert!(
+        err.contains("FHIR error 403") && err.contains("front_desk"),
+        "{err}"
+    );
+    let err = fail(&as_ana(&[
+        "roles",
+        "grant",
+        "front_desk",
+        "Observation",
+        "read",
+    ]));
+    assert!(err.contains("403"), "{err}");
+    let out = ok(&hearth(
+        &dir,
+        &["roles", "grant", "front_desk", "Observation", "read"],
+        &pin,
+    ));
+    assert!(
+        out.contains("Granted front_desk read on Observation"),
+        "{out}"
+    );
+    ok(&as_ana(&[
+        "fhir",
+        "read",
+        "Observation",
+        "p-000000-obs-0-hr",
+    ]));
+    let shown = ok(&hearth(&dir, &["roles", "show"], &pin));
+    assert!(shown.contains("front_desk\tObservation\tread"), "{shown}");
+    let err = fail(&hearth(
+        &dir,
+        &["roles", "grant", "front_desk", "Observation", "fly"],
+        &pin,
+    ));
+    assert!(err.contains("actions are read, search"), "{err}");
+    let denied = ok(&hearth(&dir, &["audit", "list", "--by", "fd.ana"], &pin));
+    assert!(denied.contains("\tdenied\tdenied"), "{denied}");
 }

@@ -368,6 +368,20 @@ impl Records {
                 }
             }
             let action = if parent.is_some() { "update" } else { "create" };
+            let needed = if parent.is_some() {
+                crate::Action::Update
+            } else {
+                crate::Action::Create
+            };
+            if let Err(e) = self.allow(
+                &rt,
+                needed,
+                crate::audit::reference_of(&resource),
+                crate::audit::patient_of(&resource),
+            ) {
+                results.push(Err(e));
+                continue;
+            }
             audits.push(self.actor.event(
                 action,
                 "success",
@@ -430,6 +444,7 @@ impl Records {
     ) -> Result<u64, FhirError> {
         let mut since = 0;
         let mut n = 0;
+        let mut refused = std::collections::BTreeSet::new();
         loop {
             let page = self.store.changes(
                 &self.db,
@@ -469,6 +484,22 @@ impl Records {
                     .to_owned();
                 shown.push((rt, resource));
             }
+            // Types the role may not export are left out, and the refusal is audited once.
+            let mut allowed = Vec::with_capacity(shown.len());
+            for (rt, r) in shown {
+                if self
+                    .permissions
+                    .allows(&self.actor.role, &rt, crate::Action::Export)
+                    || audit_action != "export"
+                {
+                    allowed.push((rt, r));
+                } else if refused.insert(rt.clone()) {
+                    let mut e = self.actor.event("denied", "denied", None, None);
+                    e.detail = Some(format!("export {rt}"));
+                    self.store.audit_append(&[e])?;
+                }
+            }
+            let shown = allowed;
             let refs: Vec<&Value> = shown.iter().map(|(_, r)| r).collect();
             self.audit_reads(audit_action, &refs)?;
             for (rt, resource) in &shown {

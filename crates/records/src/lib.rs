@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod audit;
 mod exchange;
 mod search;
@@ -24,6 +25,7 @@ use revtree::Rev;
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, Store};
 
+pub use access::{Action, Permissions, ROLES};
 pub use audit::{Actor, patient_of, reference_of};
 pub use exchange::{IMPORT_ORDER, import_rank, resources_of_bundle};
 pub use search::{SearchParams, parse_search};
@@ -117,6 +119,7 @@ pub struct Records {
     store: Arc<Store>,
     db: String,
     actor: Actor,
+    permissions: Permissions,
 }
 
 fn new_id() -> Result<String, FhirError> {
@@ -152,6 +155,11 @@ fn doc_id(rt: &str, id: &str) -> Result<DocId, FhirError> {
     DocId::parse(&format!("{rt}/{id}")).map_err(FhirError::from)
 }
 
+fn permissions_id() -> DocId {
+    // A fixed, valid id: parsing cannot fail.
+    DocId::parse("_local/hearth-permissions").unwrap_or_else(|_| unreachable!("a valid local id"))
+}
+
 /// Adds `meta.versionId` to a stored body.
 fn with_version(mut body: Value, rev: &Rev) -> Value {
     if let Some(obj) = body.as_object_mut() {
@@ -170,11 +178,111 @@ impl Records {
     pub fn new(store: Arc<Store>, db: &str, actor: Actor) -> Result<Records, FhirError> {
         store.ensure_db(db)?;
         store.set_indexer(Arc::new(FhirIndexer));
+        let permissions = match store.get_local(db, &permissions_id()) {
+            Ok((_, body)) => serde_json::from_value(Value::Object(body)).map_err(|_| {
+                FhirError::one(
+                    500,
+                    IssueCode::Exception,
+                    "Permissions",
+                    "the stored permission matrix is not valid",
+                )
+            })?,
+            Err(store::Error::NotFound(_)) => Permissions::default(),
+            Err(e) => return Err(e.into()),
+        };
         Ok(Records {
             store,
             db: db.to_owned(),
             actor,
+            permissions,
         })
+    }
+
+    /// The permission matrix in force.
+    pub fn permissions(&self) -> &Permissions {
+        &self.permissions
+    }
+
+    /// Grants or revokes a permission (admins only); stored in the node's encrypted file and
+    /// audited.
+    pub fn set_permission(
+        &mut self,
+        role: &str,
+        rt: &str,
+        action: Action,
+        allow: bool,
+    ) -> Result<(), FhirError> {
+        if self.actor.role != "admin" {
+            self.deny(rt, action, None, None)?;
+        }
+        let mut next = self.permissions.clone();
+        next.set(role, rt, action, allow)
+            .map_err(|why| FhirError::one(400, IssueCode::Invalid, "Permissions", &why))?;
+        let id = permissions_id();
+        let rev = match self.store.get_local(&self.db, &id) {
+            Ok((rev, _)) => Some(rev),
+            Err(store::Error::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(Value::Object(body)) = serde_json::to_value(&next) else {
+            return Err(FhirError::one(
+                500,
+                IssueCode::Exception,
+                "Permissions",
+                "the matrix does not serialize",
+            ));
+        };
+        self.store
+            .put_local(&self.db, &id, rev.as_deref(), false, &body)?;
+        let mut e = self.actor.event("permission_change", "success", None, None);
+        e.detail = Some(format!(
+            "{} {role} {} {rt}",
+            if allow { "granted" } else { "revoked" },
+            action.as_str()
+        ));
+        self.store.audit_append(&[e])?;
+        self.permissions = next;
+        Ok(())
+    }
+
+    /// Checks the actor may do `action` on `rt`; a denial is audited and returned as 403.
+    pub(crate) fn allow(
+        &self,
+        rt: &str,
+        action: Action,
+        resource: Option<String>,
+        patient: Option<String>,
+    ) -> Result<(), FhirError> {
+        if fhir::schema::resource(rt).is_none() {
+            // Not a permission question: the type does not exist here.
+            return doc_id(rt, "x").map(|_| ());
+        }
+        if self.permissions.allows(&self.actor.role, rt, action) {
+            return Ok(());
+        }
+        self.deny(rt, action, resource, patient)
+    }
+
+    fn deny(
+        &self,
+        rt: &str,
+        action: Action,
+        resource: Option<String>,
+        patient: Option<String>,
+    ) -> Result<(), FhirError> {
+        let mut e = self.actor.event("denied", "denied", resource, patient);
+        e.detail = Some(format!("{} {rt}", action.as_str()));
+        self.store.audit_append(&[e])?;
+        Err(FhirError::one(
+            403,
+            IssueCode::Forbidden,
+            rt,
+            &format!(
+                "the role '{}' may not {} {rt} records",
+                self.actor.role,
+                action.as_str()
+            ),
+        ))
     }
 
     /// Who the operations are audited as.
@@ -361,6 +469,12 @@ impl Records {
     /// of their own); it must not exist yet.
     pub fn create(&self, resource: Value) -> Result<Stored, FhirError> {
         let (rt, id, resource) = self.prepare(resource, &[])?;
+        self.allow(
+            &rt,
+            Action::Create,
+            Some(format!("{rt}/{id}")),
+            audit::patient_of(&resource),
+        )?;
         let did = doc_id(&rt, &id)?;
         match self.store.get_raw(&self.db, &did) {
             Ok(_) => {
@@ -429,12 +543,24 @@ impl Records {
         }
         let (_, _, resource) = self.prepare(resource, &[])?;
         let created = current.is_none();
+        let action = if created {
+            Action::Create
+        } else {
+            Action::Update
+        };
+        self.allow(
+            rt,
+            action,
+            Some(format!("{rt}/{id}")),
+            audit::patient_of(&resource),
+        )?;
         // A deleted resource is re-created on its tombstone branch by the store.
         self.write(rt, id, resource, current, created)
     }
 
     /// `read`: the current version.
     pub fn read(&self, rt: &str, id: &str) -> Result<Stored, FhirError> {
+        self.allow(rt, Action::Read, Some(format!("{rt}/{id}")), None)?;
         match self.read_unaudited(rt, id) {
             Ok(stored) => {
                 self.audit_reads("read", &[&stored.resource])?;
@@ -491,6 +617,7 @@ impl Records {
     /// `delete`: leaves a tombstone that replicates. Deleting a missing resource is a no-op
     /// (FHIR allows `200`/`204` either way).
     pub fn delete(&self, rt: &str, id: &str) -> Result<(), FhirError> {
+        self.allow(rt, Action::Delete, Some(format!("{rt}/{id}")), None)?;
         let did = doc_id(rt, id)?;
         match self.store.get_raw(&self.db, &did) {
             Ok(d) => {
@@ -508,6 +635,7 @@ impl Records {
     /// `_history` of one resource: its versions along the current branch, newest first (bodies
     /// kept until compaction; older versions without a body are left out).
     pub fn history(&self, rt: &str, id: &str, base: &str) -> Result<Value, FhirError> {
+        self.allow(rt, Action::Read, Some(format!("{rt}/{id}")), None)?;
         let did = doc_id(rt, id)?;
         let tree = self.store.rev_tree(&self.db, &did)?;
         let winner = tree.winner().ok_or_else(|| {
@@ -603,6 +731,7 @@ impl Records {
         base: &str,
     ) -> Result<Value, FhirError> {
         let parsed = parse_search(rt, params)?;
+        self.allow(rt, Action::Search, None, None)?;
         let page = self.store.search(&self.db, &parsed.query)?;
         let next = page.more.then(|| {
             format!(
@@ -619,6 +748,12 @@ impl Records {
 
     /// `Patient/{id}/$everything`: the patient and every resource in their compartment.
     pub fn everything(&self, patient: &str, base: &str) -> Result<Value, FhirError> {
+        self.allow(
+            "Patient",
+            Action::Read,
+            Some(format!("Patient/{patient}")),
+            Some(format!("Patient/{patient}")),
+        )?;
         self.read_unaudited("Patient", patient)?;
         let query = store::SearchQuery {
             id_prefix: None,
@@ -640,7 +775,15 @@ impl Records {
             ));
         }
         // The Patient first, then the rest in id order.
-        let mut ids = page.ids;
+        // Minimum necessary: only the types the role may read are included.
+        let mut ids: Vec<DocId> = page
+            .ids
+            .into_iter()
+            .filter(|d| {
+                let rt = d.as_str().split('/').next().unwrap_or("");
+                self.permissions.allows(&self.actor.role, rt, Action::Read)
+            })
+            .collect();
         ids.sort_by_key(|d| !d.as_str().starts_with("Patient/"));
         let mut b = self.bundle(
             "read",
@@ -662,6 +805,12 @@ impl Records {
         per_request: usize,
         utc_offset: i64,
     ) -> Result<Vec<(String, i64)>, FhirError> {
+        self.allow(
+            "MedicationRequest",
+            Action::Read,
+            None,
+            Some(format!("Patient/{patient}")),
+        )?;
         let query = store::SearchQuery {
             id_prefix: Some("MedicationRequest/".into()),
             filters: vec![

@@ -514,3 +514,117 @@ fn emitted_bundles_pass_the_external_validators() {
         );
     }
 }
+
+#[test]
+fn roles_get_minimum_necessary_and_denials_are_audited() {
+    use records::Action;
+    let dir = tempfile::tempdir().unwrap();
+    let dek = vault::Dek::generate().unwrap();
+    let store = Arc::new(store::Store::open(&dir.path().join("hearth.db"), &dek).unwrap());
+    let open = |user: &str, role: &str| {
+        Records::new(store.clone(), "records", records::Actor::new(user, role)).unwrap()
+    };
+    let admin = open("root", "admin");
+    for p in fhir::demo::practitioners() {
+        admin.create(p).unwrap();
+    }
+    admin
+        .create_batch(fhir::demo::patient_bundle(0, 1, 1))
+        .unwrap();
+    // Front desk: demographics, contacts, tasks and calls; no notes, vitals or medications.
+    let desk = open("fd.ana", "front_desk");
+    desk.read("Patient", "p-000000").unwrap();
+    desk.read("RelatedPerson", "p-000000-proxy").unwrap();
+    desk.read("Task", "p-000000-task-1").unwrap();
+    for (rt, id) in [
+        ("DocumentReference", "p-000000-note-1"),
+        ("Observation", "p-000000-obs-0-hr"),
+        ("MedicationRequest", "p-000000-med-0"),
+    ] {
+        let e = desk.read(rt, id).unwrap_err();
+        assert_eq!(e.status, 403, "{rt}");
+        assert!(e.to_string().contains("front_desk"), "{e}");
+    }
+    assert_eq!(
+        desk.search("Observation", &[], BASE).unwrap_err().status,
+        403
+    );
+    assert_eq!(desk.reminders("p-000000", 0, 1, 0).unwrap_err().status, 403);
+    let chart = ids(&desk.everything("p-000000", BASE).unwrap());
+    assert!(
+        chart.iter().all(
+            |id| ["Patient/", "RelatedPerson/", "Task/", "Communication/"]
+                .iter()
+                .any(|p| id.starts_with(p))
+        ),
+        "{chart:?}"
+    );
+    assert_eq!(chart.len(), 5);
+    let created = desk
+        .create(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}))
+        .unwrap_err();
+    assert_eq!(created.status, 403);
+    // Nurses chart but cannot delete or export; auditors see no charts.
+    let nurse = open("rn.lee", "nurse");
+    nurse.read("Observation", "p-000000-obs-0-hr").unwrap();
+    assert_eq!(
+        nurse
+            .delete("Observation", "p-000000-obs-0-hr")
+            .unwrap_err()
+            .status,
+        403
+    );
+    let mut exported = 0;
+    nurse
+        .export_each("export", |_, _| {
+            exported += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(exported, 0);
+    let auditor = open("au.kay", "auditor");
+    assert_eq!(auditor.read("Patient", "p-000000").unwrap_err().status, 403);
+    // Every denial is in the trail, with who and what.
+    let denied = store
+        .audit_list(&store::AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.action == "denied")
+        .collect::<Vec<_>>();
+    assert!(
+        denied.iter().any(|e| e.event.user == "fd.ana"
+            && e.event.detail.as_deref() == Some("read DocumentReference"))
+    );
+    assert!(denied.iter().any(
+        |e| e.event.user == "rn.lee" && e.event.detail.as_deref() == Some("delete Observation")
+    ));
+    assert!(
+        denied
+            .iter()
+            .any(|e| e.event.user == "au.kay" && e.event.outcome == "denied")
+    );
+    // An admin edits the matrix (stored, audited); others cannot.
+    let mut admin = open("root", "admin");
+    admin
+        .set_permission("front_desk", "Observation", Action::Read, true)
+        .unwrap();
+    open("fd.ana", "front_desk")
+        .read("Observation", "p-000000-obs-0-hr")
+        .unwrap();
+    let mut nurse = open("rn.lee", "nurse");
+    assert_eq!(
+        nurse
+            .set_permission("nurse", "Observation", Action::Delete, true)
+            .unwrap_err()
+            .status,
+        403
+    );
+    assert!(
+        store
+            .audit_list(&store::AuditFilter::default())
+            .unwrap()
+            .iter()
+            .any(|e| e.event.action == "permission_change")
+    );
+    assert!(store.audit_verify().unwrap().is_ok());
+}

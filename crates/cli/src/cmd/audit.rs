@@ -14,9 +14,9 @@ pub enum AuditCommand {
         /// Only entries about this patient (an id, or Patient/id).
         #[arg(long)]
         patient: Option<String>,
-        /// Only entries by this user.
+        /// Only entries by this user (`--user` is who runs the command).
         #[arg(long)]
-        user: Option<String>,
+        by: Option<String>,
         /// Only break-glass entries.
         #[arg(long)]
         break_glass: bool,
@@ -38,7 +38,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
         },
         AuditCommand::List {
             patient,
-            user,
+            by: user,
             break_glass,
         } => {
             let patient = patient.map(|p| {

@@ -518,3 +518,55 @@ pub fn demo_data(ctx: &mut Context, a: DemoDataArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RolesCommand {
+    /// Show the permission matrix: role, resource type, allowed actions.
+    Show,
+    /// Allow a role an action on a resource type (admins only).
+    Grant {
+        role: String,
+        resource_type: String,
+        action: String,
+    },
+    /// Take an action on a resource type away from a role (admins only).
+    Revoke {
+        role: String,
+        resource_type: String,
+        action: String,
+    },
+}
+
+pub fn roles(ctx: &mut Context, cmd: RolesCommand) -> Result<()> {
+    let (_node, mut r) = open(ctx)?;
+    let (role, rt, action, allow) = match cmd {
+        RolesCommand::Show => {
+            for (role, types) in &r.permissions().roles {
+                for (rt, actions) in types {
+                    let list: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+                    outln!("{role}\t{rt}\t{}", list.join(","));
+                }
+            }
+            return Ok(());
+        }
+        RolesCommand::Grant {
+            role,
+            resource_type,
+            action,
+        } => (role, resource_type, action, true),
+        RolesCommand::Revoke {
+            role,
+            resource_type,
+            action,
+        } => (role, resource_type, action, false),
+    };
+    let a = records::Action::parse(&action).with_context(|| {
+        format!("actions are read, search, create, update, delete, export; not '{action}'")
+    })?;
+    r.set_permission(&role, &rt, a, allow).map_err(fhir_fail)?;
+    outln!(
+        "{} {role} {action} on {rt}.",
+        if allow { "Granted" } else { "Revoked" }
+    );
+    Ok(())
+}
