@@ -73,6 +73,8 @@ enum Command {
     User(cmd::user::UserCommand),
     /// Re-encrypt the whole database under a new key (compromise recovery).
     Rekey,
+    /// Emergency access to one patient's chart your role does not allow: time-boxed, audited.
+    BreakGlass(cmd::fhir::BreakGlassArgs),
     /// The role permission matrix (resource type × action): show, grant, revoke.
     #[command(subcommand)]
     Roles(cmd::fhir::RolesCommand),
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::Check => cmd::db::check(&mut ctx),
         Command::Audit(c) => cmd::audit::run(&mut ctx, c),
         Command::Roles(c) => cmd::fhir::roles(&mut ctx, c),
+        Command::BreakGlass(a) => cmd::fhir::break_glass(&mut ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

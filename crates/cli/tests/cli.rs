@@ -998,4 +998,31 @@ fn roles_limit_what_each_user_sees_through_the_binary() {
     assert!(err.contains("actions are read, search"), "{err}");
     let denied = ok(&hearth(&dir, &["audit", "list", "--by", "fd.ana"], &pin));
     assert!(denied.contains("\tdenied\tdenied"), "{denied}");
+    // Break-glass for one chart, flagged in the trail.
+    let err = fail(&as_ana(&[
+        "fhir",
+        "read",
+        "MedicationRequest",
+        "p-000000-med-0",
+    ]));
+    assert!(err.contains("403"), "{err}");
+    let out = ok(&as_ana(&[
+        "break-glass",
+        "p-000000",
+        "--reason",
+        "patient collapsed in the lobby",
+    ]));
+    assert!(out.contains("may read Patient/p-000000 until"), "{out}");
+    ok(&as_ana(&[
+        "fhir",
+        "read",
+        "MedicationRequest",
+        "p-000000-med-0",
+    ]));
+    let flagged = ok(&hearth(&dir, &["audit", "list", "--break-glass"], &pin));
+    assert!(
+        flagged
+            .contains("success (break-glass)\tPatient/p-000000\tMedicationRequest/p-000000-med-0"),
+        "{flagged}"
+    );
 }

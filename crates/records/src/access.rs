@@ -189,3 +189,19 @@ mod tests {
         assert!(p.set("nurse", "Medication", Action::Read, true).is_err());
     }
 }
+
+/// An emergency ("break-glass") grant: a user may read one patient's chart until a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Who.
+    pub user: String,
+    /// Whose chart (`Patient/{id}`).
+    pub patient: String,
+    /// Until (Unix seconds).
+    pub until: i64,
+    /// Why, as the user gave it.
+    pub reason: String,
+}
+
+/// How long a break-glass grant lasts by default: 60 minutes.
+pub const BREAK_GLASS_SECS: i64 = 60 * 60;

@@ -628,3 +628,115 @@ fn roles_get_minimum_necessary_and_denials_are_audited() {
     );
     assert!(store.audit_verify().unwrap().is_ok());
 }
+
+#[test]
+fn break_glass_opens_one_chart_for_an_hour_and_flags_everything() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        store::Store::open(
+            &dir.path().join("hearth.db"),
+            &vault::Dek::generate().unwrap(),
+        )
+        .unwrap(),
+    );
+    let now = Arc::new(AtomicI64::new(1_900_000_000));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst)) as Arc<dyn Fn() -> i64 + Send + Sync>
+    };
+    let open = |user: &str, role: &str| {
+        Records::new(store.clone(), "records", records::Actor::new(user, role))
+            .unwrap()
+            .with_clock(clock.clone())
+    };
+    let admin = open("root", "admin");
+    for p in fhir::demo::practitioners() {
+        admin.create(p).unwrap();
+    }
+    for n in 0..2 {
+        admin
+            .create_batch(fhir::demo::patient_bundle(n, 1, 1))
+            .unwrap();
+    }
+    let mut desk = open("fd.ana", "front_desk");
+    assert_eq!(
+        desk.read("Observation", "p-000000-obs-0-hr")
+            .unwrap_err()
+            .status,
+        403
+    );
+    assert_eq!(
+        desk.break_glass("p-000000", "urgent").unwrap_err().status,
+        400
+    );
+    assert_eq!(
+        desk.break_glass("nobody", "patient collapsed at the desk")
+            .unwrap_err()
+            .status,
+        404
+    );
+    let g = desk
+        .break_glass("p-000000", "patient collapsed at the desk")
+        .unwrap();
+    assert_eq!(g.until, 1_900_000_000 + 3600);
+    // The chart opens (even from a fresh instance, as the next CLI command would be) ...
+    let desk = open("fd.ana", "front_desk");
+    desk.read("Observation", "p-000000-obs-0-hr").unwrap();
+    assert_eq!(
+        ids(&desk
+            .search("Observation", &q(&[("patient", "p-000000")]), BASE)
+            .unwrap())
+        .len(),
+        6
+    );
+    assert_eq!(ids(&desk.everything("p-000000", BASE).unwrap()).len(), 19);
+    // ... only that patient's ...
+    assert_eq!(
+        desk.read("Observation", "p-000001-obs-0-hr")
+            .unwrap_err()
+            .status,
+        403
+    );
+    assert_eq!(
+        desk.search("Observation", &q(&[("patient", "p-000001")]), BASE)
+            .unwrap_err()
+            .status,
+        403
+    );
+    // ... read-only, and every access is flagged.
+    assert_eq!(
+        desk.delete("Observation", "p-000000-obs-0-hr")
+            .unwrap_err()
+            .status,
+        403
+    );
+    let flagged = store
+        .audit_list(&store::AuditFilter {
+            break_glass: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(flagged.iter().any(|e| e.event.action == "break_glass"
+        && e.event.detail.as_deref() == Some("patient collapsed at the desk")));
+    assert!(flagged.iter().any(|e| e.event.action == "read"
+        && e.event.resource.as_deref() == Some("Observation/p-000000-obs-0-hr")));
+    assert!(flagged.iter().all(
+        |e| e.event.user == "fd.ana" && e.event.patient.as_deref() == Some("Patient/p-000000")
+    ));
+    // After an hour the grant is gone.
+    now.fetch_add(3601, Ordering::SeqCst);
+    assert_eq!(
+        desk.read("Observation", "p-000000-obs-0-hr")
+            .unwrap_err()
+            .status,
+        403
+    );
+    assert_eq!(
+        open("fd.ana", "front_desk")
+            .everything("p-000000", BASE)
+            .map(|b| ids(&b).len())
+            .unwrap(),
+        5
+    );
+}

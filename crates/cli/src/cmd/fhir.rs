@@ -570,3 +570,24 @@ pub fn roles(ctx: &mut Context, cmd: RolesCommand) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct BreakGlassArgs {
+    /// The patient whose chart you need in an emergency.
+    pub patient: String,
+    /// Why (at least 10 characters; reviewed later).
+    #[arg(long)]
+    pub reason: String,
+}
+
+pub fn break_glass(ctx: &mut Context, a: BreakGlassArgs) -> Result<()> {
+    let (_node, mut r) = open(ctx)?;
+    let g = r.break_glass(&a.patient, &a.reason).map_err(fhir_fail)?;
+    outln!(
+        "Break-glass: {} may read {} until {} (read-only). Every access is flagged for review.",
+        g.user,
+        g.patient,
+        fhir::time::instant(g.until)
+    );
+    Ok(())
+}
