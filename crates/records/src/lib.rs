@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, Store};
 
 pub use access::{Action, BREAK_GLASS_SECS, Grant, Permissions, ROLES};
-pub use audit::{Actor, patient_of, reference_of};
+pub use audit::{Actor, audit_event, patient_of, reference_of};
 pub use exchange::{IMPORT_ORDER, import_rank, resources_of_bundle};
 pub use search::{SearchParams, parse_search};
 

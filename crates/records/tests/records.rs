@@ -461,26 +461,11 @@ fn every_phi_path_writes_audit_entries() {
     assert!(matches!(store.audit_verify().unwrap(), Ok(n) if n > 100));
 }
 
-/// What the API and the CLI emit as Bundles (searchset, history, $everything) passes both
-/// independent validators (installed by `crates/fhir/tests/external_validators.rs`'s helper
-/// the same way: `npm ci` in `tests/fhir-validators`).
-#[test]
-fn emitted_bundles_pass_the_external_validators() {
+/// Runs both independent validators (`tests/fhir-validators`, installed with `npm ci` on first
+/// use) over resources and fails on any error they report.
+fn assert_externally_valid(resources: &[Value]) {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let (_d, r) = records();
-    load_demo(&r, 2);
-    let bundles = vec![
-        r.search("Patient", &q(&[("_count", "1")]), BASE).unwrap(),
-        r.history("Patient", "p-000001", BASE).unwrap(),
-        r.everything("p-000001", BASE).unwrap(),
-        r.search(
-            "Observation",
-            &q(&[("patient", "p-000000"), ("_sort", "-date")]),
-            BASE,
-        )
-        .unwrap(),
-    ];
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fhir-validators");
     if !dir.join("node_modules/@medplum/core").exists() {
@@ -499,13 +484,13 @@ fn emitted_bundles_pass_the_external_validators() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    for b in &bundles {
-        writeln!(stdin, "{b}").unwrap();
+    for r in resources {
+        writeln!(stdin, "{r}").unwrap();
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().count(), bundles.len());
+    assert_eq!(text.lines().count(), resources.len());
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         assert!(
@@ -513,6 +498,107 @@ fn emitted_bundles_pass_the_external_validators() {
             "{line}"
         );
     }
+}
+
+/// What the API and the CLI emit as Bundles (searchset, history, $everything) passes both
+/// independent validators.
+#[test]
+fn emitted_bundles_pass_the_external_validators() {
+    let (_d, r) = records();
+    load_demo(&r, 2);
+    assert_externally_valid(&[
+        r.search("Patient", &q(&[("_count", "1")]), BASE).unwrap(),
+        r.history("Patient", "p-000001", BASE).unwrap(),
+        r.everything("p-000001", BASE).unwrap(),
+        r.search(
+            "Observation",
+            &q(&[("patient", "p-000000"), ("_sort", "-date")]),
+            BASE,
+        )
+        .unwrap(),
+    ]);
+}
+
+/// The audit trail exported as FHIR AuditEvents: every kind of entry is valid R4.
+#[test]
+fn audit_events_export_as_valid_fhir() {
+    let (_d, r) = records();
+    load_demo(&r, 1);
+    r.read("Patient", "p-000000").unwrap();
+    r.read("Patient", "missing").unwrap_err();
+    r.search("Task", &q(&[("status", "requested")]), BASE)
+        .unwrap();
+    r.delete("Task", "p-000000-task-1").unwrap();
+    r.export_each("export", |_, _| Ok(())).unwrap();
+    let desk = Records::new(
+        r.store().clone(),
+        "records",
+        records::Actor::new("fd", "front_desk"),
+    )
+    .unwrap();
+    desk.read("Observation", "p-000000-obs-0-hr").unwrap_err();
+    let mut admin = Records::new(
+        r.store().clone(),
+        "records",
+        records::Actor::new("root", "admin"),
+    )
+    .unwrap();
+    admin
+        .set_permission("nurse", "Patient", records::Action::Export, true)
+        .unwrap();
+    let mut gl = Records::new(
+        r.store().clone(),
+        "records",
+        records::Actor::new("fd", "front_desk"),
+    )
+    .unwrap();
+    gl.break_glass("p-000000", "collapsed in the lobby")
+        .unwrap();
+    r.store()
+        .audit_append(&[store::AuditEvent {
+            user: "x".into(),
+            role: "nurse".into(),
+            action: "login_failed".into(),
+            outcome: "failure".into(),
+            detail: Some("1 failed".into()),
+            ..Default::default()
+        }])
+        .unwrap();
+    let events: Vec<Value> = r
+        .store()
+        .audit_list(&store::AuditFilter::default())
+        .unwrap()
+        .iter()
+        .map(records::audit_event)
+        .collect();
+    for action in [
+        "create",
+        "read",
+        "search",
+        "delete",
+        "export",
+        "denied",
+        "permission_change",
+        "break_glass",
+        "login_failed",
+    ] {
+        assert!(
+            events.iter().any(|e| e["subtype"][0]["code"] == action),
+            "no {action} event"
+        );
+    }
+    // One of each kind is enough for the validators.
+    let mut seen = std::collections::BTreeSet::new();
+    let sample: Vec<Value> = events
+        .into_iter()
+        .filter(|e| {
+            seen.insert((
+                e["subtype"][0]["code"].to_string(),
+                e["outcome"].to_string(),
+            ))
+        })
+        .collect();
+    assert_externally_valid(&sample);
 }
 
 #[test]

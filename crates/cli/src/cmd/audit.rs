@@ -9,6 +9,15 @@ use super::Context;
 pub enum AuditCommand {
     /// Check the hash chain and the signed head; name the first bad entry.
     Verify,
+    /// Export entries as FHIR AuditEvent NDJSON on stdout (same filters as list).
+    Export {
+        /// Only entries about this patient (an id, or Patient/id).
+        #[arg(long)]
+        patient: Option<String>,
+        /// Only entries by this user.
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// List entries, oldest first: who saw or changed what, when, from which device.
     List {
         /// Only entries about this patient (an id, or Patient/id).
@@ -36,6 +45,32 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
             }
             Err(problem) => bail!("the audit trail failed verification: {problem}"),
         },
+        AuditCommand::Export { patient, by } => {
+            let patient = patient.map(|p| {
+                if p.starts_with("Patient/") {
+                    p
+                } else {
+                    format!("Patient/{p}")
+                }
+            });
+            node.store.audit_append(&[AuditEvent {
+                user: node.user.clone(),
+                role: node.role.clone(),
+                action: "audit_read".into(),
+                outcome: "success".into(),
+                patient: patient.clone(),
+                detail: Some("AuditEvent export".into()),
+                ..AuditEvent::default()
+            }])?;
+            for e in node.store.audit_list(&AuditFilter {
+                patient,
+                user: by,
+                break_glass: false,
+            })? {
+                outln!("{}", records::audit_event(&e));
+            }
+            Ok(())
+        }
         AuditCommand::List {
             patient,
             by: user,
