@@ -290,7 +290,57 @@ pub struct AuditFilter {
     pub break_glass: bool,
 }
 
+/// How long audit entries must be kept: six years (HIPAA §164.316(b)(2)).
+pub const AUDIT_RETENTION_SECS: i64 = 6 * 365 * 86_400 + 2 * 86_400;
+
+fn anchor_message(seq: u64, hash: &[u8]) -> Vec<u8> {
+    let mut m = b"hearth-audit-anchor-v1".to_vec();
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(hash);
+    m
+}
+
 impl Store {
+    /// Removes entries older than `before` (Unix seconds), which must be at least six years
+    /// before `now`. The last removed entry's hash is kept as a signed anchor, so the rest of
+    /// the chain still verifies. Returns how many entries were removed.
+    pub fn audit_purge(&self, before: i64, now: i64) -> Result<u64, Error> {
+        if before > now - AUDIT_RETENTION_SECS {
+            return Err(Error::BadRequest(
+                "audit entries younger than six years cannot be purged".into(),
+            ));
+        }
+        let mut inner = self.lock();
+        let tx = inner
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (_, key) = identity(&tx)?;
+        // The removed part is a prefix of the chain: up to the last entry older than `before`.
+        let last: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit WHERE seq <= (SELECT max(seq) FROM audit WHERE time < ?1) ORDER BY seq DESC LIMIT 1",
+                [before],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((seq, hash)) = last else {
+            return Ok(0);
+        };
+        let sig = key.sign(&anchor_message(seq as u64, &hash));
+        tx.execute_batch("DROP TRIGGER audit_no_delete;")?;
+        let removed = tx.execute("DELETE FROM audit WHERE seq <= ?1", [seq])?;
+        tx.execute_batch(
+            "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+             BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO audit_anchor (id, seq, hash, signature) VALUES (1, ?1, ?2, ?3)",
+            params![seq, hash, &sig.to_bytes()[..]],
+        )?;
+        tx.commit()?;
+        Ok(removed as u64)
+    }
+
     /// Appends audit events in their own transaction (for events that change nothing else:
     /// reads, searches, logins). Returns the entries written.
     pub fn audit_append(&self, events: &[AuditEvent]) -> Result<Vec<AuditEntry>, Error> {
@@ -353,13 +403,32 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let anchor: Option<(i64, Vec<u8>)> = conn
-            .query_row("SELECT seq, hash FROM audit_anchor WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let anchor: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+            .query_row(
+                "SELECT seq, hash, signature FROM audit_anchor WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
+        let verifying = public
+            .as_ref()
+            .and_then(|(_, p)| <[u8; 32]>::try_from(p.as_slice()).ok())
+            .and_then(|p| VerifyingKey::from_bytes(&p).ok());
         let (mut expected_seq, mut prev) = match anchor {
-            Some((s, h)) => (s as u64 + 1, h.try_into().unwrap_or([0u8; 32])),
+            Some((s, h, sig)) => {
+                let signed = verifying
+                    .as_ref()
+                    .zip(
+                        <[u8; 64]>::try_from(sig.as_slice())
+                            .ok()
+                            .map(|b| Signature::from_bytes(&b)),
+                    )
+                    .is_some_and(|(k, sig)| k.verify(&anchor_message(s as u64, &h), &sig).is_ok());
+                if !signed {
+                    return Ok(Err(AuditProblem::BadSignature));
+                }
+                (s as u64 + 1, h.try_into().unwrap_or([0u8; 32]))
+            }
             None => (1, [0u8; 32]),
         };
         let mut st = conn.prepare(&format!("{SELECT_ENTRY} ORDER BY seq"))?;

@@ -33,7 +33,7 @@ mod store;
 mod write;
 
 pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
-pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditProblem};
+pub use audit::{AUDIT_RETENTION_SECS, AuditEntry, AuditEvent, AuditFilter, AuditProblem};
 pub use changes::{Change, Changes, ChangesQuery, Style};
 pub use datadir::{DB_FILE, DEVICE_SECRET_FILE, DataDir, InitOptions, Unlocked, VAULT_FILE};
 pub use doc::{

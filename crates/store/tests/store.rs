@@ -1203,6 +1203,33 @@ mod audit_trail {
     }
 
     #[test]
+    fn purging_keeps_six_years_and_a_signed_anchor() {
+        let (dir, key) = audited();
+        let s = Store::open(&dir.path().join("hearth.db"), &key).unwrap();
+        let now = s.audit_list(&AuditFilter::default()).unwrap()[4].time;
+        // Too young: refused, nothing removed.
+        assert!(matches!(
+            s.audit_purge(now + 1, now),
+            Err(Error::BadRequest(_))
+        ));
+        assert_eq!(s.audit_list(&AuditFilter::default()).unwrap().len(), 5);
+        // Seven years later everything before `now + 1` may go; the chain still verifies.
+        let later = now + 7 * 365 * 86_400;
+        assert_eq!(s.audit_purge(now + 1, later).unwrap(), 5);
+        assert!(s.audit_list(&AuditFilter::default()).unwrap().is_empty());
+        assert_eq!(s.audit_verify().unwrap(), Ok(0));
+        s.audit_append(&[event("kim", "read", Some("Patient/p1"))])
+            .unwrap();
+        let after = s.audit_list(&AuditFilter::default()).unwrap();
+        assert_eq!(after[0].seq, 6);
+        assert_eq!(s.audit_verify().unwrap(), Ok(1));
+        drop(s);
+        // A forged anchor is caught.
+        let r = tamper(dir.path(), &key, "UPDATE audit_anchor SET seq = 3;");
+        assert_eq!(r, Err(AuditProblem::BadSignature));
+    }
+
+    #[test]
     fn detects_a_modified_entry() {
         let (dir, key) = audited();
         let r = tamper(

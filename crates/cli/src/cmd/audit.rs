@@ -1,6 +1,6 @@
 //! `hearth audit verify|list`: the device's audit trail.
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use store::{AuditEvent, AuditFilter};
 
 use super::Context;
@@ -9,6 +9,13 @@ use super::Context;
 pub enum AuditCommand {
     /// Check the hash chain and the signed head; name the first bad entry.
     Verify,
+    /// Remove entries older than a date at least six years back (admins only); a signed anchor
+    /// keeps the rest verifiable.
+    Purge {
+        /// Entries before this date (YYYY-MM-DD) go.
+        #[arg(long)]
+        before: String,
+    },
     /// Export entries as FHIR AuditEvent NDJSON on stdout (same filters as list).
     Export {
         /// Only entries about this patient (an id, or Patient/id).
@@ -45,6 +52,29 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
             }
             Err(problem) => bail!("the audit trail failed verification: {problem}"),
         },
+        AuditCommand::Purge { before } => {
+            if node.role != "admin" {
+                bail!("only an administrator can purge the audit trail");
+            }
+            let t = fhir::time::parse(&before)
+                .filter(|_| fhir::primitives::is_date(&before))
+                .with_context(|| {
+                    format!("--before takes a date like 2019-01-01, not '{before}'")
+                })?;
+            let removed = node.store.audit_purge(t, fhir::time::now())?;
+            node.store.audit_append(&[AuditEvent {
+                user: node.user.clone(),
+                role: node.role.clone(),
+                action: "audit_purge".into(),
+                outcome: "success".into(),
+                detail: Some(format!("{removed} entries before {before} removed")),
+                ..AuditEvent::default()
+            }])?;
+            outln!(
+                "Removed {removed} audit entries older than {before}; the rest still verifies from a signed anchor."
+            );
+            Ok(())
+        }
         AuditCommand::Export { patient, by } => {
             let patient = patient.map(|p| {
                 if p.starts_with("Patient/") {
