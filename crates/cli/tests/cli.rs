@@ -1026,3 +1026,75 @@ fn roles_limit_what_each_user_sees_through_the_binary() {
         "{flagged}"
     );
 }
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in s.trim().bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {c}"),
+        };
+        buf = (buf << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn roles_can_require_an_authenticator_code_checked_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+    ok(&hearth(
+        &dir,
+        &["user", "add", "kim", "--role", "clinician"],
+        &format!("{PIN}\nkim-pin-1\n"),
+    ));
+    ok(&hearth(
+        &dir,
+        &["user", "require-totp", "--role", "clinician"],
+        &pin,
+    ));
+    let as_kim = |stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--user", "kim", "--pin-stdin", "changes"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let err = fail(&as_kim("kim-pin-1\n000000\n"));
+    assert!(err.contains("enroll you first"), "{err}");
+    let out = ok(&hearth(&dir, &["user", "totp", "kim"], &pin));
+    let secret = base32_decode(out.lines().nth(1).unwrap());
+    assert_eq!(secret.len(), 20);
+    assert!(out.contains("otpauth://totp/Hearth:kim?secret="));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let code = vault::totp::code_at(&secret, now, 6);
+    ok(&as_kim(&format!("kim-pin-1\n{code}\n")));
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let err = fail(&as_kim(&format!("kim-pin-1\n{wrong}\n")));
+    assert!(err.contains("wrong or missing authenticator code"), "{err}");
+    // The admin's role does not require a code: unchanged.
+    ok(&hearth(&dir, &["changes"], &pin));
+}

@@ -186,7 +186,23 @@ impl DataDir {
 
     /// Unlocks with a user's PIN. The attempt is counted (and saved) before the PIN is tried,
     /// so killing the process cannot dodge the counter; success clears it.
-    pub fn unlock(mut self, user: &str, pin: &Pin) -> Result<Unlocked, Error> {
+    pub fn unlock(self, user: &str, pin: &Pin) -> Result<Unlocked, Error> {
+        self.unlock_with_code(user, pin, None)
+    }
+
+    /// Whether unlocking as `user` needs an authenticator code too.
+    pub fn needs_code(&self, user: &str) -> bool {
+        self.vault.totp_required(user)
+    }
+
+    /// Unlocks with a PIN and, where the user or their role requires it, an authenticator code
+    /// (RFC 6238, checked offline). A wrong code counts as a failed attempt.
+    pub fn unlock_with_code(
+        mut self,
+        user: &str,
+        pin: &Pin,
+        code: Option<&str>,
+    ) -> Result<Unlocked, Error> {
         let t = crate::store::now_secs().max(0) as u64;
         if let Gate::Wait(secs) = self.vault.gate(user, t)? {
             return Err(Error::Throttled(secs));
@@ -194,10 +210,11 @@ impl DataDir {
         self.vault.note_attempt(user, t);
         self.save_vault()?;
         let dek = self.vault.open(user, pin, &self.device)?;
+        self.vault.check_totp(&dek, user, code, t as i64)?;
         let store = match Store::open(&self.path.join(DB_FILE), &dek) {
             Ok(s) => s,
             Err(Error::NotADatabase) if self.path.join(PENDING_VAULT_FILE).exists() => {
-                return self.finish_interrupted_rekey(user, pin);
+                return self.finish_interrupted_rekey(user, pin, code, t as i64);
             }
             Err(e) => return Err(e),
         };
@@ -243,12 +260,19 @@ impl DataDir {
 
     /// A re-key was interrupted after the database was re-encrypted but before the new vault
     /// was published: publish it now.
-    fn finish_interrupted_rekey(mut self, user: &str, pin: &Pin) -> Result<Unlocked, Error> {
+    fn finish_interrupted_rekey(
+        mut self,
+        user: &str,
+        pin: &Pin,
+        code: Option<&str>,
+        now: i64,
+    ) -> Result<Unlocked, Error> {
         let pending_path = self.path.join(PENDING_VAULT_FILE);
         let pending = VaultFile::from_json(
             &fs::read(&pending_path).map_err(|e| Error::Io("reading the pending vault file", e))?,
         )?;
         let dek = pending.open(user, pin, &self.device)?;
+        pending.check_totp(&dek, user, code, now)?;
         let store = Store::open(&self.path.join(DB_FILE), &dek)?;
         self.vault = pending;
         self.vault.note_success(user);
@@ -352,6 +376,36 @@ impl Unlocked {
         self.audit("user_change", format!("new PIN for {name}"))
     }
 
+    /// Enrolls an authenticator for yourself, or (admin) for another user; returns the secret
+    /// to load into the authenticator app (shown once).
+    pub fn enroll_totp(&mut self, name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        if name != self.user {
+            self.require_admin()?;
+        }
+        let secret = self.dir.vault.enroll_totp(&self.dek, name)?;
+        self.dir.save_vault()?;
+        self.audit("user_change", format!("authenticator enrolled for {name}"))?;
+        Ok(secret)
+    }
+
+    /// Requires (or stops requiring) an authenticator code for a role (admin only).
+    pub fn require_totp(&mut self, role: &str, required: bool) -> Result<(), Error> {
+        self.require_admin()?;
+        let roles = &mut self.dir.vault.policy.totp_roles;
+        roles.retain(|r| r != role);
+        if required {
+            roles.push(role.to_owned());
+        }
+        self.dir.save_vault()?;
+        self.audit(
+            "user_change",
+            format!(
+                "authenticator {} for role {role}",
+                if required { "required" } else { "optional" }
+            ),
+        )
+    }
+
     /// Re-encrypts the whole database under a new data key (admin only, with their PIN). Other
     /// users must be given a new PIN by an admin afterwards.
     ///
@@ -363,10 +417,10 @@ impl Unlocked {
         // Prove the PIN first: the new wrap must be openable by it.
         self.dir.vault.open(&self.user, pin, &self.dir.device)?;
         let new_dek = Dek::generate()?;
-        let next = self
-            .dir
-            .vault
-            .rekeyed(&new_dek, &self.user, pin, &self.dir.device)?;
+        let next =
+            self.dir
+                .vault
+                .rekeyed(&self.dek, &new_dek, &self.user, pin, &self.dir.device)?;
         let pending = self.dir.path.join(PENDING_VAULT_FILE);
         write_atomic(&pending, &next.to_json(), "writing the pending vault file")?;
         self.store.rekey(&new_dek)?;

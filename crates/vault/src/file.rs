@@ -28,6 +28,9 @@ pub struct PinPolicy {
     pub base_delay_secs: u64,
     /// Longest delay between attempts, in seconds.
     pub max_delay_secs: u64,
+    /// Roles that must unlock with an authenticator code as well as the PIN.
+    #[serde(default)]
+    pub totp_roles: Vec<String>,
 }
 
 impl Default for PinPolicy {
@@ -38,6 +41,7 @@ impl Default for PinPolicy {
             max_failures: 10,
             base_delay_secs: 2,
             max_delay_secs: 15 * 60,
+            totp_roles: Vec::new(),
         }
     }
 }
@@ -92,6 +96,18 @@ pub struct UserEntry {
     pub failed_attempts: u32,
     /// Unix time of the last failed attempt.
     pub last_failure: Option<u64>,
+    /// The authenticator secret, sealed under a key derived from the data key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<Sealed>,
+}
+
+/// A small secret sealed with AES-256-GCM under a key derived from the data key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Nonce (hex).
+    pub nonce: String,
+    /// Ciphertext and tag (hex).
+    pub ciphertext: String,
 }
 
 /// Why an unlock attempt may not even be tried now.
@@ -159,6 +175,7 @@ impl VaultFile {
                 wrap: Some(w),
                 failed_attempts: 0,
                 last_failure: None,
+                totp: None,
             },
         );
         Ok((vf, dek))
@@ -272,6 +289,7 @@ impl VaultFile {
                 wrap: Some(w),
                 failed_attempts: 0,
                 last_failure: None,
+                totp: None,
             },
         );
         Ok(())
@@ -308,11 +326,53 @@ impl VaultFile {
         Ok(())
     }
 
+    /// Whether unlocking as `user` needs an authenticator code.
+    pub fn totp_required(&self, user: &str) -> bool {
+        self.users
+            .get(user)
+            .is_some_and(|u| u.totp.is_some() || self.policy.totp_roles.contains(&u.role))
+    }
+
+    /// Enrolls (or re-enrolls) a user's authenticator: a new random secret, sealed under the
+    /// data key. Returns the secret to show once (as base32) to the user's authenticator app.
+    pub fn enroll_totp(
+        &mut self,
+        dek: &Dek,
+        user: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        let secret = zeroize::Zeroizing::new(random_bytes::<20>()?.to_vec());
+        let sealed = crate::wrap::seal(dek, &format!("totp/{}/{user}", self.vault_id), &secret)?;
+        self.users.get_mut(user).ok_or(Error::NoSuchUser)?.totp = Some(sealed);
+        Ok(secret)
+    }
+
+    /// Checks the second factor after the PIN opened the data key.
+    pub fn check_totp(
+        &self,
+        dek: &Dek,
+        user: &str,
+        code: Option<&str>,
+        now: i64,
+    ) -> Result<(), Error> {
+        if !self.totp_required(user) {
+            return Ok(());
+        }
+        let entry = self.user(user)?;
+        let sealed = entry.totp.as_ref().ok_or(Error::SecondFactorNotEnrolled)?;
+        let secret =
+            crate::wrap::open_sealed(dek, &format!("totp/{}/{user}", self.vault_id), sealed)?;
+        match code {
+            Some(c) if crate::totp::verify(&secret, c, now) => Ok(()),
+            _ => Err(Error::SecondFactor),
+        }
+    }
+
     /// Records a full re-key: a new epoch, a fresh wrap of the new key for the admin doing it,
     /// and every other user's wrap dropped (their PINs may be what was compromised) until an
     /// admin sets them a new PIN.
     pub fn rekeyed(
         &self,
+        old_dek: &Dek,
         new_dek: &Dek,
         actor: &str,
         pin: &Pin,
@@ -327,7 +387,14 @@ impl VaultFile {
             .map(|w| w.kdf)
             .unwrap_or_default();
         let ctx = next.context(actor);
+        let vault_id = next.vault_id.clone();
         for (name, entry) in next.users.iter_mut() {
+            // Authenticator secrets move to the new key; they were not what leaked.
+            if let Some(sealed) = &entry.totp {
+                let label = format!("totp/{vault_id}/{name}");
+                let secret = crate::wrap::open_sealed(old_dek, &label, sealed)?;
+                entry.totp = Some(crate::wrap::seal(new_dek, &label, &secret)?);
+            }
             entry.wrap = None;
             if name == actor {
                 entry.wrap = Some(wrap(new_dek, pin, &kdf, device, &ctx)?);
@@ -482,6 +549,47 @@ mod tests {
     }
 
     #[test]
+    fn authenticator_enrolment_and_check_survive_a_rekey() {
+        let (mut vf, dek, dev) = setup();
+        assert!(!vf.totp_required("admin"));
+        vf.check_totp(&dek, "admin", None, 0).unwrap();
+        vf.add_user(
+            &dek,
+            "kim",
+            "clinician",
+            &Pin::from("kim-pin-1"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
+        vf.policy.totp_roles.push("clinician".into());
+        assert!(matches!(
+            vf.check_totp(&dek, "kim", Some("123456"), 0),
+            Err(Error::SecondFactorNotEnrolled)
+        ));
+        let secret = vf.enroll_totp(&dek, "kim").unwrap();
+        let now = 1_900_000_000;
+        let code = crate::totp::code_at(&secret, now, crate::totp::DIGITS);
+        vf.check_totp(&dek, "kim", Some(&code), now).unwrap();
+        assert!(matches!(
+            vf.check_totp(&dek, "kim", Some("000000"), now),
+            Err(Error::SecondFactor)
+        ));
+        assert!(matches!(
+            vf.check_totp(&dek, "kim", None, now),
+            Err(Error::SecondFactor)
+        ));
+        // The sealed secret is not in the file in the clear.
+        let json = String::from_utf8(vf.to_json()).unwrap();
+        assert!(!json.contains(&hex::encode(&*secret)));
+        let new = Dek::generate().unwrap();
+        let next = vf
+            .rekeyed(&dek, &new, "admin", &Pin::from("123456"), &dev)
+            .unwrap();
+        next.check_totp(&new, "kim", Some(&code), now).unwrap();
+    }
+
+    #[test]
     fn rekey_drops_other_wraps() {
         let (mut vf, dek, dev) = setup();
         vf.add_user(
@@ -495,7 +603,7 @@ mod tests {
         .unwrap();
         let new = Dek::generate().unwrap();
         let next = vf
-            .rekeyed(&new, "admin", &Pin::from("123456"), &dev)
+            .rekeyed(&dek, &new, "admin", &Pin::from("123456"), &dev)
             .unwrap();
         assert_eq!(next.key_epoch, 2);
         assert_eq!(

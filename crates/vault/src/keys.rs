@@ -114,6 +114,11 @@ impl Pin {
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
+    /// The text, for the rare check that needs it (an authenticator code); zeroized on drop.
+    pub fn expose(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(self.0.as_str().to_owned())
+    }
+
     /// Length in characters.
     pub fn char_len(&self) -> usize {
         self.0.chars().count()

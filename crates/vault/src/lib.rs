@@ -22,6 +22,7 @@
 
 mod file;
 mod keys;
+pub mod totp;
 mod wrap;
 
 pub use file::{
@@ -85,6 +86,14 @@ pub enum Error {
     /// Removing the only admin.
     #[error("the last administrator cannot be removed")]
     LastAdmin,
+    /// The second factor was missing or wrong.
+    #[error("wrong or missing authenticator code")]
+    SecondFactor,
+    /// The role requires an authenticator the user has not enrolled.
+    #[error(
+        "this role requires an authenticator app; an administrator must enroll you first (hearth user totp NAME)"
+    )]
+    SecondFactorNotEnrolled,
     /// Stored key material is malformed.
     #[error("vault data is corrupt: {0}")]
     Corrupt(&'static str),

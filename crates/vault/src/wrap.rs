@@ -152,6 +152,59 @@ pub fn unwrap(w: &Wrap, pin: &Pin, device: &DeviceSecret, context: &[u8]) -> Res
     Dek::from_bytes(&plain)
 }
 
+/// Seals a small secret under a key derived (HKDF) from the data key and a label.
+pub(crate) fn seal(dek: &Dek, label: &str, secret: &[u8]) -> Result<crate::file::Sealed, Error> {
+    let nonce: [u8; 12] = random_bytes()?;
+    let cipher = sealing_cipher(dek, label)?;
+    let ct = cipher
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: secret,
+                aad: label.as_bytes(),
+            },
+        )
+        .map_err(|_| Error::Kdf)?;
+    Ok(crate::file::Sealed {
+        nonce: hex::encode(nonce),
+        ciphertext: hex::encode(ct),
+    })
+}
+
+/// Opens what [`seal`] sealed.
+pub(crate) fn open_sealed(
+    dek: &Dek,
+    label: &str,
+    sealed: &crate::file::Sealed,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    let nonce: [u8; 12] = hex::decode(&sealed.nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .ok_or(Error::Corrupt("a sealed secret's nonce is malformed"))?;
+    let ct = hex::decode(&sealed.ciphertext)
+        .map_err(|_| Error::Corrupt("a sealed secret is not hex"))?;
+    let cipher = sealing_cipher(dek, label)?;
+    cipher
+        .decrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &ct,
+                aad: label.as_bytes(),
+            },
+        )
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| Error::Corrupt("a sealed secret does not open with this data key"))
+}
+
+fn sealing_cipher(dek: &Dek, label: &str) -> Result<Aes256Gcm, Error> {
+    let hk = Hkdf::<Sha256>::new(None, dek.as_bytes());
+    let mut key = SecretKey([0u8; KEY_LEN]);
+    let mut info = b"hearth/v1/seal/".to_vec();
+    info.extend_from_slice(label.as_bytes());
+    hk.expand(&info, &mut key.0).map_err(|_| Error::Kdf)?;
+    Aes256Gcm::new_from_slice(&key.0).map_err(|_| Error::Kdf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,16 @@ impl Context {
         let dir = DataDir::open(&self.data_dir)
             .with_context(|| format!("cannot open the data folder {}", self.data_dir.display()))?;
         let pin = self.input.pin(&format!("PIN for {user}: "))?;
-        let node = dir.unlock(&user, &pin).context("cannot unlock the vault")?;
+        // With --pin-stdin the code is the line after the PIN.
+        let code = if dir.needs_code(&user) {
+            Some(self.input.pin("Authenticator code: ")?)
+        } else {
+            None
+        };
+        let code = code.as_ref().map(|c| c.expose());
+        let node = dir
+            .unlock_with_code(&user, &pin, code.as_ref().map(|c| c.as_str()))
+            .context("cannot unlock the vault")?;
         Ok(node)
     }
 }

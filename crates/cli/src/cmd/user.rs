@@ -24,6 +24,18 @@ pub enum UserCommand {
     },
     /// List users, roles and failed-attempt counts.
     List,
+    /// Enroll an authenticator app for yourself, or (admin) another user; prints the secret once.
+    Totp {
+        /// The user; yourself when omitted.
+        name: Option<String>,
+    },
+    /// Require (or with --off, stop requiring) an authenticator code for a role (admin only).
+    RequireTotp {
+        #[arg(long, value_parser = ["admin", "clinician", "nurse", "front_desk", "auditor"])]
+        role: String,
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 pub fn run(ctx: &mut Context, cmd: UserCommand) -> Result<()> {
@@ -45,6 +57,24 @@ pub fn run(ctx: &mut Context, cmd: UserCommand) -> Result<()> {
             let pin = ctx.input.new_pin(&format!("New PIN for {name}: "))?;
             node.set_pin(&name, &pin).context("cannot set the PIN")?;
             outln!("PIN changed for '{name}'.");
+        }
+        UserCommand::Totp { name } => {
+            let name = name.unwrap_or_else(|| node.user.clone());
+            let secret = node
+                .enroll_totp(&name)
+                .context("cannot enroll the authenticator")?;
+            let b32 = vault::totp::base32(&secret);
+            outln!("Authenticator secret for '{name}' (shown once; scan or type it into the app):");
+            outln!("{b32}");
+            outln!("otpauth://totp/Hearth:{name}?secret={b32}&issuer=Hearth&digits=6&period=30");
+        }
+        UserCommand::RequireTotp { role, off } => {
+            node.require_totp(&role, !off)
+                .context("cannot change the authenticator policy")?;
+            outln!(
+                "Authenticator code {} for role '{role}'.",
+                if off { "optional" } else { "required" }
+            );
         }
         UserCommand::List => {
             for (name, u) in &node.vault().users {
