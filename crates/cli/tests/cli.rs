@@ -13,10 +13,15 @@ const PIN: &str = "864209";
 const FAST_KDF: &[&str] = &["--kdf-memory-mib", "8", "--kdf-iterations", "1"];
 
 fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    hearth_as(dir, "admin", args, stdin)
+}
+
+/// Runs `hearth` as `user`, the PIN (and any further answers) on stdin.
+fn hearth_as(dir: &Path, user: &str, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("--data-dir")
         .arg(dir)
-        .args(["--user", "admin", "--pin-stdin"])
+        .args(["--user", user, "--pin-stdin"])
         .args(args)
         .env_remove("HEARTH_DATA_DIR")
         .env_remove("HEARTH_USER")
@@ -218,22 +223,7 @@ fn users_pins_lockout_and_rekey_through_the_binary() {
         &["user", "add", "nurse.kim", "--role", "nurse"],
         &format!("{PIN}\nkim-pin-1\n"),
     ));
-    let as_kim = |args: &[&str], stdin: &str| {
-        Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--user", "nurse.kim", "--pin-stdin"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map(|mut c| {
-                c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-                c.wait_with_output().unwrap()
-            })
-            .unwrap()
-    };
+    let as_kim = |args: &[&str], stdin: &str| hearth_as(&dir, "nurse.kim", args, stdin);
     ok(&as_kim(&["changes"], "kim-pin-1\n"));
     let err = fail(&as_kim(
         &["user", "add", "x", "--role", "nurse"],
@@ -935,25 +925,7 @@ fn roles_limit_what_each_user_sees_through_the_binary() {
         &["user", "add", "fd.ana", "--role", "front_desk"],
         &format!("{PIN}\nana-pin-1\n"),
     ));
-    let as_ana = |args: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--user", "fd.ana", "--pin-stdin"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"ana-pin-1\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let as_ana = |args: &[&str]| hearth_as(&dir, "fd.ana", args, "ana-pin-1\n");
     ok(&as_ana(&["fhir", "read", "Patient", "p-000000"]));
     let err = fail(&as_ana(&[
         "fhir",
@@ -1062,24 +1034,7 @@ fn roles_can_require_an_authenticator_code_checked_offline() {
         &["user", "require-totp", "--role", "clinician"],
         &pin,
     ));
-    let as_kim = |stdin: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--user", "kim", "--pin-stdin", "changes"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let as_kim = |stdin: &str| hearth_as(&dir, "kim", &["changes"], stdin);
     let err = fail(&as_kim("kim-pin-1\n000000\n"));
     assert!(err.contains("enroll you first"), "{err}");
     let out = ok(&hearth(&dir, &["user", "totp", "kim"], &pin));

@@ -76,22 +76,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
             Ok(())
         }
         AuditCommand::Export { patient, by } => {
-            let patient = patient.map(|p| {
-                if p.starts_with("Patient/") {
-                    p
-                } else {
-                    format!("Patient/{p}")
-                }
-            });
-            node.store.audit_append(&[AuditEvent {
-                user: node.user.clone(),
-                role: node.role.clone(),
-                action: "audit_read".into(),
-                outcome: "success".into(),
-                patient: patient.clone(),
-                detail: Some("AuditEvent export".into()),
-                ..AuditEvent::default()
-            }])?;
+            let patient = reading_the_trail(&node, patient, "AuditEvent export".into())?;
             for e in node.store.audit_list(&AuditFilter {
                 patient,
                 user: by,
@@ -106,23 +91,10 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
             by: user,
             break_glass,
         } => {
-            let patient = patient.map(|p| {
-                if p.starts_with("Patient/") {
-                    p
-                } else {
-                    format!("Patient/{p}")
-                }
-            });
-            // Reading the trail is itself recorded.
-            node.store.audit_append(&[AuditEvent {
-                user: node.user.clone(),
-                role: node.role.clone(),
-                action: "audit_read".into(),
-                outcome: "success".into(),
-                patient: patient.clone(),
-                detail: user.as_ref().map(|u| format!("entries of user {u}")),
-                ..AuditEvent::default()
-            }])?;
+            let detail = user
+                .as_ref()
+                .map_or_else(|| "entries".to_owned(), |u| format!("entries of user {u}"));
+            let patient = reading_the_trail(&node, patient, detail)?;
             let entries = node.store.audit_list(&AuditFilter {
                 patient,
                 user,
@@ -149,4 +121,29 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Reading the trail is itself recorded. Returns the patient filter as `Patient/{id}`.
+fn reading_the_trail(
+    node: &store::Unlocked,
+    patient: Option<String>,
+    detail: String,
+) -> Result<Option<String>> {
+    let patient = patient.map(|p| {
+        if p.starts_with("Patient/") {
+            p
+        } else {
+            format!("Patient/{p}")
+        }
+    });
+    node.store.audit_append(&[AuditEvent {
+        user: node.user.clone(),
+        role: node.role.clone(),
+        action: "audit_read".into(),
+        outcome: "success".into(),
+        patient: patient.clone(),
+        detail: Some(detail),
+        ..AuditEvent::default()
+    }])?;
+    Ok(patient)
 }
