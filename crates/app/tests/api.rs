@@ -16,17 +16,23 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 fn state() -> (tempfile::TempDir, AppState) {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::Store::open(
-        &dir.path().join("hearth.db"),
-        &vault::Dek::generate().unwrap(),
-    )
-    .unwrap();
-    let records = records::Records::new(
-        Arc::new(store),
-        "records",
-        records::Actor::new("dr.kim", "clinician"),
-    )
-    .unwrap();
+    let pin = vault::Pin::from("pin-135790");
+    let kdf = vault::KdfParams {
+        memory_kib: 8 * 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let opts = store::InitOptions {
+        kdf,
+        policy: vault::PinPolicy::default(),
+    };
+    store::DataDir::init(dir.path(), "dr.kim", &pin, &opts).unwrap();
+    let node = store::DataDir::open(dir.path())
+        .unwrap()
+        .unlock("dr.kim", &pin)
+        .unwrap();
+    let records =
+        records::Records::new(node.store.clone(), "records", &node.session().unwrap()).unwrap();
     (
         dir,
         AppState {

@@ -5,8 +5,9 @@
 //! Errors are [`FhirError`]s: an HTTP status with `OperationOutcome` issues.
 //!
 //! ```no_run
-//! # fn demo(store: std::sync::Arc<store::Store>) -> Result<(), records::FhirError> {
-//! let records = records::Records::new(store, "records", records::Actor::new("dr.kim", "clinician"))?;
+//! # fn demo(node: store::Unlocked) -> Result<(), records::FhirError> {
+//! let session = node.session()?;
+//! let records = records::Records::new(node.store.clone(), "records", &session)?;
 //! let stored = records.create(serde_json::json!({"resourceType": "Patient", "name": [{"family": "Okafor"}]}))?;
 //! let page = records.search("Patient", &[("name".into(), "oka".into())], "http://127.0.0.1/fhir")?;
 //! assert_eq!(page["entry"][0]["resource"]["id"], stored.id);
@@ -26,9 +27,11 @@ use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, Store};
 
 pub use access::{Action, BREAK_GLASS_SECS, Grant, Permissions, ROLES};
-pub use audit::{Actor, audit_event, patient_of, reference_of};
+use audit::Actor;
+pub use audit::{audit_event, patient_of, reference_of};
 pub use exchange::{IMPORT_ORDER, import_rank, resources_of_bundle};
 pub use search::{SearchParams, parse_search};
+pub use store::Session;
 
 /// Computes FHIR search terms for the store's index.
 pub struct FhirIndexer;
@@ -182,8 +185,10 @@ fn with_version(mut body: Value, rev: &Rev) -> Value {
 impl Records {
     /// FHIR operations on database `db` (created if missing), with the FHIR search indexer
     /// installed on the store.
-    /// Every operation is audited as done by `actor`.
-    pub fn new(store: Arc<Store>, db: &str, actor: Actor) -> Result<Records, FhirError> {
+    /// Every operation runs in `session` (checked against the permission matrix and audited as
+    /// its user). A session comes only from an unlocked node's unlock or login.
+    pub fn new(store: Arc<Store>, db: &str, session: &Session) -> Result<Records, FhirError> {
+        let actor = Actor::new(session.user(), session.role());
         store.ensure_db(db)?;
         store.set_indexer(Arc::new(FhirIndexer));
         let permissions = match store.get_local(db, &permissions_id()) {
@@ -378,9 +383,9 @@ impl Records {
         ))
     }
 
-    /// Who the operations are audited as.
-    pub fn actor(&self) -> &Actor {
-        &self.actor
+    /// The user the operations run for.
+    pub fn user(&self) -> &str {
+        &self.actor.user
     }
 
     /// Records reads (what was shown) before the data is handed out: if the audit trail

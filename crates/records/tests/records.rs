@@ -9,20 +9,65 @@ use serde_json::{Value, json};
 
 const BASE: &str = "http://127.0.0.1/fhir";
 
-fn records() -> (tempfile::TempDir, Records) {
+const PIN: &str = "pin-135790";
+
+/// A node unlocked by its admin (`root`) with a user for each role, all with [`PIN`].
+struct Node {
+    _dir: tempfile::TempDir,
+    unlocked: std::cell::RefCell<store::Unlocked>,
+    store: Arc<store::Store>,
+}
+
+fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::Store::open(
-        &dir.path().join("hearth.db"),
-        &vault::Dek::generate().unwrap(),
-    )
-    .unwrap();
-    let r = Records::new(
-        Arc::new(store),
-        "records",
-        records::Actor::new("dr.kim", "clinician"),
-    )
-    .unwrap();
-    (dir, r)
+    let kdf = vault::KdfParams {
+        memory_kib: 8 * 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let opts = store::InitOptions {
+        kdf,
+        policy: vault::PinPolicy::default(),
+    };
+    store::DataDir::init(dir.path(), "root", &vault::Pin::from(PIN), &opts).unwrap();
+    let mut n = store::DataDir::open(dir.path())
+        .unwrap()
+        .unlock("root", &vault::Pin::from(PIN))
+        .unwrap();
+    for (user, role) in [
+        ("dr.kim", "clinician"),
+        ("fd.ana", "front_desk"),
+        ("fd", "front_desk"),
+        ("rn.lee", "nurse"),
+        ("au.kay", "auditor"),
+    ] {
+        n.add_user(user, role, &vault::Pin::from(PIN), &kdf)
+            .unwrap();
+    }
+    let store = n.store.clone();
+    Node {
+        _dir: dir,
+        unlocked: std::cell::RefCell::new(n),
+        store,
+    }
+}
+
+impl Node {
+    /// `user` logs in; their records.
+    fn records(&self, user: &str) -> Records {
+        let session = self
+            .unlocked
+            .borrow_mut()
+            .login(user, &vault::Pin::from(PIN), None)
+            .unwrap();
+        Records::new(self.store.clone(), "records", &session).unwrap()
+    }
+}
+
+fn records() -> (Node, Records) {
+    let n = node();
+    let r = n.records("dr.kim");
+    (n, r)
 }
 
 fn load_demo(r: &Records, patients: u64) {
@@ -530,28 +575,13 @@ fn audit_events_export_as_valid_fhir() {
         .unwrap();
     r.delete("Task", "p-000000-task-1").unwrap();
     r.export_each("export", |_, _| Ok(())).unwrap();
-    let desk = Records::new(
-        r.store().clone(),
-        "records",
-        records::Actor::new("fd", "front_desk"),
-    )
-    .unwrap();
+    let desk = _d.records("fd");
     desk.read("Observation", "p-000000-obs-0-hr").unwrap_err();
-    let mut admin = Records::new(
-        r.store().clone(),
-        "records",
-        records::Actor::new("root", "admin"),
-    )
-    .unwrap();
+    let mut admin = _d.records("root");
     admin
         .set_permission("nurse", "Patient", records::Action::Export, true)
         .unwrap();
-    let mut gl = Records::new(
-        r.store().clone(),
-        "records",
-        records::Actor::new("fd", "front_desk"),
-    )
-    .unwrap();
+    let mut gl = _d.records("fd");
     gl.break_glass("p-000000", "collapsed in the lobby")
         .unwrap();
     r.store()
@@ -604,12 +634,9 @@ fn audit_events_export_as_valid_fhir() {
 #[test]
 fn roles_get_minimum_necessary_and_denials_are_audited() {
     use records::Action;
-    let dir = tempfile::tempdir().unwrap();
-    let dek = vault::Dek::generate().unwrap();
-    let store = Arc::new(store::Store::open(&dir.path().join("hearth.db"), &dek).unwrap());
-    let open = |user: &str, role: &str| {
-        Records::new(store.clone(), "records", records::Actor::new(user, role)).unwrap()
-    };
+    let n = node();
+    let store = n.store.clone();
+    let open = |user: &str, _role: &str| n.records(user);
     let admin = open("root", "admin");
     for p in fhir::demo::practitioners() {
         admin.create(p).unwrap();
@@ -718,24 +745,14 @@ fn roles_get_minimum_necessary_and_denials_are_audited() {
 #[test]
 fn break_glass_opens_one_chart_for_an_hour_and_flags_everything() {
     use std::sync::atomic::{AtomicI64, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        store::Store::open(
-            &dir.path().join("hearth.db"),
-            &vault::Dek::generate().unwrap(),
-        )
-        .unwrap(),
-    );
+    let n = node();
+    let store = n.store.clone();
     let now = Arc::new(AtomicI64::new(1_900_000_000));
     let clock = {
         let now = now.clone();
         Arc::new(move || now.load(Ordering::SeqCst)) as Arc<dyn Fn() -> i64 + Send + Sync>
     };
-    let open = |user: &str, role: &str| {
-        Records::new(store.clone(), "records", records::Actor::new(user, role))
-            .unwrap()
-            .with_clock(clock.clone())
-    };
+    let open = |user: &str, _role: &str| n.records(user).with_clock(clock.clone());
     let admin = open("root", "admin");
     for p in fhir::demo::practitioners() {
         admin.create(p).unwrap();

@@ -56,6 +56,33 @@ pub struct Unlocked {
     dir: DataDir,
 }
 
+/// An authenticated user on an unlocked node: who, with which role, on which device. Only an
+/// unlocked node issues one (there is no public constructor), so code that needs a `Session` —
+/// every clinical operation — cannot run without an unlock and a login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    user: String,
+    role: String,
+    device: String,
+}
+
+impl Session {
+    /// The user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Their role.
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// The device they are on.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+}
+
 /// Writes a file atomically: temp file, fsync, rename, fsync the folder.
 fn write_atomic(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
@@ -291,6 +318,60 @@ impl DataDir {
 }
 
 impl Unlocked {
+    /// The session of the user who unlocked the node.
+    pub fn session(&self) -> Result<Session, Error> {
+        let (device, _) = self.store.device_identity()?;
+        Ok(Session {
+            user: self.user.clone(),
+            role: self.role.clone(),
+            device,
+        })
+    }
+
+    /// Another user logs in on this unlocked node (a shared tablet, the app): their PIN must
+    /// open their own wrap of the data key, and their authenticator code is checked where
+    /// required. Attempts are counted and throttled as at unlock; success and failure are
+    /// audited.
+    pub fn login(&mut self, user: &str, pin: &Pin, code: Option<&str>) -> Result<Session, Error> {
+        let t = crate::store::now_secs().max(0) as u64;
+        if let Gate::Wait(secs) = self.dir.vault.gate(user, t)? {
+            return Err(Error::Throttled(secs));
+        }
+        self.dir.vault.note_attempt(user, t);
+        self.dir.save_vault()?;
+        let checked = self
+            .dir
+            .vault
+            .open(user, pin, &self.dir.device)
+            .and_then(|_| self.dir.vault.check_totp(&self.dek, user, code, t as i64));
+        let role = self.dir.vault.role(user).unwrap_or_default().to_owned();
+        let outcome = if checked.is_ok() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.store.audit_append(&[crate::AuditEvent {
+            user: user.to_owned(),
+            role: role.clone(),
+            action: if checked.is_ok() {
+                "login".into()
+            } else {
+                "login_failed".into()
+            },
+            outcome: outcome.into(),
+            ..crate::AuditEvent::default()
+        }])?;
+        checked?;
+        self.dir.vault.note_success(user);
+        self.dir.save_vault()?;
+        let (device, _) = self.store.device_identity()?;
+        Ok(Session {
+            user: user.to_owned(),
+            role,
+            device,
+        })
+    }
+
     /// Records an account or key change (the user concerned goes in `detail`: staff names are
     /// not PHI).
     fn audit(&self, action: &str, detail: String) -> Result<(), Error> {

@@ -35,7 +35,9 @@ mod write;
 pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
 pub use audit::{AUDIT_RETENTION_SECS, AuditEntry, AuditEvent, AuditFilter, AuditProblem};
 pub use changes::{Change, Changes, ChangesQuery, Style};
-pub use datadir::{DB_FILE, DEVICE_SECRET_FILE, DataDir, InitOptions, Unlocked, VAULT_FILE};
+pub use datadir::{
+    DB_FILE, DEVICE_SECRET_FILE, DataDir, InitOptions, Session, Unlocked, VAULT_FILE,
+};
 pub use doc::{
     AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES,
 };

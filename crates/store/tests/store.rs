@@ -1295,3 +1295,33 @@ mod audit_trail {
         assert_eq!(r, Err(AuditProblem::BadSignature));
     }
 }
+
+#[test]
+fn other_users_log_in_on_an_unlocked_node_with_counted_audited_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = node(dir.path());
+    n.add_user("kim", "nurse", &Pin::from("kim-pin-1"), &fast_opts().kdf)
+        .unwrap();
+    let s = n.session().unwrap();
+    assert_eq!((s.user(), s.role()), ("admin", "admin"));
+    assert!(matches!(
+        n.login("kim", &Pin::from("nope-nope"), None),
+        Err(Error::Vault(vault::Error::WrongCredentials))
+    ));
+    assert_eq!(n.vault().users["kim"].failed_attempts, 1);
+    let kim = n.login("kim", &Pin::from("kim-pin-1"), None).unwrap();
+    assert_eq!(
+        (kim.user(), kim.role(), kim.device()),
+        ("kim", "nurse", s.device())
+    );
+    assert_eq!(n.vault().users["kim"].failed_attempts, 0);
+    let trail = n
+        .store
+        .audit_list(&store::AuditFilter {
+            user: Some("kim".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let actions: Vec<&str> = trail.iter().map(|e| e.event.action.as_str()).collect();
+    assert_eq!(actions, vec!["login_failed", "login"]);
+}

@@ -5,7 +5,6 @@
 //!
 //! Run: `cargo run --release -p hearth-bench --bin hearth-search-bench -- --patients 100000`
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -34,13 +33,11 @@ fn main() -> Result<()> {
         }
     }
     let dir = tempfile::tempdir()?;
-    let store = store::Store::open(&dir.path().join("hearth.db"), &vault::Dek::generate()?)?;
-    let r = Records::new(
-        Arc::new(store),
-        "records",
-        records::Actor::new("bench", "admin"),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pin = vault::Pin::from("bench-pin-1");
+    store::DataDir::init(dir.path(), "bench", &pin, &store::InitOptions::default())?;
+    let node = store::DataDir::open(dir.path())?.unlock("bench", &pin)?;
+    let r = Records::new(node.store.clone(), "records", &node.session()?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = Instant::now();
     let mut written = 0u64;
     let mut batch = fhir::demo::practitioners();

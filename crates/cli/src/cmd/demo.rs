@@ -60,11 +60,7 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
         "2. Unlocked as '{DEMO_USER}' with PIN {DEMO_PIN} in {:.0} ms (Argon2id 64 MiB, 3 passes; no key on disk).",
         t.elapsed().as_secs_f64() * 1000.0
     );
-    let r = Records::new(
-        node.store.clone(),
-        DB,
-        records::Actor::new(&node.user, &node.role),
-    )?;
+    let r = Records::new(node.store.clone(), DB, &node.session()?)?;
     let s = &node.store;
 
     let before = s.db_info(DB)?.doc_count;
