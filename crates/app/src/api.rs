@@ -24,6 +24,10 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/{rt}/{id}", get(read).put(update).delete(delete))
         .route("/fhir/{rt}/{id}/_history", get(history))
         .route("/fhir/Patient/{id}/$everything", get(everything))
+        .route("/session", get(session_status))
+        .route("/session/lock", axum::routing::post(session_lock))
+        .route("/session/logout", axum::routing::post(session_logout))
+        .route("/session/unlock", axum::routing::post(session_unlock))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/fhir/metadata", get(metadata))
@@ -146,7 +150,18 @@ async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Records) -> Result<T, FhirError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let records = state.records.clone();
+    let records = {
+        let mut guard = state.guard.lock().unwrap_or_else(|p| p.into_inner());
+        guard.records().map_err(|c| match c {
+            crate::Closed::Locked => error(
+                423,
+                IssueCode::Forbidden,
+                "Session",
+                "the session is locked after inactivity; unlock with POST /session/unlock",
+            ),
+            crate::Closed::LoggedOut => error(401, IssueCode::Forbidden, "Session", "logged out"),
+        })?
+    };
     tokio::task::spawn_blocking(move || f(&records))
         .await
         .map_err(|_| {
@@ -327,4 +342,48 @@ async fn not_found() -> ApiError {
         "Request",
         "no such endpoint; the FHIR API is under /fhir",
     )
+}
+
+fn guard(state: &AppState) -> std::sync::MutexGuard<'_, crate::Guard> {
+    state.guard.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn session_status(State(state): State<AppState>) -> Fhir {
+    let g = guard(&state);
+    let left = g.seconds_left();
+    Fhir::ok(json!({"user": g.user(), "locked": left == 0, "seconds_left": left}))
+}
+
+async fn session_lock(State(state): State<AppState>) -> Response {
+    guard(&state).lock();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn session_logout(State(state): State<AppState>) -> Response {
+    guard(&state).logout();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn session_unlock(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let v = parse_body(&body)?;
+    let pin = v
+        .get("pin")
+        .and_then(Value::as_str)
+        .ok_or_else(|| error(400, IssueCode::Required, "pin", "the PIN is required"))?;
+    let pin = vault::Pin::from(pin);
+    let code = v.get("code").and_then(Value::as_str).map(str::to_owned);
+    let state2 = state.clone();
+    // Unlocking runs Argon2id: off the async workers.
+    tokio::task::spawn_blocking(move || guard(&state2).unlock(&pin, code.as_deref()))
+        .await
+        .map_err(|_| {
+            error(
+                500,
+                IssueCode::Exception,
+                "Session",
+                "the unlock failed inside the server",
+            )
+        })?
+        .map_err(|why| error(401, IssueCode::Forbidden, "Session", &why))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -13,23 +13,31 @@
 //! DELETE /fhir/{type}/{id}                    delete            204
 //! GET    /fhir/{type}/{id}/_history           history Bundle
 //! GET    /fhir/Patient/{id}/$everything       the patient's record as a Bundle
+//! GET    /session                             {"user", "locked", "seconds_left"} (for a countdown)
+//! POST   /session/lock | /session/logout      lock now (keys dropped) | lock for good
+//! POST   /session/unlock {"pin", "code"?}     the same user resumes
 //! ```
+//!
+//! After `--idle` seconds without a request (default 15 minutes) the session locks: the data
+//! key is dropped (zeroized) and the file closed; requests get `423 Locked` until the same
+//! user unlocks again.
 
 mod api;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use records::Records;
 
 pub use api::router;
+pub use session::{Closed, DEFAULT_IDLE_SECS, Guard};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// FHIR operations on the unlocked node.
-    pub records: Arc<Records>,
+    /// The session: the unlocked node's records while active, locked after inactivity.
+    pub guard: Arc<std::sync::Mutex<Guard>>,
     /// The bearer token every request (but `metadata`) must carry.
     pub token: Arc<String>,
 }

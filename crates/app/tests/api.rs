@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use app::{AppState, router};
 use axum::body::Body;
@@ -13,10 +14,12 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const PIN: &str = "pin-135790";
 
-fn state() -> (tempfile::TempDir, AppState) {
+/// A node unlocked by dr.kim behind the app's session guard, on a clock the test moves.
+fn state() -> (tempfile::TempDir, AppState, Arc<AtomicI64>) {
     let dir = tempfile::tempdir().unwrap();
-    let pin = vault::Pin::from("pin-135790");
+    let pin = vault::Pin::from(PIN);
     let kdf = vault::KdfParams {
         memory_kib: 8 * 1024,
         iterations: 1,
@@ -31,15 +34,21 @@ fn state() -> (tempfile::TempDir, AppState) {
         .unwrap()
         .unlock("dr.kim", &pin)
         .unwrap();
-    let records =
-        records::Records::new(node.store.clone(), "records", &node.session().unwrap()).unwrap();
-    (
-        dir,
-        AppState {
-            records: Arc::new(records),
-            token: Arc::new(TOKEN.into()),
-        },
-    )
+    let now = Arc::new(AtomicI64::new(1_900_000_000));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst)) as Arc<dyn Fn() -> i64 + Send + Sync>
+    };
+    let guard = app::Guard::new(dir.path().to_owned(), "records", node, 900, clock).unwrap();
+    let state = AppState {
+        guard: Arc::new(std::sync::Mutex::new(guard)),
+        token: Arc::new(TOKEN.into()),
+    };
+    (dir, state, now)
+}
+
+fn records_of(st: &AppState) -> Arc<records::Records> {
+    st.guard.lock().unwrap().records().unwrap()
 }
 
 async fn call(
@@ -74,7 +83,7 @@ async fn call(
 
 #[tokio::test]
 async fn crud_with_versions_and_operation_outcomes() {
-    let (_d, st) = state();
+    let (_d, st, _now) = state();
     let app = router(st);
     let (s, h, created) = call(
         &app,
@@ -184,12 +193,12 @@ async fn crud_with_versions_and_operation_outcomes() {
 
 #[tokio::test]
 async fn search_and_everything_return_bundles() {
-    let (_d, st) = state();
+    let (_d, st, _now) = state();
     for r in fhir::demo::practitioners() {
-        st.records.create(r).unwrap();
+        records_of(&st).create(r).unwrap();
     }
     for n in 0..5 {
-        st.records
+        records_of(&st)
             .create_batch(fhir::demo::patient_bundle(n, 3, 1))
             .unwrap();
     }
@@ -225,7 +234,7 @@ async fn search_and_everything_return_bundles() {
 
 #[tokio::test]
 async fn the_token_is_required_except_for_metadata() {
-    let (_d, st) = state();
+    let (_d, st, _now) = state();
     let app = router(st);
     for auth in [None, Some("Bearer wrong"), Some(TOKEN)] {
         let mut req = Request::builder().uri("/fhir/Patient");
@@ -254,7 +263,7 @@ async fn the_token_is_required_except_for_metadata() {
 
 #[test]
 fn serves_on_a_real_loopback_socket() {
-    let (_d, st) = state();
+    let (_d, st, _now) = state();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -274,4 +283,128 @@ fn serves_on_a_real_loopback_socket() {
     rt.block_on(server).unwrap().unwrap();
     assert!(app::check_loopback(&"0.0.0.0:8080".parse().unwrap()).is_err());
     assert!(app::check_loopback(&"[::1]:8080".parse().unwrap()).is_ok());
+}
+
+#[tokio::test]
+async fn the_session_locks_after_inactivity_and_the_same_user_resumes() {
+    let (_d, st, now) = state();
+    records_of(&st)
+        .create(json!({"resourceType": "Patient", "id": "p1"}))
+        .unwrap();
+    let app = router(st.clone());
+    let (s, _, _) = call(&app, "GET", "/fhir/Patient/p1", None, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, status) = call(&app, "GET", "/session", None, &[]).await;
+    assert_eq!(
+        (status["locked"].as_bool(), status["seconds_left"].as_i64()),
+        (Some(false), Some(900))
+    );
+    // 15 minutes and a second later: locked, keys dropped.
+    now.fetch_add(901, Ordering::SeqCst);
+    let (s, _, oo) = call(&app, "GET", "/fhir/Patient/p1", None, &[]).await;
+    assert_eq!(s.as_u16(), 423);
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("locked")
+    );
+    // A wrong PIN does not unlock; the right one resumes the same user's work.
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/session/unlock",
+        Some(json!({"pin": "not-the-pin"})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/session/unlock",
+        Some(json!({"pin": PIN})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = call(&app, "GET", "/fhir/Patient/p1", None, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    // Activity keeps it open; an explicit lock closes it at once.
+    now.fetch_add(600, Ordering::SeqCst);
+    assert_eq!(
+        call(&app, "GET", "/fhir/Patient/p1", None, &[]).await.0,
+        StatusCode::OK
+    );
+    now.fetch_add(600, Ordering::SeqCst);
+    assert_eq!(
+        call(&app, "GET", "/fhir/Patient/p1", None, &[]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, "POST", "/session/lock", None, &[]).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, "GET", "/fhir/Patient/p1", None, &[])
+            .await
+            .0
+            .as_u16(),
+        423
+    );
+    // Logout: no way back in this run.
+    call(
+        &app,
+        "POST",
+        "/session/unlock",
+        Some(json!({"pin": PIN})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        call(&app, "POST", "/session/logout", None, &[]).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(
+            &app,
+            "POST",
+            "/session/unlock",
+            Some(json!({"pin": PIN})),
+            &[]
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, "GET", "/fhir/Patient/p1", None, &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The trail tells the story: reopen the (now closed) node and read it.
+    drop(app);
+    drop(st);
+    let node = store::DataDir::open(_d.path())
+        .unwrap()
+        .unlock("dr.kim", &vault::Pin::from(PIN))
+        .unwrap();
+    let actions: Vec<String> = node
+        .store
+        .audit_list(&store::AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action)
+        .filter(|a| ["timeout", "unlock", "lock", "logout", "login_failed"].contains(&a.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "timeout",
+            "login_failed",
+            "unlock",
+            "lock",
+            "unlock",
+            "logout"
+        ]
+    );
 }

@@ -109,7 +109,7 @@ pub enum Error {
     #[error(transparent)]
     Vault(#[from] vault::Error),
     /// Too many failed attempts recently.
-    #[error("too many failed attempts; try again in {0} seconds")]
+    #[error("too many failed attempts; wait {0} s and try again")]
     Throttled(u64),
     /// A file operation failed.
     #[error("{0}: {1}")]

@@ -12,14 +12,25 @@ pub struct Args {
     /// Loopback address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8780")]
     pub listen: SocketAddr,
+    /// Minutes without a request before the session locks (keys dropped; unlock with the PIN).
+    #[arg(long, default_value_t = 15)]
+    pub idle_minutes: u32,
 }
 
 pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
     app::check_loopback(&args.listen).map_err(|e| anyhow!(e))?;
-    let (node, records) = super::fhir::open(ctx)?;
+    let node = ctx.unlock()?;
+    let user = node.user.clone();
+    let guard = app::Guard::new(
+        ctx.data_dir.clone(),
+        super::DEFAULT_DB,
+        node,
+        i64::from(args.idle_minutes.max(1)) * 60,
+        Arc::new(fhir::time::now),
+    )?;
     let token = app::new_token().context("cannot make an API token")?;
     let state = app::AppState {
-        records: Arc::new(records),
+        guard: Arc::new(std::sync::Mutex::new(guard)),
         token: Arc::new(token.clone()),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
@@ -31,11 +42,13 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
             .local_addr()
             .context("cannot read the bound address")?;
         outln!(
-            "Hearth app for '{}' listening on http://{addr}/ (FHIR API: http://{addr}/fhir)",
-            node.user
+            "Hearth app for '{user}' listening on http://{addr}/ (FHIR API: http://{addr}/fhir)"
         );
         outln!("API token: {token}");
-        outln!("Press Ctrl-C to stop; the database is locked again when the server stops.");
+        outln!(
+            "Locks after {} minutes without a request; press Ctrl-C to stop (the database is locked again).",
+            args.idle_minutes.max(1)
+        );
         app::serve(listener, app::router(state), async {
             let _ = tokio::signal::ctrl_c().await;
         })
