@@ -904,7 +904,7 @@ fn the_audit_trail_records_logins_reads_and_changes_and_verifies() {
     assert!(all.contains("1 failed unlock attempt(s) since the last unlock"));
     let p = ok(&hearth(
         &dir,
-        &["audit", "list", "--patient", "p-000001"],
+        &["audit", "report", "--patient", "p-000001"],
         &pin,
     ));
     assert!(

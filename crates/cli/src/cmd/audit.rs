@@ -25,7 +25,9 @@ pub enum AuditCommand {
         #[arg(long)]
         by: Option<String>,
     },
-    /// List entries, oldest first: who saw or changed what, when, from which device.
+    /// List entries, oldest first: who saw or changed what, when, from which device (the
+    /// accounting a patient may request). Also `hearth audit report`.
+    #[command(alias = "report")]
     List {
         /// Only entries about this patient (an id, or Patient/id).
         #[arg(long)]
