@@ -28,6 +28,7 @@ mod doc;
 mod index;
 mod local;
 mod read;
+mod replication;
 mod schema;
 mod store;
 mod write;
@@ -43,6 +44,7 @@ pub use doc::{
 };
 pub use index::{Filter, IndexTerm, Indexer, SearchPage, SearchQuery};
 pub use read::{GetOptions, OpenRev, OpenRevs, RawDocument, RevStatus};
+pub use replication::{AllDocsQuery, AllDocsRow, RevsDiff};
 pub use schema::latest_version as schema_version;
 pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};
 

@@ -1325,3 +1325,101 @@ fn other_users_log_in_on_an_unlocked_node_with_counted_audited_attempts() {
     let actions: Vec<&str> = trail.iter().map(|e| e.event.action.as_str()).collect();
     assert_eq!(actions, vec!["login_failed", "login"]);
 }
+
+#[test]
+fn revs_diff_reports_missing_revisions_and_possible_ancestors() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let s = &n.store;
+    let r1 = put(s, json!({"_id": "a", "v": 1})).unwrap();
+    let r2 = put(s, json!({"_id": "a", "_rev": r1.to_string(), "v": 2})).unwrap();
+    let peer3: Rev = "3-0000000000000000000000000000000f".parse().unwrap();
+    let peer_other: Rev = "1-00000000000000000000000000000001".parse().unwrap();
+    let mut asked = BTreeMap::new();
+    asked.insert("a".to_string(), vec![r1.clone(), r2.clone(), peer3.clone()]);
+    asked.insert("b".to_string(), vec![peer_other.clone()]);
+    asked.insert("c".to_string(), vec![]);
+    let diff = s.revs_diff(DB, &asked).unwrap();
+    assert_eq!(diff.len(), 2, "a document lacking nothing is left out");
+    assert_eq!(diff["a"].missing, vec![peer3]);
+    assert_eq!(diff["a"].possible_ancestors, vec![r2.clone()]);
+    assert_eq!(diff["b"].missing, vec![peer_other]);
+    assert!(diff["b"].possible_ancestors.is_empty());
+    // Nothing missing: empty answer.
+    let mut have = BTreeMap::new();
+    have.insert("a".to_string(), vec![r2]);
+    assert!(s.revs_diff(DB, &have).unwrap().is_empty());
+}
+
+#[test]
+fn all_docs_pages_live_documents_in_id_order() {
+    use store::AllDocsQuery;
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let s = &n.store;
+    for id in ["d", "b", "a", "e", "c", "_design/app"] {
+        put(s, json!({"_id": id})).unwrap();
+    }
+    let gone = put(s, json!({"_id": "x"})).unwrap();
+    s.put(DB, DocWrite::deletion(id("x"), gone)).unwrap();
+    s.put_local(DB, &id("_local/l"), None, false, &body(json!({})))
+        .unwrap();
+    let ids = |q: AllDocsQuery| -> Vec<String> {
+        s.all_docs(DB, &q)
+            .unwrap()
+            .0
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(AllDocsQuery::default()),
+        vec!["_design/app", "a", "b", "c", "d", "e"]
+    );
+    assert_eq!(s.all_docs(DB, &AllDocsQuery::default()).unwrap().1, 6);
+    assert_eq!(
+        ids(AllDocsQuery {
+            start_key: Some("b".into()),
+            end_key: Some("d".into()),
+            ..Default::default()
+        }),
+        vec!["b", "c", "d"]
+    );
+    assert_eq!(
+        ids(AllDocsQuery {
+            start_key: Some("b".into()),
+            end_key: Some("d".into()),
+            exclusive_end: true,
+            ..Default::default()
+        }),
+        vec!["b", "c"]
+    );
+    assert_eq!(
+        ids(AllDocsQuery {
+            limit: Some(2),
+            skip: 1,
+            ..Default::default()
+        }),
+        vec!["a", "b"]
+    );
+    assert_eq!(
+        ids(AllDocsQuery {
+            descending: true,
+            start_key: Some("d".into()),
+            end_key: Some("b".into()),
+            ..Default::default()
+        }),
+        vec!["d", "c", "b"]
+    );
+    assert_eq!(
+        ids(AllDocsQuery {
+            descending: true,
+            start_key: Some("d".into()),
+            end_key: Some("b".into()),
+            exclusive_end: true,
+            ..Default::default()
+        }),
+        vec!["d", "c"]
+    );
+}
