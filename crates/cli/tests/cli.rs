@@ -686,13 +686,33 @@ fn run_ok(cmd: &mut Command, what: &str) {
     );
 }
 
+/// Cargo's scratch folder for downloaded sample data, shared by the tests that fetch it.
+fn sample_cache() -> std::path::PathBuf {
+    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sample-data");
+    std::fs::create_dir_all(&cache).unwrap();
+    cache
+}
+
+/// A virtualenv under the cache with one PyPI package installed; returns its `bin` folder.
+fn pip_tool(cache: &Path, venv: &str, package: &str) -> std::path::PathBuf {
+    let venv = cache.join(venv);
+    run_ok(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+    );
+    run_ok(
+        Command::new(venv.join("bin/pip")).args(["install", "-q", package]),
+        &format!("pip install {package}"),
+    );
+    venv.join("bin")
+}
+
 /// HL7's official R4 examples (npm `hl7.fhir.r4.examples`, CC0) and carebundle's US Core style
 /// Bundles (PyPI `carebundle`): real third-party data. Both are fetched once into Cargo's
 /// test scratch folder. Import must take what Hearth stores and report the rest, line by line.
 #[test]
 fn imports_third_party_sample_data_and_reports_its_defects() {
-    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sample-data");
-    std::fs::create_dir_all(&cache).unwrap();
+    let cache = sample_cache();
     let examples = cache.join("package");
     if !examples.join("Patient-example.json").exists() {
         run_ok(
@@ -708,19 +728,11 @@ fn imports_third_party_sample_data_and_reports_its_defects() {
             "tar",
         );
     }
-    let venv = cache.join("venv");
     let bundles = cache.join("carebundle");
     if !bundles.join("mixed-7-0004.json").exists() {
+        let bin = pip_tool(&cache, "venv", "carebundle==0.5.0");
         run_ok(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv",
-        );
-        run_ok(
-            Command::new(venv.join("bin/pip")).args(["install", "-q", "carebundle==0.5.0"]),
-            "pip install carebundle",
-        );
-        run_ok(
-            Command::new(venv.join("bin/carebundle"))
+            Command::new(bin.join("carebundle"))
                 .args([
                     "generate",
                     "--profile",
@@ -814,21 +826,12 @@ fn imports_third_party_sample_data_and_reports_its_defects() {
 /// life each. Every resource of a type Hearth stores must arrive; the others are reported.
 #[test]
 fn imports_synthea_patients() {
-    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sample-data");
-    std::fs::create_dir_all(&cache).unwrap();
-    let venv = cache.join("synthea-venv");
+    let cache = sample_cache();
     let out_dir = cache.join("synthea");
     if !out_dir.join("fhir").exists() {
+        let bin = pip_tool(&cache, "synthea-venv", "tietai-synthea==1.5.0");
         run_ok(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv",
-        );
-        run_ok(
-            Command::new(venv.join("bin/pip")).args(["install", "-q", "tietai-synthea==1.5.0"]),
-            "pip install tietai-synthea",
-        );
-        run_ok(
-            Command::new(venv.join("bin/synthea"))
+            Command::new(bin.join("synthea"))
                 .args(["-p", "3", "-s", "42", "-r", "20261101", "-o"])
                 .arg(&out_dir),
             "synthea",
