@@ -20,6 +20,7 @@
 //! # Ok::<(), store::Error>(())
 //! ```
 
+mod accounts;
 mod attachments;
 mod audit;
 mod changes;
@@ -33,6 +34,7 @@ mod schema;
 mod store;
 mod write;
 
+pub use accounts::{Account, validate_account_name};
 pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
 pub use audit::{AUDIT_RETENTION_SECS, AuditEntry, AuditEvent, AuditFilter, AuditProblem};
 pub use changes::{Change, Changes, ChangesQuery, Style};

@@ -361,6 +361,14 @@ impl Store {
             .ok_or(Error::NotFound("missing"))
     }
 
+    /// Reads attachment bytes by digest (as a stub names them): how replication serves the
+    /// attachments of a revision without reading the revision again.
+    pub fn attachment_data(&self, db: &str, digest: &str) -> Result<Vec<u8>, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        attachments::get(&inner.conn, meta.id, digest)
+    }
+
     /// Reads an attachment's bytes and stub from a revision (the winner when `rev` is `None`).
     pub fn get_attachment(
         &self,

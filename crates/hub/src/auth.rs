@@ -1,0 +1,286 @@
+//! Who may use the hub's CouchDB API: hub accounts with Argon2id-hashed passwords, presented
+//! as HTTP Basic credentials or an `AuthSession` cookie from `POST /_session`. Anonymous
+//! requests to data are refused (docs/adr/0012-hub-couchdb-api.md).
+//!
+//! Verifying Argon2id costs tens of milliseconds and memory by design, which a replicating
+//! client sending Basic credentials on every request must not pay each time. A successful
+//! check is remembered for [`CACHE_SECS`] as an HMAC of the password under a key that lives
+//! only in this process; a cached answer is only ever a yes for exactly that password.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use store::{Account, Store};
+use zeroize::Zeroizing;
+
+use crate::error::{CouchError, CouchResult};
+
+/// How long a verified password is remembered.
+pub const CACHE_SECS: u64 = 600;
+/// How long an `AuthSession` cookie is valid (CouchDB's default `timeout`).
+pub const SESSION_SECS: u64 = 600;
+/// Consecutive failures for one account before it is refused for a while.
+const MAX_FAILURES: u32 = 5;
+
+/// Argon2id parameters for hub account passwords (OWASP's first recommendation: 19 MiB, 2
+/// passes, 1 lane). Kept in each hash, so they can be raised later.
+const M_COST: u32 = 19 * 1024;
+const T_COST: u32 = 2;
+
+/// The signed-in principal of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Account name.
+    pub name: String,
+    /// Whether it is a hub administrator.
+    pub admin: bool,
+}
+
+impl Principal {
+    /// CouchDB's roles for `_session`.
+    pub fn roles(&self) -> Vec<&'static str> {
+        if self.admin { vec!["_admin"] } else { vec![] }
+    }
+
+    /// The audit role.
+    pub fn role(&self) -> &'static str {
+        if self.admin {
+            "hub-admin"
+        } else {
+            "hub-account"
+        }
+    }
+}
+
+fn argon(m: u32, t: u32) -> Result<Argon2<'static>, argon2::Error> {
+    Ok(Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(m, t, 1, Some(32))?,
+    ))
+}
+
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=…,t=…,p=1$salt$hash`).
+pub fn hash_password(password: &str) -> CouchResult<String> {
+    if password.chars().count() < 8 {
+        return Err(CouchError::bad_request(
+            "a hub account password needs at least 8 characters",
+        ));
+    }
+    let salt = vault::random_bytes::<16>()
+        .map_err(|_| CouchError::bad_request("the system random number generator failed"))?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon(M_COST, T_COST)
+        .and_then(|a| a.hash_password_into(password.as_bytes(), &salt, out.as_mut()))
+        .map_err(|_| CouchError::bad_request("the password could not be hashed"))?;
+    Ok(format!(
+        "$argon2id$v=19$m={M_COST},t={T_COST},p=1${}${}",
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out.as_ref())
+    ))
+}
+
+/// Checks a password against a PHC string made by [`hash_password`].
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    let parts: Vec<&str> = phc.split('$').collect();
+    let [_, "argon2id", "v=19", params, salt, hash] = parts.as_slice() else {
+        return false;
+    };
+    let mut m = 0;
+    let mut t = 0;
+    for kv in params.split(',') {
+        match kv.split_once('=') {
+            Some(("m", v)) => m = v.parse().unwrap_or(0),
+            Some(("t", v)) => t = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    let (Ok(salt), Ok(hash)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
+        return false;
+    };
+    let mut out = Zeroizing::new(vec![0u8; hash.len()]);
+    let Ok(a) = argon(m, t) else {
+        return false;
+    };
+    if a.hash_password_into(password.as_bytes(), &salt, &mut out)
+        .is_err()
+    {
+        return false;
+    }
+    ct_eq(&out, &hash)
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Verifies credentials and issues and checks session cookies.
+pub struct Auth {
+    key: Zeroizing<[u8; 32]>,
+    cache: Mutex<HashMap<String, ([u8; 32], Instant)>>,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Auth {
+    /// A fresh authenticator with a random per-process key.
+    pub fn new() -> Result<Auth, vault::Error> {
+        Ok(Auth {
+            key: Zeroizing::new(vault::random_bytes::<32>()?),
+            cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for p in parts {
+            mac.update(&(p.len() as u64).to_le_bytes());
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Checks a name and password (blocking: Argon2id). Wrong credentials and unknown names
+    /// get the same answer.
+    pub fn login(&self, store: &Store, name: &str, password: &str) -> CouchResult<Principal> {
+        let wrong = || CouchError::unauthorized("Name or password is incorrect.");
+        {
+            let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((n, at)) = failures.get(name) {
+                let wait = Duration::from_secs(
+                    2u64.saturating_pow(n.saturating_sub(MAX_FAILURES)).min(300),
+                );
+                if *n >= MAX_FAILURES && at.elapsed() < wait {
+                    return Err(CouchError::new(
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        format!(
+                            "too many failed logins for this account; wait {} s",
+                            (wait - at.elapsed()).as_secs() + 1
+                        ),
+                    ));
+                }
+            }
+        }
+        let tag = self.mac(&[b"pw", name.as_bytes(), password.as_bytes()]);
+        let account: Option<Account> = store.get_account(name)?;
+        let Some(account) = account else {
+            self.note_failure(name);
+            return Err(wrong());
+        };
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(name).is_some_and(|(t, at)| {
+                ct_eq(t, &tag) && at.elapsed() < Duration::from_secs(CACHE_SECS)
+            })
+        };
+        if !cached {
+            if !verify_password(password, &account.password_hash) {
+                self.note_failure(name);
+                return Err(wrong());
+            }
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_owned(), (tag, Instant::now()));
+        }
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Ok(Principal {
+            name: account.name,
+            admin: account.admin,
+        })
+    }
+
+    fn note_failure(&self, name: &str) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let e = f.entry(name.to_owned()).or_insert((0, Instant::now()));
+        e.0 += 1;
+        e.1 = Instant::now();
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Forgets a remembered password (after the account changed or was removed).
+    pub fn forget(&self, name: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// A session cookie value for `name`: `base64(name:expiry:mac)`.
+    pub fn cookie(&self, name: &str, now: u64) -> String {
+        let expiry = now + SESSION_SECS;
+        let mac = self.mac(&[b"session", name.as_bytes(), &expiry.to_le_bytes()]);
+        STANDARD.encode(format!("{name}:{expiry:x}:{}", hex::encode(mac)))
+    }
+
+    /// The account a cookie value names, if it is genuine and unexpired.
+    pub fn check_cookie(&self, value: &str, now: u64) -> Option<String> {
+        let raw = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
+        let mut parts = raw.rsplitn(3, ':');
+        let mac = hex::decode(parts.next()?).ok()?;
+        let expiry = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let name = parts.next()?;
+        let want = self.mac(&[b"session", name.as_bytes(), &expiry.to_le_bytes()]);
+        (ct_eq(&mac, &want) && now < expiry).then(|| name.to_owned())
+    }
+}
+
+/// Parses `Authorization: Basic …` into name and password.
+pub fn parse_basic(header: &str) -> Option<(String, Zeroizing<String>)> {
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let raw = Zeroizing::new(STANDARD.decode(b64.trim()).ok()?);
+    let text = std::str::from_utf8(&raw).ok()?;
+    let (name, pw) = text.split_once(':')?;
+    Some((name.to_owned(), Zeroizing::new(pw.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("correct horsE", &h));
+        assert!(!verify_password("correct horse", "$argon2id$garbage"));
+        assert!(hash_password("short").is_err());
+    }
+
+    #[test]
+    fn cookies_are_signed_and_expire() {
+        let a = Auth::new().unwrap();
+        let c = a.cookie("nurse:1", 1000);
+        assert_eq!(a.check_cookie(&c, 1001).as_deref(), Some("nurse:1"));
+        assert_eq!(a.check_cookie(&c, 1000 + SESSION_SECS), None);
+        let other = Auth::new().unwrap();
+        assert_eq!(other.check_cookie(&c, 1001), None);
+        let forged = STANDARD.encode(format!("admin:{:x}:{}", 5000, "00".repeat(32)));
+        assert_eq!(a.check_cookie(&forged, 1001), None);
+    }
+
+    #[test]
+    fn basic_header_parses() {
+        let h = format!("Basic {}", STANDARD.encode("sync:pa:ss"));
+        let (n, p) = parse_basic(&h).unwrap();
+        assert_eq!((n.as_str(), p.as_str()), ("sync", "pa:ss"));
+        assert!(parse_basic("Bearer x").is_none());
+    }
+}

@@ -1,0 +1,743 @@
+//! Server and database endpoints, and the bulk endpoints of replication.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use revtree::Rev;
+use serde_json::{Map, Value, json};
+use store::{AllDocsQuery, DocId, DocWrite, GetOptions, OpenRev, OpenRevs};
+
+use crate::doc::{doc_json, new_doc_id};
+use crate::error::{CouchError, CouchResult};
+use crate::params::Params;
+use crate::{COUCHDB_VERSION, HubState, Principal, blocking, json};
+
+/// Checks a database name from a URL, with CouchDB's error.
+pub(crate) fn check_db(name: &str) -> CouchResult<()> {
+    store::validate_db_name(name).map_err(|_| {
+        CouchError::new(
+            StatusCode::BAD_REQUEST,
+            "illegal_database_name",
+            format!(
+                "Name: '{name}'. Only lowercase characters (a-z), digits (0-9), and any of the characters _, $, (, ), +, -, and / are allowed. Must begin with a letter."
+            ),
+        )
+    })
+}
+
+/// Parses a JSON request body; CouchDB wants `application/json` on these endpoints.
+pub(crate) fn json_body(headers: &HeaderMap, body: &Bytes) -> CouchResult<Value> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if !ct.to_ascii_lowercase().starts_with("application/json") {
+            return Err(CouchError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "bad_content_type",
+                "Content-Type must be application/json",
+            ));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        CouchError::bad_request(if e.is_eof() || e.is_syntax() {
+            "Request body is not valid JSON".to_owned()
+        } else {
+            format!("Request body could not be parsed: {e}")
+        })
+    })
+}
+
+fn require_admin(p: &Principal) -> CouchResult<()> {
+    if p.admin {
+        Ok(())
+    } else {
+        Err(CouchError::unauthorized("You are not a server admin."))
+    }
+}
+
+pub(crate) async fn welcome(State(hub): State<HubState>) -> Response {
+    json(
+        StatusCode::OK,
+        json!({
+            "couchdb": "Welcome",
+            "version": COUCHDB_VERSION,
+            "git_sha": "hearth",
+            "uuid": hub.uuid,
+            "features": [],
+            "vendor": {"name": "Hearth", "version": env!("CARGO_PKG_VERSION")}
+        }),
+    )
+}
+
+pub(crate) async fn up() -> Response {
+    json(StatusCode::OK, json!({"status": "ok"}))
+}
+
+pub(crate) async fn method_not_allowed(method: Method) -> Response {
+    CouchError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here"),
+    )
+    .into_response()
+}
+
+pub(crate) async fn not_found() -> Response {
+    CouchError::not_found("missing").into_response()
+}
+
+pub(crate) async fn no_javascript_find() -> Response {
+    CouchError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        "Mango queries (_find, _index) are not served by the Hearth hub; use _all_docs or _changes with a _selector filter",
+    )
+    .into_response()
+}
+
+pub(crate) async fn all_dbs(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+) -> CouchResult<Response> {
+    require_admin(&p)?;
+    let dbs = blocking(move || Ok(hub.store.list_dbs()?)).await?;
+    Ok(json(StatusCode::OK, json!(dbs)))
+}
+
+pub(crate) async fn uuids(Query(q): Query<Vec<(String, String)>>) -> CouchResult<Response> {
+    let n = Params(q).u64("count")?.unwrap_or(1);
+    if n > 1000 {
+        return Err(CouchError::bad_request("count must be at most 1000"));
+    }
+    let ids = (0..n)
+        .map(|_| new_doc_id())
+        .collect::<CouchResult<Vec<_>>>()?;
+    Ok(json(StatusCode::OK, json!({"uuids": ids})))
+}
+
+pub(crate) async fn get_session(
+    State(hub): State<HubState>,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    let (p, how) = match crate::principal_of(&hub, &headers).await? {
+        Some(p) if headers.contains_key(header::AUTHORIZATION) => (Some(p), "default"),
+        Some(p) => (Some(p), "cookie"),
+        None => (None, ""),
+    };
+    let mut info = json!({"authentication_handlers": ["cookie", "default"]});
+    if p.is_some() {
+        info["authenticated"] = how.into();
+    }
+    Ok(json(
+        StatusCode::OK,
+        json!({
+            "ok": true,
+            "userCtx": {"name": p.as_ref().map(|p| p.name.clone()), "roles": p.as_ref().map(Principal::roles).unwrap_or_default()},
+            "info": info
+        }),
+    ))
+}
+
+pub(crate) async fn post_session(
+    State(hub): State<HubState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (name, password) = if ct.starts_with("application/x-www-form-urlencoded") {
+        let mut name = None;
+        let mut pw = None;
+        for (k, v) in url_form(&body) {
+            match k.as_str() {
+                "name" | "username" => name = Some(v),
+                "password" => pw = Some(v),
+                _ => {}
+            }
+        }
+        (name, pw)
+    } else {
+        let v = json_body(&headers, &body)?;
+        (
+            v.get("name").and_then(Value::as_str).map(str::to_owned),
+            v.get("password").and_then(Value::as_str).map(str::to_owned),
+        )
+    };
+    let (Some(name), Some(password)) = (name, password) else {
+        return Err(CouchError::bad_request("name and password are required"));
+    };
+    let password = zeroize::Zeroizing::new(password);
+    let hub2 = hub.clone();
+    let p = blocking(move || hub2.auth.login(&hub2.store, &name, &password)).await?;
+    let cookie = hub.auth.cookie(&p.name, crate::unix_now());
+    let mut resp = json(
+        StatusCode::OK,
+        json!({"ok": true, "name": p.name, "roles": p.roles()}),
+    );
+    if let Ok(v) = format!(
+        "AuthSession={cookie}; Version=1; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
+        crate::auth::SESSION_SECS
+    )
+    .parse()
+    {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+pub(crate) async fn delete_session() -> Response {
+    let mut resp = json(StatusCode::OK, json!({"ok": true}));
+    if let Ok(v) = "AuthSession=; Version=1; Path=/; Max-Age=0; HttpOnly; SameSite=Strict".parse() {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// Decodes `application/x-www-form-urlencoded`.
+fn url_form(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+pub(crate) async fn db_info(
+    State(hub): State<HubState>,
+    Path(db): Path<String>,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let info = blocking(move || Ok(hub.store.db_info(&db)?)).await?;
+    Ok(json(
+        StatusCode::OK,
+        json!({
+            "db_name": info.name,
+            "doc_count": info.doc_count,
+            "doc_del_count": info.doc_del_count,
+            "update_seq": info.update_seq,
+            "purge_seq": 0,
+            "compact_running": false,
+            "disk_format_version": 8,
+            "instance_start_time": "0",
+            "uuid": info.uuid,
+            "props": {},
+            "sizes": {"active": 0, "external": 0, "file": 0}
+        }),
+    ))
+}
+
+pub(crate) async fn create_db(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    require_admin(&p)?;
+    blocking(move || {
+        hub.store.create_db(&db)?;
+        hub.audit(&p, "db_create", format!("db={db}"))
+    })
+    .await?;
+    Ok(json(StatusCode::CREATED, json!({"ok": true})))
+}
+
+pub(crate) async fn delete_db(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    if Params(q).get("rev").is_some() {
+        return Err(CouchError::bad_request(
+            "You tried to DELETE a database with a ?rev= parameter. Did you mean to DELETE a document instead?",
+        ));
+    }
+    require_admin(&p)?;
+    blocking(move || {
+        hub.store.delete_db(&db)?;
+        hub.audit(&p, "db_delete", format!("db={db}"))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, json!({"ok": true})))
+}
+
+pub(crate) async fn ensure_full_commit(
+    State(hub): State<HubState>,
+    Path(db): Path<String>,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    // Every write is committed with synchronous=FULL before it is acknowledged.
+    blocking(move || Ok(hub.store.db_info(&db)?)).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        json!({"ok": true, "instance_start_time": "0"}),
+    ))
+}
+
+pub(crate) async fn compact(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    require_admin(&p)?;
+    let ct_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !ct_json {
+        return Err(CouchError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_content_type",
+            "Content-Type must be application/json",
+        ));
+    }
+    // Hearth keeps ancestor bodies (conflict merges need the common ancestor); compaction
+    // folds the write-ahead log into the file and returns free pages.
+    blocking(move || {
+        hub.store.db_info(&db)?;
+        hub.store.checkpoint()?;
+        Ok(())
+    })
+    .await?;
+    Ok(json(StatusCode::ACCEPTED, json!({"ok": true})))
+}
+
+fn parse_revs(v: &Value, what: &str) -> CouchResult<Vec<Rev>> {
+    let Value::Array(items) = v else {
+        return Err(CouchError::bad_request(format!(
+            "{what} must be an array of revisions"
+        )));
+    };
+    items
+        .iter()
+        .map(|r| {
+            r.as_str()
+                .and_then(|s| s.parse::<Rev>().ok())
+                .ok_or_else(|| CouchError::bad_request(format!("Invalid revision in {what}: {r}")))
+        })
+        .collect()
+}
+
+pub(crate) async fn revs_diff(
+    State(hub): State<HubState>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let Value::Object(m) = json_body(&headers, &body)? else {
+        return Err(CouchError::bad_request(
+            "_revs_diff takes an object of document ids to revision lists",
+        ));
+    };
+    let mut asked = BTreeMap::new();
+    for (id, revs) in m {
+        asked.insert(id, parse_revs(&revs, "_revs_diff")?);
+    }
+    let diff = blocking(move || Ok(hub.store.revs_diff(&db, &asked)?)).await?;
+    let mut out = Map::new();
+    for (id, d) in diff {
+        let mut e = Map::new();
+        e.insert(
+            "missing".into(),
+            json!(d.missing.iter().map(Rev::to_string).collect::<Vec<_>>()),
+        );
+        if !d.possible_ancestors.is_empty() {
+            e.insert(
+                "possible_ancestors".into(),
+                json!(
+                    d.possible_ancestors
+                        .iter()
+                        .map(Rev::to_string)
+                        .collect::<Vec<_>>()
+                ),
+            );
+        }
+        out.insert(id, Value::Object(e));
+    }
+    Ok(json(StatusCode::OK, Value::Object(out)))
+}
+
+fn doc_error(id: Option<&str>, rev: Option<&Rev>, e: &CouchError) -> Value {
+    let mut m = Map::new();
+    if let Some(id) = id {
+        m.insert("id".into(), id.into());
+    }
+    if let Some(r) = rev {
+        m.insert("rev".into(), r.to_string().into());
+    }
+    m.insert("error".into(), e.error.clone().into());
+    m.insert("reason".into(), e.reason.clone().into());
+    Value::Object(m)
+}
+
+pub(crate) async fn bulk_docs(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let v = json_body(&headers, &body)?;
+    drop(body);
+    let Value::Object(mut m) = v else {
+        return Err(CouchError::bad_request(
+            "_bulk_docs takes {\"docs\": [...]}",
+        ));
+    };
+    let new_edits = match m.remove("new_edits") {
+        None => true,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(CouchError::bad_request("new_edits must be true or false")),
+    };
+    let Some(Value::Array(docs)) = m.remove("docs") else {
+        return Err(CouchError::bad_request(
+            "POST body must include `docs` parameter.",
+        ));
+    };
+    blocking(move || {
+        // Documents that cannot even be parsed get their error in place; the rest go to the
+        // store in one transaction.
+        let mut slots: Vec<Result<usize, Value>> = Vec::with_capacity(docs.len());
+        let mut writes = Vec::with_capacity(docs.len());
+        for mut d in docs {
+            let id_hint = d.get("_id").and_then(Value::as_str).map(str::to_owned);
+            if new_edits && d.is_object() && d.get("_id").is_none() {
+                d["_id"] = Value::String(new_doc_id()?);
+            }
+            match DocWrite::from_json(d, None) {
+                Ok(w) if !new_edits && w.rev.is_none() => slots.push(Err(doc_error(
+                    Some(w.id.as_str()),
+                    None,
+                    &CouchError::bad_request("new_edits=false needs _rev on every document"),
+                ))),
+                Ok(w) if w.id.kind() == store::DocKind::Local => slots.push(Err(doc_error(
+                    Some(w.id.as_str()),
+                    None,
+                    &CouchError::bad_request(
+                        "_local documents are written with PUT /{db}/_local/{id}",
+                    ),
+                ))),
+                Ok(w) => {
+                    slots.push(Ok(writes.len()));
+                    writes.push(w);
+                }
+                Err(e) => slots.push(Err(doc_error(id_hint.as_deref(), None, &e.into()))),
+            }
+        }
+        let ids: Vec<(DocId, Option<Rev>)> = writes
+            .iter()
+            .map(|w| (w.id.clone(), w.rev.clone()))
+            .collect();
+        let n = writes.len();
+        let who = p.clone();
+        let dbname = db.clone();
+        let results = hub
+            .store
+            .bulk_docs_audited(&db, writes, new_edits, move |results| {
+                let ok = results.iter().filter(|r| r.is_ok()).count();
+                vec![store::AuditEvent {
+                    user: who.name.clone(),
+                    role: who.role().to_owned(),
+                    action: if new_edits {
+                        "update".into()
+                    } else {
+                        "sync".into()
+                    },
+                    outcome: "success".into(),
+                    patient: None,
+                    resource: None,
+                    detail: Some(format!(
+                        "_bulk_docs db={dbname} new_edits={new_edits} docs={n} written={ok}"
+                    )),
+                    break_glass: false,
+                }]
+            })?;
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Err(e) => out.push(e),
+                Ok(i) => {
+                    let (id, rev) = &ids[i];
+                    match &results[i] {
+                        Ok(r) if new_edits => {
+                            out.push(json!({"ok": true, "id": id.as_str(), "rev": r.to_string()}))
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let ce: CouchError = store_doc_error(e);
+                            out.push(doc_error(
+                                Some(id.as_str()),
+                                rev.as_ref().filter(|_| !new_edits),
+                                &ce,
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(json(StatusCode::CREATED, Value::Array(out)))
+    })
+    .await
+}
+
+/// A per-document store error as CouchDB names it.
+pub(crate) fn store_doc_error(e: &store::Error) -> CouchError {
+    match e {
+        store::Error::Conflict => CouchError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "Document update conflict.",
+        ),
+        store::Error::NotFound(r) => CouchError::not_found(*r),
+        store::Error::BadDocId(r) => {
+            CouchError::new(StatusCode::BAD_REQUEST, "illegal_docid", r.clone())
+        }
+        store::Error::DocValidation(r) => {
+            CouchError::new(StatusCode::BAD_REQUEST, "doc_validation", r.clone())
+        }
+        store::Error::MissingStub(r) => CouchError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "missing_stub",
+            format!("Invalid attachment stub in {r}"),
+        ),
+        other => CouchError::bad_request(other.to_string()),
+    }
+}
+
+pub(crate) async fn bulk_get(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let q = Params(q);
+    let revs = q.bool("revs", false)?;
+    let latest = q.bool("latest", false)?;
+    let attachments = q.bool("attachments", false)?;
+    let v = json_body(&headers, &body)?;
+    let Some(Value::Array(asked)) = v.get("docs").cloned() else {
+        return Err(CouchError::bad_request("Missing JSON list of 'docs'."));
+    };
+    blocking(move || {
+        let mut results = Vec::with_capacity(asked.len());
+        let mut served = 0usize;
+        for a in asked {
+            let Some(id) = a.get("id").and_then(Value::as_str).map(str::to_owned) else {
+                results.push(json!({"id": a.get("id").cloned().unwrap_or(Value::Null), "docs": [{"error": {
+                    "id": a.get("id").cloned().unwrap_or(Value::Null), "rev": a.get("rev").cloned().unwrap_or(Value::Null),
+                    "error": "bad_request", "reason": "each entry of docs needs a string \"id\""}}]}));
+                continue;
+            };
+            let rev = match a.get("rev") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => match s.parse::<Rev>() {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        results.push(json!({"id": id, "docs": [{"error": {"id": id, "rev": s,
+                            "error": "bad_request", "reason": "Invalid rev format"}}]}));
+                        continue;
+                    }
+                },
+                Some(other) => {
+                    results.push(json!({"id": id, "docs": [{"error": {"id": id, "rev": other,
+                        "error": "bad_request", "reason": "rev must be a string"}}]}));
+                    continue;
+                }
+            };
+            let atts_since = match a.get("atts_since") {
+                Some(v) => Some(parse_revs(v, "atts_since")?),
+                None => None,
+            };
+            let docid = match DocId::parse(&id) {
+                Ok(d) => d,
+                Err(e) => {
+                    let ce: CouchError = e.into();
+                    results.push(json!({"id": id, "docs": [{"error": {"id": id,
+                        "rev": rev.as_ref().map_or("undefined".to_owned(), Rev::to_string),
+                        "error": ce.error, "reason": ce.reason}}]}));
+                    continue;
+                }
+            };
+            let mut docs = Vec::new();
+            match rev {
+                Some(r) => {
+                    for o in hub.store.open_revs(&db, &docid, &OpenRevs::Revs(vec![r]), revs, latest)? {
+                        match o {
+                            OpenRev::Ok(d) => {
+                                served += 1;
+                                docs.push(json!({"ok": doc_json(&hub.store, &db, &d, attachments, atts_since.as_deref())?}))
+                            }
+                            OpenRev::Missing(m) => docs.push(json!({"error": {"id": id, "rev": m.to_string(),
+                                "error": "not_found", "reason": "missing"}})),
+                        }
+                    }
+                }
+                None => {
+                    let opts = GetOptions { revs, ..GetOptions::default() };
+                    match hub.store.get(&db, &docid, &opts) {
+                        Ok(d) => {
+                            served += 1;
+                            docs.push(json!({"ok": doc_json(&hub.store, &db, &d, attachments, atts_since.as_deref())?}))
+                        }
+                        Err(store::Error::NotFound(reason)) => docs.push(json!({"error": {"id": id,
+                            "rev": "undefined", "error": "not_found", "reason": reason}})),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            results.push(json!({"id": id, "docs": docs}));
+        }
+        if served > 0 {
+            hub.audit(&p, "sync", format!("_bulk_get db={db} docs={served}"))?;
+        }
+        Ok(json(StatusCode::OK, json!({"results": results})))
+    })
+    .await
+}
+
+pub(crate) async fn all_docs(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let q = Params(q);
+    let include_docs = q.bool("include_docs", false)?;
+    let conflicts = q.bool("conflicts", false)?;
+    let descending = q.bool("descending", false)?;
+    let inclusive_end = q.bool("inclusive_end", true)?;
+    let limit = q.u64("limit")?;
+    let skip = q.u64("skip")?.unwrap_or(0);
+    let mut keys: Option<Vec<Value>> = q.json("keys")?;
+    if method == Method::POST && !body.is_empty() {
+        let v = json_body(&headers, &body)?;
+        match v.get("keys") {
+            Some(Value::Array(k)) => keys = Some(k.clone()),
+            Some(_) => return Err(CouchError::bad_request("`keys` member must be an array.")),
+            None => {}
+        }
+    }
+    let start_key = q.key(&["startkey", "start_key"])?;
+    let end_key = q.key(&["endkey", "end_key"])?;
+    let single_key = q.key(&["key"])?;
+    if single_key.is_some() && keys.is_none() {
+        keys = single_key.map(|k| vec![Value::String(k)]);
+    }
+    blocking(move || {
+        let store = &hub.store;
+        let get_opts = GetOptions { conflicts, ..GetOptions::default() };
+        let mut rows = Vec::new();
+        let total;
+        if let Some(keys) = keys {
+            total = store.db_info(&db)?.doc_count;
+            let mut ks: Vec<Value> = keys;
+            if descending {
+                ks.reverse();
+            }
+            for k in ks.into_iter().skip(skip as usize).take(limit.map_or(usize::MAX, |l| l as usize)) {
+                let Some(id) = k.as_str() else {
+                    rows.push(json!({"key": k, "error": "not_found"}));
+                    continue;
+                };
+                let Ok(docid) = DocId::parse(id) else {
+                    rows.push(json!({"key": id, "error": "not_found"}));
+                    continue;
+                };
+                match store.rev_tree(&db, &docid) {
+                    Err(store::Error::NotFound(_)) => rows.push(json!({"key": id, "error": "not_found"})),
+                    Err(e) => return Err(e.into()),
+                    Ok(tree) => {
+                        let Some(w) = tree.winner() else {
+                            rows.push(json!({"key": id, "error": "not_found"}));
+                            continue;
+                        };
+                        if w.deleted {
+                            let mut row = json!({"id": id, "key": id, "value": {"rev": w.rev.to_string(), "deleted": true}});
+                            if include_docs {
+                                row["doc"] = Value::Null;
+                            }
+                            rows.push(row);
+                        } else {
+                            let mut row = json!({"id": id, "key": id, "value": {"rev": w.rev.to_string()}});
+                            if include_docs {
+                                let d = store.get(&db, &docid, &get_opts)?;
+                                row["doc"] = d.to_json();
+                            }
+                            rows.push(row);
+                        }
+                    }
+                }
+            }
+        } else {
+            let (page, t) = store.all_docs(
+                &db,
+                &AllDocsQuery {
+                    start_key,
+                    end_key,
+                    exclusive_end: !inclusive_end,
+                    limit,
+                    skip,
+                    descending,
+                },
+            )?;
+            total = t;
+            for r in page {
+                let mut row = json!({"id": r.id.as_str(), "key": r.id.as_str(), "value": {"rev": r.rev.to_string()}});
+                if include_docs {
+                    match store.get(&db, &r.id, &get_opts) {
+                        Ok(d) => row["doc"] = d.to_json(),
+                        Err(store::Error::NotFound(_)) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                rows.push(row);
+            }
+        }
+        if include_docs && !rows.is_empty() {
+            hub.audit(&p, "sync", format!("_all_docs db={db} docs={}", rows.len()))?;
+        }
+        Ok(json(StatusCode::OK, json!({"total_rows": total, "offset": skip, "rows": rows})))
+    })
+    .await
+}

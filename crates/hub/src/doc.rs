@@ -1,0 +1,718 @@
+//! Document, attachment, `_local` and design-document endpoints.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::body::{Body as HttpBody, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use revtree::Rev;
+use serde_json::{Map, Value, json};
+use store::{AttachmentInput, DocId, DocWrite, Document, GetOptions, OpenRev, OpenRevs, Store};
+
+use crate::db::{check_db, json_body, store_doc_error};
+use crate::error::{CouchError, CouchResult};
+use crate::params::Params;
+use crate::{HubState, Principal, blocking, json};
+
+/// A fresh document id: 32 random hex digits, as CouchDB's `random` uuids.
+pub(crate) fn new_doc_id() -> CouchResult<String> {
+    vault::random_bytes::<16>()
+        .map(hex::encode)
+        .map_err(|_| CouchError::bad_request("the system random number generator failed"))
+}
+
+/// The JSON of a revision for a response; with `attachments`, attachment bodies inline
+/// (base64), except those not changed since one of `atts_since`.
+pub(crate) fn doc_json(
+    store: &Store,
+    db: &str,
+    doc: &Document,
+    attachments: bool,
+    atts_since: Option<&[Rev]>,
+) -> CouchResult<Value> {
+    let mut v = doc.to_json();
+    if !attachments || doc.attachments.is_empty() {
+        return Ok(v);
+    }
+    // The newest revision of atts_since that is an ancestor of this one: attachments with
+    // revpos at or before it are already known to the reader.
+    let known = match atts_since {
+        Some(since) if !since.is_empty() => {
+            let path = match &doc.revisions {
+                Some(r) => r.to_path().unwrap_or_default(),
+                None => store
+                    .rev_tree(db, &doc.id)?
+                    .path_to(&doc.rev)
+                    .unwrap_or_default(),
+            };
+            since
+                .iter()
+                .filter(|r| path.contains(r))
+                .map(Rev::generation)
+                .max()
+                .unwrap_or(0)
+        }
+        _ => 0,
+    };
+    if let Some(Value::Object(atts)) = v.get_mut("_attachments") {
+        for (name, info) in &doc.attachments {
+            if info.revpos <= known {
+                continue;
+            }
+            let data = store.attachment_data(db, &info.digest)?;
+            atts.insert(
+                name.clone(),
+                json!({
+                    "content_type": info.content_type,
+                    "digest": info.digest,
+                    "revpos": info.revpos,
+                    "data": base64::engine::general_purpose::STANDARD.encode(data),
+                }),
+            );
+        }
+    }
+    Ok(v)
+}
+
+fn etag(rev: &Rev) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{rev}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+fn parse_rev(s: &str) -> CouchResult<Rev> {
+    s.parse::<Rev>()
+        .map_err(|_| CouchError::bad_request(format!("Invalid rev format: {s:?}")))
+}
+
+/// The revision a request names: `?rev=` or `If-Match`.
+fn rev_of(q: &Params, headers: &HeaderMap) -> CouchResult<Option<Rev>> {
+    if let Some(r) = q.get("rev") {
+        return parse_rev(r).map(Some);
+    }
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(r) => parse_rev(r.trim_matches('"')).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn parse_docid(id: &str) -> CouchResult<DocId> {
+    DocId::parse(id).map_err(|e| match e {
+        store::Error::BadDocId(r) => CouchError::new(StatusCode::BAD_REQUEST, "illegal_docid", r),
+        other => other.into(),
+    })
+}
+
+fn wants_multipart(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("multipart/mixed") && !accept.contains("application/json")
+}
+
+async fn read_doc(
+    hub: HubState,
+    p: Principal,
+    db: String,
+    id: String,
+    q: Params,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let docid = parse_docid(&id)?;
+    let meta = q.bool("meta", false)?;
+    let opts = GetOptions {
+        rev: q.get("rev").map(parse_rev).transpose()?,
+        conflicts: q.bool("conflicts", false)? || meta,
+        deleted_conflicts: q.bool("deleted_conflicts", false)? || meta,
+        revs: q.bool("revs", false)?,
+    };
+    let revs_info = q.bool("revs_info", false)? || meta;
+    let latest = q.bool("latest", false)?;
+    let attachments = q.bool("attachments", false)?;
+    let atts_since: Option<Vec<Rev>> = match q.json::<Vec<String>>("atts_since")? {
+        Some(list) => Some(
+            list.iter()
+                .map(|s| parse_rev(s))
+                .collect::<CouchResult<_>>()?,
+        ),
+        None => None,
+    };
+    let open_revs = match q.get("open_revs") {
+        None => None,
+        Some("all") => Some(OpenRevs::All),
+        Some(_) => {
+            let list: Vec<String> = q.json("open_revs")?.unwrap_or_default();
+            Some(OpenRevs::Revs(
+                list.iter()
+                    .map(|s| parse_rev(s))
+                    .collect::<CouchResult<_>>()?,
+            ))
+        }
+    };
+    let multipart = wants_multipart(&headers);
+    blocking(move || {
+        let store = &hub.store;
+        if let Some(which) = open_revs {
+            let found = store.open_revs(&db, &docid, &which, opts.revs, latest)?;
+            let mut out = Vec::with_capacity(found.len());
+            for o in found {
+                match o {
+                    OpenRev::Ok(d) => out.push(json!({"ok": doc_json(store, &db, &d, attachments, atts_since.as_deref())?})),
+                    OpenRev::Missing(r) => out.push(json!({"missing": r.to_string()})),
+                }
+            }
+            hub.audit(&p, "read", format!("db={db} open_revs={}", out.len()))?;
+            if multipart {
+                return Ok(crate::multipart::mixed_response(&out));
+            }
+            return Ok(json(StatusCode::OK, Value::Array(out)));
+        }
+        let d = store.get(&db, &docid, &opts)?;
+        let mut v = doc_json(store, &db, &d, attachments, atts_since.as_deref())?;
+        if revs_info {
+            let info = store.revs_info(&db, &docid, &d.rev)?;
+            v["_revs_info"] = info
+                .into_iter()
+                .map(|(r, s)| {
+                    json!({"rev": r.to_string(), "status": match s {
+                        store::RevStatus::Available => "available",
+                        store::RevStatus::Missing => "missing",
+                        store::RevStatus::Deleted => "deleted",
+                    }})
+                })
+                .collect();
+        }
+        store.audit_append(&[store::AuditEvent {
+            user: p.name.clone(),
+            role: p.role().to_owned(),
+            action: "read".into(),
+            outcome: "success".into(),
+            patient: None,
+            resource: Some(docid.as_str().to_owned()),
+            detail: Some(format!("couchdb api db={db}")),
+            break_glass: false,
+        }])?;
+        let mut resp = json(StatusCode::OK, v);
+        resp.headers_mut().insert(header::ETAG, etag(&d.rev));
+        Ok(resp)
+    })
+    .await
+}
+
+/// Writes one document; returns the new revision.
+fn write_one(
+    hub: &HubState,
+    p: &Principal,
+    db: &str,
+    w: DocWrite,
+    new_edits: bool,
+) -> CouchResult<Rev> {
+    let id = w.id.clone();
+    let rev = w.rev.clone();
+    let who = p.clone();
+    let mut results = hub.store.bulk_docs_audited(db, vec![w], new_edits, |res| {
+        let action = if !new_edits {
+            "sync"
+        } else if res
+            .first()
+            .is_some_and(|r| r.as_ref().is_ok_and(|r| r.generation() == 1))
+        {
+            "create"
+        } else {
+            "update"
+        };
+        vec![store::AuditEvent {
+            user: who.name.clone(),
+            role: who.role().to_owned(),
+            action: action.into(),
+            outcome: if res.iter().all(Result::is_ok) {
+                "success"
+            } else {
+                "failure"
+            }
+            .into(),
+            patient: None,
+            resource: Some(id.as_str().to_owned()),
+            detail: Some("couchdb api".into()),
+            break_glass: false,
+        }]
+    })?;
+    match results.pop() {
+        Some(Ok(r)) => Ok(if new_edits { r } else { rev.unwrap_or(r) }),
+        Some(Err(e)) => Err(store_doc_error(&e)),
+        None => Err(CouchError::bad_request("nothing was written")),
+    }
+}
+
+fn written(status: StatusCode, id: &str, rev: &Rev) -> Response {
+    let mut resp = json(
+        status,
+        json!({"ok": true, "id": id, "rev": rev.to_string()}),
+    );
+    resp.headers_mut().insert(header::ETAG, etag(rev));
+    resp
+}
+
+async fn write_doc(
+    hub: HubState,
+    p: Principal,
+    db: String,
+    id: String,
+    q: Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let docid = parse_docid(&id)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let mut v = if ct.to_ascii_lowercase().starts_with("multipart/related") {
+        crate::multipart::parse_related(&ct, &body)?
+    } else {
+        json_body(&headers, &body)?
+    };
+    drop(body);
+    if let (Some(r), Some(obj)) = (q.get("rev"), v.as_object_mut()) {
+        obj.entry("_rev")
+            .or_insert_with(|| Value::String(r.to_owned()));
+    }
+    let new_edits = q.bool("new_edits", true)?;
+    let batch = q.get("batch") == Some("ok");
+    let w = DocWrite::from_json(v, Some(docid.as_str())).map_err(CouchError::from)?;
+    if !new_edits && w.rev.is_none() {
+        return Err(CouchError::bad_request("new_edits=false needs _rev"));
+    }
+    blocking(move || {
+        let rev = write_one(&hub, &p, &db, w, new_edits)?;
+        if batch {
+            return Ok(json(
+                StatusCode::ACCEPTED,
+                json!({"ok": true, "id": docid.as_str()}),
+            ));
+        }
+        Ok(written(StatusCode::CREATED, docid.as_str(), &rev))
+    })
+    .await
+}
+
+async fn remove_doc(
+    hub: HubState,
+    p: Principal,
+    db: String,
+    id: String,
+    q: Params,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let docid = parse_docid(&id)?;
+    let Some(rev) = rev_of(&q, &headers)? else {
+        return Err(CouchError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "Document update conflict.",
+        ));
+    };
+    blocking(move || {
+        let rev = write_one(&hub, &p, &db, DocWrite::deletion(docid.clone(), rev), true)?;
+        Ok(written(StatusCode::OK, docid.as_str(), &rev))
+    })
+    .await
+}
+
+type DocPath = Path<(String, String)>;
+type Q = Query<Vec<(String, String)>>;
+
+pub(crate) async fn get_doc(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, id)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    read_doc(hub, p, db, id, Params(q), headers).await
+}
+
+pub(crate) async fn put_doc(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, id)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    write_doc(hub, p, db, id, Params(q), headers, body).await
+}
+
+pub(crate) async fn delete_doc(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, id)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    remove_doc(hub, p, db, id, Params(q), headers).await
+}
+
+pub(crate) async fn post_doc(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let mut v = json_body(&headers, &body)?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(CouchError::bad_request("Document must be a JSON object"));
+    };
+    let id = match obj.get("_id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(CouchError::new(
+                StatusCode::BAD_REQUEST,
+                "illegal_docid",
+                "Document id must be a string",
+            ));
+        }
+        None => {
+            let id = new_doc_id()?;
+            obj.insert("_id".into(), Value::String(id.clone()));
+            id
+        }
+    };
+    let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let _ = headers;
+    write_doc(hub, p, db, id, Params(q), h, body).await
+}
+
+pub(crate) async fn get_design(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, name)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    read_doc(hub, p, db, format!("_design/{name}"), Params(q), headers).await
+}
+
+pub(crate) async fn put_design(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, name)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    write_doc(
+        hub,
+        p,
+        db,
+        format!("_design/{name}"),
+        Params(q),
+        headers,
+        body,
+    )
+    .await
+}
+
+pub(crate) async fn delete_design(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, name)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    remove_doc(hub, p, db, format!("_design/{name}"), Params(q), headers).await
+}
+
+/// `/{db}/_design/{name}/{rest}`: views, shows, lists and updates are refused (no JavaScript
+/// runs here); anything else is an attachment of the design document.
+pub(crate) async fn design_sub(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, name, rest)): Path<(String, String, String)>,
+    Query(q): Q,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    if let Some(kind) = rest.strip_prefix('_') {
+        let what = kind.split('/').next().unwrap_or(kind);
+        return Err(CouchError::no_javascript(&format!(
+            "_design/{name}/_{what}"
+        )));
+    }
+    let id = format!("_design/{name}");
+    attachment(hub, p, db, id, rest, Params(q), method, headers, body).await
+}
+
+type AttPath = Path<(String, String, String)>;
+
+pub(crate) async fn get_attachment(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, id, name)): AttPath,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    attachment(
+        hub,
+        p,
+        db,
+        id,
+        name,
+        Params(q),
+        Method::GET,
+        headers,
+        Bytes::new(),
+    )
+    .await
+}
+
+pub(crate) async fn put_attachment(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, id, name)): AttPath,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    attachment(hub, p, db, id, name, Params(q), Method::PUT, headers, body).await
+}
+
+pub(crate) async fn delete_attachment(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path((db, id, name)): AttPath,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    attachment(
+        hub,
+        p,
+        db,
+        id,
+        name,
+        Params(q),
+        Method::DELETE,
+        headers,
+        Bytes::new(),
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attachment(
+    hub: HubState,
+    p: Principal,
+    db: String,
+    id: String,
+    name: String,
+    q: Params,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let docid = parse_docid(&id)?;
+    if name.is_empty() || name.starts_with('_') {
+        return Err(CouchError::bad_request(
+            "Attachment name can't start with '_' or be empty",
+        ));
+    }
+    let rev = rev_of(&q, &headers)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    blocking(move || {
+        let store = &hub.store;
+        match method {
+            Method::GET | Method::HEAD => {
+                let (info, data) = store.get_attachment(&db, &docid, &name, rev.as_ref())?;
+                hub.audit(&p, "read", format!("attachment db={db} doc={docid}"))?;
+                let mut resp = Response::new(HttpBody::from(data));
+                let h = resp.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&info.content_type) {
+                    h.insert(header::CONTENT_TYPE, v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", info.digest)) {
+                    h.insert(header::ETAG, v);
+                }
+                Ok(resp)
+            }
+            Method::PUT | Method::DELETE => {
+                let current = match (
+                    &rev,
+                    store.get(
+                        &db,
+                        &docid,
+                        &GetOptions {
+                            rev: rev.clone(),
+                            ..GetOptions::default()
+                        },
+                    ),
+                ) {
+                    (_, Ok(d)) => Some(d),
+                    (None, Err(store::Error::NotFound(_))) if method == Method::PUT => None,
+                    (Some(_), Err(store::Error::NotFound(_))) => {
+                        return Err(CouchError::new(
+                            StatusCode::CONFLICT,
+                            "conflict",
+                            "Document update conflict.",
+                        ));
+                    }
+                    (_, Err(e)) => return Err(e.into()),
+                };
+                if current.is_some() && rev.is_none() {
+                    return Err(CouchError::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "Document update conflict.",
+                    ));
+                }
+                let mut atts: BTreeMap<String, AttachmentInput> = current
+                    .as_ref()
+                    .map(|d| {
+                        d.attachments
+                            .iter()
+                            .map(|(n, a)| {
+                                (
+                                    n.clone(),
+                                    AttachmentInput::Stub {
+                                        digest: Some(a.digest.clone()),
+                                    },
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if method == Method::PUT {
+                    atts.insert(
+                        name.clone(),
+                        AttachmentInput::Data {
+                            content_type,
+                            data: body.to_vec(),
+                            revpos: None,
+                        },
+                    );
+                } else if atts.remove(&name).is_none() {
+                    return Err(CouchError::not_found("Document is missing attachment"));
+                }
+                let w = DocWrite {
+                    id: docid.clone(),
+                    rev,
+                    deleted: false,
+                    body: current.map(|d| d.body).unwrap_or_else(Map::new),
+                    attachments: atts,
+                    revisions: None,
+                };
+                let new_rev = write_one(&hub, &p, &db, w, true)?;
+                let status = if method == Method::PUT {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(written(status, docid.as_str(), &new_rev))
+            }
+            other => Ok(crate::CouchError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{other} is not allowed on an attachment"),
+            )
+            .into_response()),
+        }
+    })
+    .await
+}
+
+fn local_id(id: &str) -> CouchResult<DocId> {
+    parse_docid(&format!("_local/{id}"))
+}
+
+pub(crate) async fn get_local(
+    State(hub): State<HubState>,
+    Path((db, id)): DocPath,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let docid = local_id(&id)?;
+    blocking(move || {
+        let (rev, body) = hub.store.get_local(&db, &docid)?;
+        let mut m = Map::with_capacity(body.len() + 2);
+        m.insert("_id".into(), docid.as_str().into());
+        m.insert("_rev".into(), rev.into());
+        m.extend(body);
+        Ok(json(StatusCode::OK, Value::Object(m)))
+    })
+    .await
+}
+
+pub(crate) async fn put_local(
+    State(hub): State<HubState>,
+    Path((db, id)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let docid = local_id(&id)?;
+    let Value::Object(mut m) = json_body(&headers, &body)? else {
+        return Err(CouchError::bad_request("Document must be a JSON object"));
+    };
+    let rev = match m.remove("_rev") {
+        Some(Value::String(s)) => Some(s),
+        _ => Params(q).get("rev").map(str::to_owned),
+    };
+    let deleted = m.remove("_deleted") == Some(Value::Bool(true));
+    m.remove("_id");
+    blocking(move || {
+        let rev = hub
+            .store
+            .put_local(&db, &docid, rev.as_deref(), deleted, &m)?;
+        Ok(json(
+            StatusCode::CREATED,
+            json!({"ok": true, "id": docid.as_str(), "rev": rev}),
+        ))
+    })
+    .await
+}
+
+pub(crate) async fn delete_local(
+    State(hub): State<HubState>,
+    Path((db, id)): DocPath,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    let docid = local_id(&id)?;
+    let q = Params(q);
+    let rev = q.get("rev").map(str::to_owned).or_else(|| {
+        headers
+            .get(header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim_matches('"').to_owned())
+    });
+    blocking(move || {
+        let rev = hub
+            .store
+            .put_local(&db, &docid, rev.as_deref(), true, &Map::new())?;
+        Ok(json(
+            StatusCode::OK,
+            json!({"ok": true, "id": docid.as_str(), "rev": rev}),
+        ))
+    })
+    .await
+}

@@ -1,0 +1,299 @@
+//! The Hearth hub's CouchDB-compatible HTTP API: what PouchDB apps, CouchDB replicators and
+//! other Hearth nodes use to replicate with a hub (`../shared/ARCHITECTURE.md` §4).
+//!
+//! ```text
+//! GET    /                                     welcome, with the hub's stable uuid
+//! GET    /_up | /_all_dbs | /_uuids            liveness | databases (admin) | fresh ids
+//! GET|POST|DELETE /_session                    cookie login (name, password), who am I, logout
+//! GET|PUT|DELETE /{db}                         info | create (admin) | delete (admin)
+//! POST   /{db}                                 create a document with a server id
+//! GET|POST /{db}/_changes                      normal, longpoll, continuous; _doc_ids, _selector, _design
+//! POST   /{db}/_revs_diff | _bulk_docs | _bulk_get | _ensure_full_commit | _compact
+//! GET|POST /{db}/_all_docs                     keys, startkey/endkey, include_docs, limit, skip, descending
+//! GET|PUT|DELETE /{db}/{docid}                 rev, revs, revs_info, open_revs, latest, conflicts, attachments, atts_since
+//! GET|PUT|DELETE /{db}/{docid}/{attachment}    attachments
+//! GET|PUT|DELETE /{db}/_local/{id}             checkpoints
+//! GET|PUT|DELETE /{db}/_design/{name}          design documents, stored and replicated; no JavaScript runs
+//! ```
+//!
+//! Every request but `/`, `/_up` and `/_session` needs a hub account (HTTP Basic or the
+//! `AuthSession` cookie). Errors are CouchDB's `{"error","reason"}`; bodies are limited;
+//! responses are gzip-compressed when the client asks; long listings stream.
+
+pub mod auth;
+mod changes;
+mod db;
+mod doc;
+pub mod error;
+mod multipart;
+pub mod params;
+pub mod selector;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use store::{AuditEvent, Store};
+
+pub use auth::{Auth, Principal, hash_password, verify_password};
+pub use error::{CouchError, CouchResult};
+
+/// The CouchDB version the API behaves as (reported in `GET /`).
+pub const COUCHDB_VERSION: &str = "3.3.3";
+/// Default limit on a request body (after decompression): 64 MiB.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct Hub {
+    /// The hub's unlocked store.
+    pub store: Arc<Store>,
+    /// Account checks and session cookies.
+    pub auth: Auth,
+    /// The hub's uuid: derived from its device identity, so stable across restarts.
+    pub uuid: String,
+}
+
+impl Hub {
+    /// A hub over an unlocked store.
+    pub fn new(store: Arc<Store>) -> Result<Hub, CouchError> {
+        let (device, _) = store.device_identity()?;
+        use md5::{Digest, Md5};
+        let uuid = hex::encode(Md5::digest(format!("hearth-hub-uuid-v1:{device}")));
+        let auth = Auth::new()
+            .map_err(|_| CouchError::bad_request("the system random number generator failed"))?;
+        Ok(Hub { store, auth, uuid })
+    }
+
+    /// Creates or updates a hub account (hashing the password with Argon2id).
+    pub fn set_account(&self, name: &str, password: &str, admin: bool) -> CouchResult<()> {
+        let hash = hash_password(password)?;
+        let created_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.store.put_account(&store::Account {
+            name: name.to_owned(),
+            password_hash: hash,
+            admin,
+            created_at,
+        })?;
+        self.auth.forget(name);
+        Ok(())
+    }
+
+    pub(crate) fn audit(&self, who: &Principal, action: &str, detail: String) -> CouchResult<()> {
+        self.store.audit_append(&[AuditEvent {
+            user: who.name.clone(),
+            role: who.role().to_owned(),
+            action: action.to_owned(),
+            outcome: "success".into(),
+            patient: None,
+            resource: None,
+            detail: Some(detail),
+            break_glass: false,
+        }])?;
+        Ok(())
+    }
+}
+
+/// Shared state of the router.
+pub type HubState = Arc<Hub>;
+
+/// Runs blocking store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> CouchResult<T> + Send + 'static,
+) -> CouchResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        CouchError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "a request handler failed",
+        )
+    })?
+}
+
+/// A JSON response with a status.
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// Marks a response that must not be compressed (streams that send heartbeats).
+#[derive(Clone, Copy)]
+pub(crate) struct NoCompress;
+
+/// The router, with the given request body limit.
+pub fn router(hub: HubState, max_body: usize) -> Router {
+    use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+    let compress_when = DefaultPredicate::new().and(
+        |_: StatusCode, _: axum::http::Version, _: &HeaderMap, ext: &axum::http::Extensions| {
+            ext.get::<NoCompress>().is_none()
+        },
+    );
+    Router::new()
+        .route("/", get(db::welcome).fallback(db::method_not_allowed))
+        .route("/_up", get(db::up))
+        .route("/_all_dbs", get(db::all_dbs))
+        .route("/_uuids", get(db::uuids))
+        .route(
+            "/_session",
+            get(db::get_session)
+                .post(db::post_session)
+                .delete(db::delete_session)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}",
+            get(db::db_info)
+                .put(db::create_db)
+                .delete(db::delete_db)
+                .post(doc::post_doc)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_changes",
+            get(changes::changes)
+                .post(changes::changes)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_revs_diff",
+            post(db::revs_diff).fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_bulk_docs",
+            post(db::bulk_docs).fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_bulk_get",
+            post(db::bulk_get).fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_all_docs",
+            get(db::all_docs)
+                .post(db::all_docs)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_ensure_full_commit",
+            post(db::ensure_full_commit).fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_compact",
+            post(db::compact).fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_local/{id}",
+            get(doc::get_local)
+                .put(doc::put_local)
+                .delete(doc::delete_local)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_design/{name}",
+            get(doc::get_design)
+                .put(doc::put_design)
+                .delete(doc::delete_design)
+                .fallback(db::method_not_allowed),
+        )
+        .route("/{db}/_design/{name}/{*rest}", any(doc::design_sub))
+        .route("/{db}/_find", any(db::no_javascript_find))
+        .route("/{db}/_index", any(db::no_javascript_find))
+        .route(
+            "/{db}/{doc}",
+            get(doc::get_doc)
+                .put(doc::put_doc)
+                .delete(doc::delete_doc)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/{doc}/{*att}",
+            get(doc::get_attachment)
+                .put(doc::put_attachment)
+                .delete(doc::delete_attachment)
+                .fallback(db::method_not_allowed),
+        )
+        .fallback(db::not_found)
+        .layer(middleware::from_fn_with_state(hub.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(tower_http::compression::CompressionLayer::new().compress_when(compress_when))
+        .with_state(hub)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `AuthSession` cookie of a request.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == "AuthSession")
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Resolves the principal of a request from Basic credentials or a session cookie.
+pub(crate) async fn principal_of(
+    hub: &HubState,
+    headers: &HeaderMap,
+) -> CouchResult<Option<Principal>> {
+    if let Some(h) = headers.get(header::AUTHORIZATION) {
+        let h = h
+            .to_str()
+            .map_err(|_| CouchError::unauthorized("Malformed Authorization header."))?;
+        let (name, pw) = auth::parse_basic(h)
+            .ok_or_else(|| CouchError::unauthorized("Only Basic authentication is accepted."))?;
+        let hub = hub.clone();
+        return blocking(move || hub.auth.login(&hub.store, &name, &pw).map(Some)).await;
+    }
+    if let Some(c) = session_cookie(headers) {
+        let Some(name) = hub.auth.check_cookie(&c, unix_now()) else {
+            return Ok(None);
+        };
+        let hub2 = hub.clone();
+        let account = blocking(move || Ok(hub2.store.get_account(&name)?)).await?;
+        return Ok(account.map(|a| Principal {
+            name: a.name,
+            admin: a.admin,
+        }));
+    }
+    Ok(None)
+}
+
+async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let public = matches!(path, "/" | "/_up" | "/_session");
+    match principal_of(&hub, req.headers()).await {
+        Ok(Some(p)) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Ok(None) if public => next.run(req).await,
+        Ok(None) => CouchError::unauthorized("Authentication required.").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves the router on a bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
