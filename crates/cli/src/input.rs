@@ -16,6 +16,11 @@ impl Input {
         Input { from_stdin }
     }
 
+    /// Whether secrets come from standard input.
+    pub fn from_stdin(&self) -> bool {
+        self.from_stdin
+    }
+
     /// Reads one PIN: the next line of stdin, or a hidden prompt on the terminal.
     pub fn pin(&mut self, prompt: &str) -> Result<Pin> {
         if self.from_stdin {

@@ -49,6 +49,11 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Serve the device's local FHIR API (and web app) on loopback until Ctrl-C.
     App(cmd::app::Args),
+    /// The hub: serve the CouchDB-compatible replication API; manage hub accounts.
+    #[command(subcommand)]
+    Hub(cmd::hub::HubCommand),
+    /// Replicate a database with a hub or any CouchDB-compatible server (push, pull or both).
+    Sync(cmd::sync::Args),
     /// Create a new device vault and its first administrator.
     Init(cmd::init::Args),
     /// Databases inside the node's file.
@@ -104,6 +109,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::run(&mut ctx, a),
         Command::Init(a) => cmd::init::run(&mut ctx, a),
         Command::App(a) => cmd::app::run(&mut ctx, a),
+        Command::Hub(c) => cmd::hub::run(&mut ctx, c),
+        Command::Sync(a) => cmd::sync::run(&mut ctx, a),
         Command::Db(c) => cmd::db::run(&mut ctx, c),
         Command::Doc(c) => cmd::doc::run(&mut ctx, c),
         Command::Changes(a) => cmd::changes::run(&mut ctx, a),

@@ -1,1 +1,540 @@
-//! Replication.
+//! The CouchDB replication protocol, both ways, between any two endpoints: a database in this
+//! node's encrypted store, a Hearth hub, or any CouchDB-compatible server. See
+//! <https://docs.couchdb.org/en/stable/replication/protocol.html>.
+//!
+//! One replication reads the source's changes in batches and, for each batch, asks the target
+//! which revisions it lacks (`_revs_diff`), reads those with their history and attachments
+//! (`_bulk_get`), and writes them as they are (`_bulk_docs` with `new_edits: false`). The three
+//! steps run as a pipeline: while one batch is written, the next is read. After each batch is
+//! written a checkpoint goes to `_local/{replication id}` on both ends, so an interrupted
+//! replication resumes where it stopped. Transient failures (connection errors, 5xx, 429) are
+//! retried with exponential backoff and jitter.
+//!
+//! ```no_run
+//! # async fn f(source: replicate::Endpoint, target: replicate::Endpoint) -> Result<(), replicate::Error> {
+//! let stats = replicate::Replication::new(source, target).run_once(|_| {}).await?;
+//! println!("{} documents written", stats.docs_written);
+//! # Ok(()) }
+//! ```
+
+mod endpoint;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use revtree::Rev;
+use serde_json::{Map, Value, json};
+
+pub use endpoint::{
+    Actor, ChangeRow, ChangesPage, DocError, Endpoint, HttpDb, LocalDb, Seq, doc_with_attachments,
+    encode_component,
+};
+
+/// Replication errors. Messages name endpoints and operations, never document contents.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad endpoint or option.
+    #[error("{0}")]
+    Config(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The server could not be reached or the connection broke.
+    #[error("{what}: {reason}")]
+    Transport {
+        /// The request.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server answered with an error.
+    #[error("{what}: the server answered {status} {error}: {reason}")]
+    Http {
+        /// The request.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// CouchDB's error name.
+        error: String,
+        /// CouchDB's reason.
+        reason: String,
+    },
+    /// The peer said something the protocol does not allow.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The replication was stopped.
+    #[error("the replication was cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => false,
+        }
+    }
+}
+
+/// How often a running replication records its checkpoint.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a replication did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Changes read from the source.
+    pub changes_read: u64,
+    /// Revisions the target lacked.
+    pub missing_found: u64,
+    /// Revisions read from the source.
+    pub docs_read: u64,
+    /// Revisions written to the target.
+    pub docs_written: u64,
+    /// Revisions the target refused.
+    pub doc_write_failures: u64,
+    /// The first per-document errors (up to 100).
+    pub errors: Vec<DocError>,
+    /// Batches written.
+    pub batches: u64,
+    /// Requests retried after a transient failure.
+    pub retries: u64,
+    /// Where the source's changes were read up to.
+    pub last_seq: Seq,
+    /// Source sequence the replication started from (0 for a first replication).
+    pub start_seq: Seq,
+    /// Wall time, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// Progress, reported after each batch.
+#[derive(Clone, Debug)]
+pub struct Progress<'a> {
+    /// Counts so far.
+    pub stats: &'a Stats,
+    /// The source's update sequence when the replication started (a number for Hearth and
+    /// PouchDB sources), for a progress bar.
+    pub source_seq: Option<u64>,
+}
+
+/// Retry policy: exponential backoff with jitter.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    /// Attempts after the first.
+    pub max_retries: u32,
+    /// First delay.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            max_retries: 8,
+            initial: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Retry {
+    fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        // Full jitter in [base/2, base].
+        let r = vault::random_bytes::<2>()
+            .map(u16::from_le_bytes)
+            .unwrap_or(0);
+        base / 2 + base / 2 * u32::from(r) / u32::from(u16::MAX)
+    }
+}
+
+/// A replication from `source` to `target`.
+#[derive(Clone)]
+pub struct Replication {
+    /// Where documents come from.
+    pub source: Endpoint,
+    /// Where they go.
+    pub target: Endpoint,
+    /// Changes per batch.
+    pub batch_size: u64,
+    /// Create the target database when missing.
+    pub create_target: bool,
+    /// Retry policy.
+    pub retry: Retry,
+}
+
+fn session_id() -> String {
+    vault::random_bytes::<16>()
+        .map(hex::encode)
+        .unwrap_or_else(|_| "0".repeat(32))
+}
+
+struct Batch {
+    rows: Vec<ChangeRow>,
+    last_seq: Seq,
+}
+
+struct Fetched {
+    docs: Vec<Value>,
+    changes: u64,
+    missing: u64,
+    last_seq: Seq,
+}
+
+impl Replication {
+    /// A one-shot replication with default batching (500) and retries.
+    pub fn new(source: Endpoint, target: Endpoint) -> Replication {
+        Replication {
+            source,
+            target,
+            batch_size: 500,
+            create_target: true,
+            retry: Retry::default(),
+        }
+    }
+
+    async fn retrying<T, F, Fut>(&self, retries: &mut u64, mut f: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match f().await {
+                Err(e) if e.is_transient() && attempt < self.retry.max_retries => {
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    attempt += 1;
+                    *retries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The replication id: the same source, target and protocol version give the same id, so
+    /// checkpoints are found again.
+    pub async fn id(&self) -> Result<String, Error> {
+        let s = self.source.identity().await?;
+        let t = self.target.identity().await?;
+        Ok(hex::encode(Md5::digest(format!(
+            "hearth-replication-v1\n{s}\n{t}"
+        ))))
+    }
+
+    /// Finds where a previous replication between the same ends stopped.
+    async fn start_seq(&self, rep_id: &str) -> Result<(Seq, Vec<Value>), Error> {
+        let id = format!("_local/{rep_id}");
+        let mut retries = 0;
+        let src = self
+            .retrying(&mut retries, || self.source.get_local(&id))
+            .await?;
+        let tgt = self
+            .retrying(&mut retries, || self.target.get_local(&id))
+            .await?;
+        let (Some(src), Some(tgt)) = (src, tgt) else {
+            return Ok((json!(0), Vec::new()));
+        };
+        let history = |v: &Value| -> Vec<Value> {
+            v.get("history")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (sh, th) = (history(&src), history(&tgt));
+        if src.get("session_id").is_some() && src.get("session_id") == tgt.get("session_id") {
+            return Ok((tgt.get("last_seq").cloned().unwrap_or(json!(0)), th));
+        }
+        // The newest session both ends recorded.
+        for t in &th {
+            if sh
+                .iter()
+                .any(|s| s.get("session_id") == t.get("session_id"))
+            {
+                return Ok((t.get("last_seq").cloned().unwrap_or(json!(0)), th));
+            }
+        }
+        Ok((json!(0), Vec::new()))
+    }
+
+    async fn checkpoint(
+        &self,
+        rep_id: &str,
+        session: &str,
+        seq: &Seq,
+        history: &[Value],
+    ) -> Result<(), Error> {
+        let mut hist = vec![json!({"session_id": session, "last_seq": seq})];
+        hist.extend(
+            history
+                .iter()
+                .filter(|h| h.get("session_id").and_then(Value::as_str) != Some(session))
+                .take(4)
+                .cloned(),
+        );
+        let mut body = Map::new();
+        body.insert("session_id".into(), session.into());
+        body.insert("last_seq".into(), seq.clone());
+        body.insert("history".into(), Value::Array(hist));
+        body.insert("replicator".into(), "hearth".into());
+        body.insert("version".into(), 1.into());
+        let id = format!("_local/{rep_id}");
+        let mut retries = 0;
+        self.retrying(&mut retries, || self.target.put_local(&id, body.clone()))
+            .await?;
+        // A read-only source (no write permission) only costs a re-check of the last batch
+        // next time; the target's checkpoint is the one that must be there.
+        let _ = self.source.put_local(&id, body.clone()).await;
+        Ok(())
+    }
+
+    /// Replicates everything the source has now, then returns.
+    pub async fn run_once(&self, mut progress: impl FnMut(&Progress<'_>)) -> Result<Stats, Error> {
+        self.run(&mut progress, None).await
+    }
+
+    /// Replicates, then keeps following the source's changes (longpoll) until `stop` resolves.
+    /// Transient failures are retried for as long as it runs.
+    pub async fn run_continuous(
+        &self,
+        mut progress: impl FnMut(&Progress<'_>),
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Stats, Error> {
+        self.run(&mut progress, Some(stop)).await
+    }
+
+    async fn run(
+        &self,
+        progress: &mut dyn FnMut(&Progress<'_>),
+        stop: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<Stats, Error> {
+        let started = Instant::now();
+        let mut stats = Stats::default();
+        let mut retries = 0;
+        let src_seq = self
+            .retrying(&mut retries, || self.source.open(false))
+            .await?;
+        self.retrying(&mut retries, || self.target.open(self.create_target))
+            .await?;
+        let source_name = self.source.identity().await?;
+        let rep_id = self.id().await?;
+        let (mut since, history) = self.start_seq(&rep_id).await?;
+        let session = session_id();
+        stats.start_seq = since.clone();
+        stats.last_seq = since.clone();
+        let source_seq = match &src_seq {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.split('-').next().and_then(|d| d.parse().ok()),
+            _ => None,
+        };
+        let continuous = stop.is_some();
+        let stopped = |stop: &Option<tokio::sync::watch::Receiver<bool>>| {
+            stop.as_ref().is_some_and(|s| *s.borrow())
+        };
+
+        // Stage 1 (changes) and stage 2 (revs_diff + bulk_get) run ahead of stage 3 (write and
+        // checkpoint), one batch each.
+        let (fetch_tx, mut fetch_rx) = tokio::sync::mpsc::channel::<Result<Fetched, Error>>(2);
+        let this = self.clone();
+        let stop2 = stop.clone();
+        let mut since2 = since.clone();
+        let reader = tokio::spawn(async move {
+            let mut retries = 0u64;
+            let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Result<Batch, Error>>(2);
+            let this2 = this.clone();
+            let changes = tokio::spawn(async move {
+                let mut retries = 0u64;
+                loop {
+                    if stop2.as_ref().is_some_and(|s| *s.borrow()) {
+                        return;
+                    }
+                    let wait = stop2.as_ref().map(|_| Duration::from_secs(25));
+                    let page = this2
+                        .retrying(&mut retries, || {
+                            this2.source.changes(&since2, this2.batch_size, wait)
+                        })
+                        .await;
+                    let page = match page {
+                        Ok(p) => p,
+                        Err(e) if stop2.is_some() && e.is_transient() => {
+                            tokio::time::sleep(this2.retry.max_delay).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = batch_tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let done = page.rows.is_empty();
+                    since2 = page.last_seq.clone();
+                    if done && stop2.is_none() {
+                        let _ = batch_tx
+                            .send(Ok(Batch {
+                                rows: Vec::new(),
+                                last_seq: page.last_seq,
+                            }))
+                            .await;
+                        return;
+                    }
+                    if !done
+                        && batch_tx
+                            .send(Ok(Batch {
+                                rows: page.rows,
+                                last_seq: page.last_seq,
+                            }))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            while let Some(batch) = batch_rx.recv().await {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = fetch_tx.send(Err(e)).await;
+                        break;
+                    }
+                };
+                let n = batch.rows.len() as u64;
+                let mut asked: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+                for r in batch.rows {
+                    asked.entry(r.id).or_default().extend(r.revs);
+                }
+                let result = async {
+                    let missing = if asked.is_empty() {
+                        BTreeMap::new()
+                    } else {
+                        this.retrying(&mut retries, || this.target.revs_diff(asked.clone()))
+                            .await?
+                    };
+                    let count = missing.values().map(|v| v.len() as u64).sum();
+                    let docs = if missing.is_empty() {
+                        Vec::new()
+                    } else {
+                        let wanted: Vec<(String, Vec<Rev>)> = missing.into_iter().collect();
+                        this.retrying(&mut retries, || this.source.bulk_get(wanted.clone()))
+                            .await?
+                    };
+                    Ok(Fetched {
+                        docs,
+                        changes: n,
+                        missing: count,
+                        last_seq: batch.last_seq,
+                    })
+                }
+                .await;
+                let failed = result.is_err();
+                if fetch_tx.send(result).await.is_err() || failed {
+                    break;
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            changes.abort();
+            retries
+        });
+
+        let mut outcome = Ok(());
+        let mut stop_rx = stop.clone();
+        let mut last_checkpoint = Instant::now();
+        let mut unsaved: Option<Seq> = None;
+        loop {
+            let next = match stop_rx.as_mut() {
+                Some(s) => tokio::select! {
+                    f = fetch_rx.recv() => f,
+                    _ = s.wait_for(|v| *v) => None,
+                },
+                None => fetch_rx.recv().await,
+            };
+            let Some(f) = next else {
+                break;
+            };
+            let f = match f {
+                Ok(f) => f,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            };
+            stats.changes_read += f.changes;
+            stats.missing_found += f.missing;
+            stats.docs_read += f.docs.len() as u64;
+            if !f.docs.is_empty() {
+                let n = f.docs.len() as u64;
+                let docs = f.docs;
+                match self
+                    .retrying(&mut retries, || {
+                        self.target.bulk_docs(docs.clone(), &source_name)
+                    })
+                    .await
+                {
+                    Ok(errors) => {
+                        stats.docs_written += n - errors.len() as u64;
+                        stats.doc_write_failures += errors.len() as u64;
+                        let room = 100usize.saturating_sub(stats.errors.len());
+                        stats.errors.extend(errors.into_iter().take(room));
+                    }
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+            if f.last_seq != since {
+                since = f.last_seq;
+                unsaved = Some(since.clone());
+            }
+            // Checkpoint at most once a second, and whenever the source is drained: after an
+            // interruption at most a second of work is checked again (and not re-sent).
+            let drained = f.changes < self.batch_size;
+            if let Some(seq) = unsaved
+                .as_ref()
+                .filter(|_| drained || last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+            {
+                if let Err(e) = self.checkpoint(&rep_id, &session, seq, &history).await {
+                    outcome = Err(e);
+                    break;
+                }
+                unsaved = None;
+                last_checkpoint = Instant::now();
+            }
+            stats.batches += 1;
+            stats.last_seq = since.clone();
+            stats.elapsed_ms = started.elapsed().as_millis() as u64;
+            stats.retries = retries;
+            progress(&Progress {
+                stats: &stats,
+                source_seq,
+            });
+            if f.changes == 0 && !continuous {
+                break;
+            }
+            if stopped(&stop) {
+                break;
+            }
+        }
+        if outcome.is_ok() {
+            if let Some(seq) = unsaved {
+                outcome = self.checkpoint(&rep_id, &session, &seq, &history).await;
+            }
+        }
+        drop(fetch_rx);
+        let reader_retries = if stopped(&stop) || outcome.is_err() {
+            reader.abort();
+            0
+        } else {
+            reader.await.unwrap_or(0)
+        };
+        stats.retries = retries + reader_retries;
+        stats.elapsed_ms = started.elapsed().as_millis() as u64;
+        outcome.map(|()| stats)
+    }
+}

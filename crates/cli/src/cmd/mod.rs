@@ -7,7 +7,9 @@ pub mod db;
 pub mod demo;
 pub mod doc;
 pub mod fhir;
+pub mod hub;
 pub mod init;
+pub mod sync;
 pub mod user;
 
 use std::path::PathBuf;

@@ -1,0 +1,191 @@
+//! `hearth hub`: serve the CouchDB-compatible replication API from this node's encrypted store,
+//! and manage the hub accounts that may use it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use store::{DataDir, InitOptions};
+
+use super::Context;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum HubCommand {
+    /// Serve the CouchDB-compatible API (for PouchDB, CouchDB and other Hearth nodes) until Ctrl-C.
+    Serve(ServeArgs),
+    /// Hub accounts: who may replicate with this hub.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Plain HTTP is only served on loopback until the hub has TLS.
+    #[arg(long, default_value = "127.0.0.1:5984")]
+    pub listen: SocketAddr,
+    /// Create the node in the data folder first if it has none (the PIN is read once, as for
+    /// `hearth init`).
+    #[arg(long)]
+    pub init: bool,
+    /// Create (or reset the password of) this administrator account before serving; its
+    /// password is the next line of standard input with --pin-stdin, or prompted.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Create these databases if missing (repeatable).
+    #[arg(long = "create-db", value_name = "DB")]
+    pub create_db: Vec<String>,
+    /// Largest accepted request body, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_body_mib: usize,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Add an account, or set a new password for an existing one.
+    Add {
+        /// Account name (letters, digits, '.', '_', '-', '@').
+        name: String,
+        /// Make it a hub administrator (may create and delete databases).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Remove an account.
+    Remove {
+        /// Account name.
+        name: String,
+    },
+    /// List the accounts.
+    List,
+}
+
+fn unlock_or_init(ctx: &mut Context, init: bool) -> Result<store::Unlocked> {
+    let fresh = init
+        && matches!(
+            DataDir::open(&ctx.data_dir),
+            Err(store::Error::NotInitialized)
+        );
+    if !fresh {
+        return ctx.unlock();
+    }
+    let user = ctx.user()?;
+    let pin = ctx.input.new_pin(&format!("New PIN for {user}: "))?;
+    let dir = DataDir::init(&ctx.data_dir, &user, &pin, &InitOptions::default())
+        .with_context(|| format!("cannot create a node in {}", ctx.data_dir.display()))?;
+    eprintln!(
+        "Created an encrypted node in {} with administrator '{user}'.",
+        ctx.data_dir.display()
+    );
+    dir.unlock(&user, &pin)
+        .context("cannot unlock the new vault")
+}
+
+fn password(ctx: &mut Context, name: &str) -> Result<zeroize::Zeroizing<String>> {
+    let pw = ctx
+        .input
+        .new_pin(&format!("Password for hub account {name}: "))?;
+    let pw = pw.expose();
+    Ok(zeroize::Zeroizing::new(
+        pw.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+pub fn run(ctx: &mut Context, cmd: HubCommand) -> Result<()> {
+    match cmd {
+        HubCommand::Serve(a) => serve(ctx, a),
+        HubCommand::Account(c) => account(ctx, c),
+    }
+}
+
+fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
+    let node = ctx.unlock()?;
+    if node.role != "admin" {
+        bail!("only an administrator of this node can manage hub accounts");
+    }
+    let hub = hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?;
+    match cmd {
+        AccountCommand::Add { name, admin } => {
+            let pw = password(ctx, &name)?;
+            hub.set_account(&name, &pw, admin)
+                .map_err(|e| anyhow!("cannot save the account: {}", e.reason))?;
+            node.store.audit_append(&[store::AuditEvent {
+                user: node.user.clone(),
+                role: node.role.clone(),
+                action: "user_change".into(),
+                outcome: "success".into(),
+                patient: None,
+                resource: None,
+                detail: Some(format!("hub account {name} set (admin={admin})")),
+                break_glass: false,
+            }])?;
+            outln!(
+                "Hub account '{name}' saved{}.",
+                if admin { " (administrator)" } else { "" }
+            );
+        }
+        AccountCommand::Remove { name } => {
+            if !node.store.delete_account(&name)? {
+                bail!("there is no hub account named '{name}'");
+            }
+            node.store.audit_append(&[store::AuditEvent {
+                user: node.user.clone(),
+                role: node.role.clone(),
+                action: "user_change".into(),
+                outcome: "success".into(),
+                patient: None,
+                resource: None,
+                detail: Some(format!("hub account {name} removed")),
+                break_glass: false,
+            }])?;
+            outln!("Hub account '{name}' removed.");
+        }
+        AccountCommand::List => {
+            for a in node.store.list_accounts()? {
+                outln!("{}\t{}", a.name, if a.admin { "admin" } else { "member" });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn serve(ctx: &mut Context, a: ServeArgs) -> Result<()> {
+    if !a.listen.ip().is_loopback() {
+        bail!(
+            "{} is not a loopback address; until the hub serves TLS, its CouchDB API listens only on 127.0.0.1 or [::1]",
+            a.listen
+        );
+    }
+    let node = unlock_or_init(ctx, a.init)?;
+    let hub = Arc::new(hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?);
+    if let Some(name) = &a.account {
+        let pw = password(ctx, name)?;
+        hub.set_account(name, &pw, true)
+            .map_err(|e| anyhow!("cannot save the hub account: {}", e.reason))?;
+    }
+    for db in &a.create_db {
+        node.store
+            .ensure_db(db)
+            .with_context(|| format!("cannot create the database {db}"))?;
+    }
+    if node.store.list_accounts()?.is_empty() {
+        bail!(
+            "this hub has no accounts, so nobody could use it; add one with --account NAME or `hearth hub account add`"
+        );
+    }
+    let router = hub::router(hub.clone(), a.max_body_mib.max(1) * 1024 * 1024);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        outln!("Hearth hub listening on http://{addr}/ (uuid {})", hub.uuid);
+        outln!("Press Ctrl-C to stop (the database is locked again).");
+        hub::serve(listener, router, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the server stopped with an error")
+    })
+}
