@@ -17,7 +17,7 @@ impl Input {
     }
 
     /// Whether secrets come from standard input.
-    pub fn from_stdin(&self) -> bool {
+    pub fn reads_stdin(&self) -> bool {
         self.from_stdin
     }
 

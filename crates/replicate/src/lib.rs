@@ -521,10 +521,10 @@ impl Replication {
                 break;
             }
         }
-        if outcome.is_ok() {
-            if let Some(seq) = unsaved {
-                outcome = self.checkpoint(&rep_id, &session, &seq, &history).await;
-            }
+        if outcome.is_ok()
+            && let Some(seq) = unsaved
+        {
+            outcome = self.checkpoint(&rep_id, &session, &seq, &history).await;
         }
         drop(fetch_rx);
         let reader_retries = if stopped(&stop) || outcome.is_err() {

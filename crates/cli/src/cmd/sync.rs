@@ -117,7 +117,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     } else {
         let password = match &a.remote_user {
             None => None,
-            Some(u) => Some(if ctx.input.from_stdin() {
+            Some(u) => Some(if ctx.input.reads_stdin() {
                 ctx.input.pin(&format!("Password for {u}: "))?.expose()
             } else if let Ok(p) = std::env::var("HEARTH_REMOTE_PASSWORD") {
                 zeroize::Zeroizing::new(p)

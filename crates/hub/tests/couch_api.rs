@@ -1,0 +1,742 @@
+//! The hub's CouchDB API over real HTTP (a server on 127.0.0.1 port 0) and a real SQLCipher
+//! file: status codes and error bodies as CouchDB gives them.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+struct TestHub {
+    url: String,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        store::Store::open(&dir.path().join("hub.db"), &vault::Dek::generate().unwrap()).unwrap(),
+    );
+    let hub = Arc::new(hub::Hub::new(store).unwrap());
+    hub.set_account("admin", "admin-password", true).unwrap();
+    hub.set_account("nurse", "nurse-password", false).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(hub::serve(
+        listener,
+        hub::router(hub, 1024 * 1024),
+        std::future::pending(),
+    ));
+    TestHub {
+        url: format!("http://{addr}"),
+        client: Client::new(),
+        _dir: dir,
+    }
+}
+
+impl TestHub {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(Some(("admin", "admin-password")), method, path, body)
+            .await
+    }
+
+    async fn call_as(
+        &self,
+        who: Option<(&str, &str)>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some((u, p)) = who {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn err(v: &Value) -> (&str, &str) {
+    (
+        v["error"].as_str().unwrap_or("<none>"),
+        v["reason"].as_str().unwrap_or("<none>"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_auth_and_databases() {
+    let h = start().await;
+    let (s, v) = h.call_as(None, Method::GET, "/", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["couchdb"], "Welcome");
+    assert_eq!(v["vendor"]["name"], "Hearth");
+    assert_eq!(v["uuid"].as_str().unwrap().len(), 32);
+
+    // Anonymous and wrong credentials are refused.
+    let (s, v) = h.call_as(None, Method::GET, "/_all_dbs", None).await;
+    assert_eq!((s, err(&v).0), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, v) = h
+        .call_as(
+            Some(("admin", "wrong-password")),
+            Method::GET,
+            "/_all_dbs",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, err(&v)),
+        (
+            StatusCode::UNAUTHORIZED,
+            ("unauthorized", "Name or password is incorrect.")
+        )
+    );
+    let (s, _) = h
+        .call_as(
+            Some(("nobody", "whatever1")),
+            Method::GET,
+            "/_all_dbs",
+            None,
+        )
+        .await;
+    assert_eq!(s, 401);
+
+    // Database rules.
+    assert_eq!(h.call(Method::PUT, "/records", None).await.0, 201);
+    let (s, v) = h.call(Method::PUT, "/records", None).await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::PRECONDITION_FAILED, "file_exists")
+    );
+    let (s, v) = h.call(Method::PUT, "/Records", None).await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::BAD_REQUEST, "illegal_database_name")
+    );
+    let (s, v) = h.call(Method::GET, "/missing", None).await;
+    assert_eq!(
+        (s, err(&v)),
+        (
+            StatusCode::NOT_FOUND,
+            ("not_found", "Database does not exist.")
+        )
+    );
+    let (s, v) = h.call(Method::DELETE, "/records?rev=1-abc", None).await;
+    assert_eq!((s, err(&v).0), (StatusCode::BAD_REQUEST, "bad_request"));
+    // A member account replicates but cannot create or delete databases.
+    let nurse = Some(("nurse", "nurse-password"));
+    let (s, v) = h.call_as(nurse, Method::PUT, "/other", None).await;
+    assert_eq!((s, err(&v).0), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    assert_eq!(h.call_as(nurse, Method::GET, "/records", None).await.0, 200);
+    assert_eq!(
+        h.call(Method::GET, "/_all_dbs", None).await.1,
+        json!(["records"])
+    );
+
+    // Cookie sessions.
+    let resp = h
+        .client
+        .post(format!("{}/_session", h.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("name=nurse&password=nurse-password")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("AuthSession="));
+    let v: Value = h
+        .client
+        .get(format!("{}/_session", h.url))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["userCtx"]["name"], "nurse");
+    assert_eq!(v["info"]["authenticated"], "cookie");
+    let s = h
+        .client
+        .get(format!("{}/records", h.url))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 200);
+    let s = h
+        .client
+        .get(format!("{}/records", h.url))
+        .header("Cookie", "AuthSession=Zm9yZ2Vk")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 401);
+
+    assert_eq!(h.call(Method::DELETE, "/records", None).await.0, 200);
+    assert_eq!(h.call(Method::GET, "/records", None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_revisions_and_errors() {
+    let h = start().await;
+    h.call(Method::PUT, "/db", None).await;
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/db/Patient%2Fp1",
+            Some(json!({"resourceType": "Patient", "n": 1})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let rev1 = v["rev"].as_str().unwrap().to_owned();
+    assert_eq!(v["id"], "Patient/p1");
+    // Stale edit: 409.
+    let (s, _) = h
+        .call(Method::PUT, "/db/Patient%2Fp1", Some(json!({"n": 2})))
+        .await;
+    assert_eq!(s, 409);
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/db/Patient%2Fp1",
+            Some(json!({"_rev": rev1, "n": 2})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let rev2 = v["rev"].as_str().unwrap().to_owned();
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/db/Patient%2Fp1?revs_info=true&revs=true",
+            None,
+        )
+        .await;
+    assert_eq!(v["n"], 2);
+    assert_eq!(v["_revisions"]["start"], 2);
+    assert_eq!(v["_revs_info"][0]["status"], "available");
+    // Bad input.
+    let (s, v) = h.call(Method::PUT, "/db/_bad", Some(json!({}))).await;
+    assert_eq!((s, err(&v).0), (StatusCode::BAD_REQUEST, "illegal_docid"));
+    let (s, v) = h.call(Method::PUT, "/db/x", Some(json!({"_foo": 1}))).await;
+    assert_eq!((s, err(&v).0), (StatusCode::BAD_REQUEST, "doc_validation"));
+    let resp = h
+        .client
+        .put(format!("{}/db/x", h.url))
+        .basic_auth("admin", Some("admin-password"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(err(&v).0, "bad_request");
+    let (s, v) = h
+        .call(Method::GET, "/db/Patient%2Fp1?rev=9-zzz", None)
+        .await;
+    assert_eq!(
+        (s, err(&v)),
+        (StatusCode::NOT_FOUND, ("not_found", "missing"))
+    );
+    let (s, v) = h
+        .call(Method::GET, "/db/Patient%2Fp1?rev=bogus", None)
+        .await;
+    assert_eq!((s, err(&v).0), (StatusCode::BAD_REQUEST, "bad_request"));
+    // Deleted vs missing.
+    let (s, v) = h
+        .call(
+            Method::DELETE,
+            &format!("/db/Patient%2Fp1?rev={rev2}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)));
+    let (s, v) = h.call(Method::GET, "/db/Patient%2Fp1", None).await;
+    assert_eq!(
+        (s, err(&v)),
+        (StatusCode::NOT_FOUND, ("not_found", "deleted"))
+    );
+    let (s, v) = h.call(Method::GET, "/db/nothing", None).await;
+    assert_eq!(
+        (s, err(&v)),
+        (StatusCode::NOT_FOUND, ("not_found", "missing"))
+    );
+    let (_, info) = h.call(Method::GET, "/db", None).await;
+    assert_eq!(
+        (info["doc_count"].as_u64(), info["doc_del_count"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // POST /db makes an id.
+    let (s, v) = h.call(Method::POST, "/db", Some(json!({"a": 1}))).await;
+    assert_eq!(s, 201);
+    assert_eq!(v["id"].as_str().unwrap().len(), 32);
+    // Wrong content type on JSON endpoints.
+    let resp = h
+        .client
+        .post(format!("{}/db/_bulk_docs", h.url))
+        .basic_auth("admin", Some("admin-password"))
+        .header("Content-Type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    // Body limit (1 MiB in this hub).
+    let big = json!({"docs": [{"_id": "big", "x": "a".repeat(2 * 1024 * 1024)}]});
+    let (s, _) = h.call(Method::POST, "/db/_bulk_docs", Some(big)).await;
+    assert_eq!(s, 413);
+    let (_, v) = h.call(Method::GET, "/db/big", None).await;
+    assert_eq!(err(&v).1, "missing", "nothing of a refused body is written");
+    // No JavaScript runs.
+    h.call(
+        Method::PUT,
+        "/db/_design/app",
+        Some(json!({"views": {"v": {"map": "function(d){emit(d._id)}"}}})),
+    )
+    .await;
+    let (s, v) = h.call(Method::GET, "/db/_design/app/_view/v", None).await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::NOT_IMPLEMENTED, "not_implemented")
+    );
+    let (s, v) = h.call(Method::GET, "/db/_design/app", None).await;
+    assert_eq!(
+        s, 200,
+        "design documents are stored and served as documents"
+    );
+    assert!(v["views"].is_object());
+    let (s, _) = h.call(Method::GET, "/db/_changes?filter=app/f", None).await;
+    assert_eq!(s, 501);
+    let (s, v) = h.call(Method::PATCH, "/db", None).await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_endpoints() {
+    let h = start().await;
+    h.call(Method::PUT, "/db", None).await;
+    // new_edits=false: a branch and a conflict, stored as given.
+    let docs = json!({"new_edits": false, "docs": [
+        {"_id": "a", "_rev": "2-bbb", "_revisions": {"start": 2, "ids": ["bbb", "aaa"]}, "v": "b"},
+        {"_id": "a", "_rev": "2-ccc", "_revisions": {"start": 2, "ids": ["ccc", "aaa"]}, "v": "c"},
+        {"_id": "b", "v": 1},
+        {"_id": "_local/x", "_rev": "1-a"}
+    ]});
+    let (s, v) = h.call(Method::POST, "/db/_bulk_docs", Some(docs)).await;
+    assert_eq!(s, 201);
+    let errors = v.as_array().unwrap();
+    assert_eq!(
+        errors.len(),
+        2,
+        "only failures are listed with new_edits=false: {v}"
+    );
+    assert_eq!(errors[0]["id"], "b");
+    let (_, v) = h.call(Method::GET, "/db/a?conflicts=true", None).await;
+    assert_eq!(v["_rev"], "2-ccc");
+    assert_eq!(v["_conflicts"], json!(["2-bbb"]));
+    // _revs_diff with possible ancestors.
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/db/_revs_diff",
+            Some(json!({"a": ["2-bbb", "3-ddd", "1-aaa"], "z": ["1-x"]})),
+        )
+        .await;
+    assert_eq!(v["a"]["missing"], json!(["3-ddd"]));
+    assert_eq!(v["a"]["possible_ancestors"], json!(["2-bbb", "2-ccc"]));
+    assert_eq!(v["z"], json!({"missing": ["1-x"]}));
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/db/_revs_diff",
+            Some(json!({"a": ["bogus"]})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    // _bulk_get: found, missing revision, missing document.
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/db/_bulk_get?revs=true",
+            Some(json!({"docs": [
+                {"id": "a", "rev": "2-bbb"}, {"id": "a", "rev": "9-nope"}, {"id": "nope"}
+            ]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let r = &v["results"];
+    assert_eq!(r[0]["docs"][0]["ok"]["v"], "b");
+    assert_eq!(
+        r[0]["docs"][0]["ok"]["_revisions"]["ids"],
+        json!(["bbb", "aaa"])
+    );
+    assert_eq!(
+        r[1]["docs"][0]["error"],
+        json!({"id": "a", "rev": "9-nope", "error": "not_found", "reason": "missing"})
+    );
+    assert_eq!(r[2]["docs"][0]["error"]["error"], "not_found");
+    // open_revs=all.
+    let (_, v) = h.call(Method::GET, "/db/a?open_revs=all", None).await;
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/db/a?open_revs=%5B%222-bbb%22%2C%225-x%22%5D",
+            None,
+        )
+        .await;
+    assert_eq!(v[1], json!({"missing": "5-x"}));
+    // _local documents.
+    let (s, v) = h
+        .call(Method::PUT, "/db/_local/ckpt", Some(json!({"last_seq": 3})))
+        .await;
+    assert_eq!((s, v["rev"].as_str()), (StatusCode::CREATED, Some("0-1")));
+    let (s, _) = h
+        .call(Method::PUT, "/db/_local/ckpt", Some(json!({"last_seq": 4})))
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = h
+        .call(
+            Method::PUT,
+            "/db/_local/ckpt",
+            Some(json!({"_rev": "0-1", "last_seq": 4})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (_, v) = h.call(Method::GET, "/db/_local/ckpt", None).await;
+    assert_eq!(
+        (v["last_seq"].as_u64(), v["_rev"].as_str()),
+        (Some(4), Some("0-2"))
+    );
+    let (_, v) = h.call(Method::GET, "/db/_changes", None).await;
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != "_local/ckpt")
+    );
+    // _all_docs with keys, ranges, paging.
+    for i in 0..5 {
+        h.call(Method::PUT, &format!("/db/k{i}"), Some(json!({"i": i})))
+            .await;
+    }
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/db/_all_docs?startkey=%22k1%22&endkey=%22k3%22&include_docs=true",
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["k1", "k2", "k3"]);
+    assert_eq!(v["rows"][0]["doc"]["i"], 1);
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/db/_all_docs?descending=true&limit=2&skip=1",
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["k3", "k2"]);
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/db/_all_docs",
+            Some(json!({"keys": ["k0", "zz"]})),
+        )
+        .await;
+    assert_eq!(v["rows"][1], json!({"key": "zz", "error": "not_found"}));
+    let (s, v) = h.call(Method::GET, "/db/_all_docs?limit=x", None).await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::BAD_REQUEST, "query_parse_error")
+    );
+    assert_eq!(
+        h.call(Method::POST, "/db/_ensure_full_commit", Some(json!({})))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        h.call(Method::POST, "/db/_compact", Some(json!({})))
+            .await
+            .0,
+        202
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_feeds_and_filters() {
+    let h = start().await;
+    h.call(Method::PUT, "/db", None).await;
+    for (id, kind) in [("p1", "Patient"), ("o1", "Observation"), ("p2", "Patient")] {
+        h.call(
+            Method::PUT,
+            &format!("/db/{id}"),
+            Some(json!({"resourceType": kind})),
+        )
+        .await;
+    }
+    let (_, v) = h
+        .call(Method::GET, "/db/_changes?since=1&limit=1", None)
+        .await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (v["last_seq"].as_u64(), v["pending"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/db/_changes?filter=_doc_ids",
+            Some(json!({"doc_ids": ["p2"]})),
+        )
+        .await;
+    assert_eq!(v["results"][0]["id"], "p2");
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/db/_changes?filter=_selector&include_docs=true",
+            Some(json!({"selector": {"resourceType": "Patient"}})),
+        )
+        .await;
+    let ids: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["p1", "p2"]);
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/db/_changes?filter=_selector",
+            Some(json!({"selector": {"a": {"$regex": "x"}}})),
+        )
+        .await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::BAD_REQUEST, "invalid_selector")
+    );
+    let (s, _) = h.call(Method::GET, "/db/_changes?feed=bogus", None).await;
+    assert_eq!(s, 400);
+
+    // Longpoll: held open until a write arrives.
+    let url = format!("{}/db/_changes?feed=longpoll&since=3&timeout=10000", h.url);
+    let c = h.client.clone();
+    let started = Instant::now();
+    let waiter = tokio::spawn(async move {
+        c.get(url)
+            .basic_auth("admin", Some("admin-password"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "longpoll answered before any change");
+    h.call(Method::PUT, "/db/late", Some(json!({}))).await;
+    let v = waiter.await.unwrap();
+    assert_eq!(v["results"][0]["id"], "late");
+    assert!(started.elapsed() < Duration::from_secs(9));
+    // Longpoll with nothing new ends at its timeout with no results.
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/db/_changes?feed=longpoll&since=4&timeout=200",
+            None,
+        )
+        .await;
+    assert_eq!(v["results"], json!([]));
+    assert_eq!(v["last_seq"], 4);
+
+    // Continuous: one line per change, heartbeats, a final last_seq at the timeout.
+    let url = format!(
+        "{}/db/_changes?feed=continuous&since=2&timeout=1500&heartbeat=200",
+        h.url
+    );
+    let c = h.client.clone();
+    let reader = tokio::spawn(async move {
+        c.get(url)
+            .basic_auth("admin", Some("admin-password"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.call(Method::PUT, "/db/live", Some(json!({}))).await;
+    let text = reader.await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = lines.iter().filter_map(|l| l["id"].as_str()).collect();
+    assert_eq!(ids, ["p2", "late", "live"]);
+    assert_eq!(lines.last().unwrap()["last_seq"], 5);
+    assert!(text.contains("\n\n"), "heartbeat newlines while idle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_multipart_and_gzip() {
+    let h = start().await;
+    h.call(Method::PUT, "/db", None).await;
+    let auth = |r: reqwest::RequestBuilder| r.basic_auth("admin", Some("admin-password"));
+    // Standalone attachment PUT creates the document.
+    let resp = auth(h.client.put(format!("{}/db/consent/signature.png", h.url)))
+        .header("Content-Type", "image/png")
+        .body(vec![1u8, 2, 3, 4])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let rev: Value = resp.json().await.unwrap();
+    let resp = auth(h.client.get(format!("{}/db/consent/signature.png", h.url)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &[1, 2, 3, 4]);
+    let (_, v) = h
+        .call(Method::GET, "/db/consent?attachments=true", None)
+        .await;
+    assert_eq!(v["_attachments"]["signature.png"]["data"], "AQIDBA==");
+    let (_, v) = h
+        .call(
+            Method::GET,
+            &format!(
+                "/db/consent?attachments=true&atts_since=%5B%22{}%22%5D",
+                rev["rev"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["_attachments"]["signature.png"]["stub"], true,
+        "unchanged since the given revision"
+    );
+    let (s, _) = h
+        .call(
+            Method::DELETE,
+            &format!(
+                "/db/consent/signature.png?rev={}",
+                rev["rev"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = h.call(Method::GET, "/db/consent/signature.png", None).await;
+    assert_eq!(s, 404);
+    // multipart/related, as CouchDB's replicator writes documents with attachments.
+    let body = "--xyz\r\nContent-Type: application/json\r\n\r\n{\"_id\":\"note\",\"_rev\":\"1-abc\",\"_revisions\":{\"start\":1,\"ids\":[\"abc\"]},\"_attachments\":{\"n.txt\":{\"follows\":true,\"content_type\":\"text/plain\",\"length\":5,\"revpos\":1}}}\r\n--xyz\r\n\r\nhello\r\n--xyz--";
+    let resp = auth(h.client.put(format!("{}/db/note?new_edits=false", h.url)))
+        .header("Content-Type", "multipart/related; boundary=\"xyz\"")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = auth(h.client.get(format!("{}/db/note/n.txt", h.url)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "hello");
+    // open_revs as multipart/mixed for clients that ask for it.
+    let resp = auth(h.client.get(format!("{}/db/note?open_revs=all", h.url)))
+        .header("Accept", "multipart/mixed")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("multipart/mixed")
+    );
+    assert!(resp.text().await.unwrap().contains("\"_id\":\"note\""));
+
+    // gzip both ways: a compressed request body, a compressed response.
+    let raw = Client::builder().no_gzip().build().unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(
+        &mut enc,
+        json!({"docs": [{"_id": "gz", "v": "x".repeat(4000)}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let resp = raw
+        .post(format!("{}/db/_bulk_docs", h.url))
+        .basic_auth("admin", Some("admin-password"))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(enc.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = raw
+        .get(format!("{}/db/_changes?include_docs=true", h.url))
+        .basic_auth("admin", Some("admin-password"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let bytes = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "gz")
+    );
+}
