@@ -167,6 +167,8 @@ pub struct Replication {
     pub create_target: bool,
     /// Retry policy.
     pub retry: Retry,
+    /// Least time between checkpoints while the source is not yet drained.
+    pub checkpoint_every: Duration,
 }
 
 fn session_id() -> String {
@@ -196,6 +198,7 @@ impl Replication {
             batch_size: 500,
             create_target: true,
             retry: Retry::default(),
+            checkpoint_every: CHECKPOINT_EVERY,
         }
     }
 
@@ -294,7 +297,10 @@ impl Replication {
     }
 
     /// Replicates everything the source has now, then returns.
-    pub async fn run_once(&self, mut progress: impl FnMut(&Progress<'_>)) -> Result<Stats, Error> {
+    pub async fn run_once(
+        &self,
+        mut progress: impl FnMut(&Progress<'_>) + Send,
+    ) -> Result<Stats, Error> {
         self.run(&mut progress, None).await
     }
 
@@ -302,7 +308,7 @@ impl Replication {
     /// Transient failures are retried for as long as it runs.
     pub async fn run_continuous(
         &self,
-        mut progress: impl FnMut(&Progress<'_>),
+        mut progress: impl FnMut(&Progress<'_>) + Send,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Stats, Error> {
         self.run(&mut progress, Some(stop)).await
@@ -310,7 +316,7 @@ impl Replication {
 
     async fn run(
         &self,
-        progress: &mut dyn FnMut(&Progress<'_>),
+        progress: &mut (dyn FnMut(&Progress<'_>) + Send),
         stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<Stats, Error> {
         let started = Instant::now();
@@ -497,7 +503,7 @@ impl Replication {
             let drained = f.changes < self.batch_size;
             if let Some(seq) = unsaved
                 .as_ref()
-                .filter(|_| drained || last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+                .filter(|_| drained || last_checkpoint.elapsed() >= self.checkpoint_every)
             {
                 if let Err(e) = self.checkpoint(&rep_id, &session, seq, &history).await {
                     outcome = Err(e);
