@@ -237,8 +237,8 @@ async fn interrupted_replication_resumes_from_its_checkpoint() {
     let first = rep.clone();
     tokio::select! {
         _ = first.run_once(move |p| {
-            if p.stats.docs_written >= 100 {
-                if let Some(t) = tx.take() { let _ = t.send(()); }
+            if p.stats.docs_written >= 100 && let Some(t) = tx.take() {
+                let _ = t.send(());
             }
         }) => panic!("finished before it was interrupted"),
         _ = rx => {}
