@@ -133,6 +133,11 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
             ext.get::<NoCompress>().is_none()
         },
     );
+    let db_routes = get(db::db_info)
+        .put(db::create_db)
+        .delete(db::delete_db)
+        .post(doc::post_doc)
+        .fallback(db::method_not_allowed);
     Router::new()
         .route("/", get(db::welcome).fallback(db::method_not_allowed))
         .route("/_up", get(db::up))
@@ -145,14 +150,9 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
                 .delete(db::delete_session)
                 .fallback(db::method_not_allowed),
         )
-        .route(
-            "/{db}",
-            get(db::db_info)
-                .put(db::create_db)
-                .delete(db::delete_db)
-                .post(doc::post_doc)
-                .fallback(db::method_not_allowed),
-        )
+        .route("/{db}", db_routes.clone())
+        // PouchDB addresses a database with a trailing slash.
+        .route("/{db}/", db_routes)
         .route(
             "/{db}/_changes",
             get(changes::changes)

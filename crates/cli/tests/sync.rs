@@ -1,0 +1,323 @@
+//! Replication as users run it: `hearth hub serve` and `hearth sync` as processes, with real
+//! PouchDB (npm `pouchdb`) and a CouchDB-compatible server written by others (npm
+//! `express-pouchdb`) on the other end. Node packages come from `tests/pouchdb-interop`
+//! (`npm ci` on first run).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const PIN: &str = "864209";
+const HUB_PASSWORD: &str = "hub-sync-password";
+
+/// A child process ended (by its PID) when the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn interop_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/pouchdb-interop");
+    if !dir.join("node_modules/pouchdb").exists()
+        || !dir.join("node_modules/express-pouchdb").exists()
+    {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed for the PouchDB interop tests (Node.js 20+)");
+        assert!(status.success(), "npm ci failed in {}", dir.display());
+    }
+    dir
+}
+
+/// Reads the child's stdout until a line containing `http://`; returns the URL.
+fn url_from(child: &mut Child) -> String {
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the process printed its address")
+            .unwrap();
+        if let Some(i) = line.find("http://") {
+            let url: String = line[i..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return url.trim_end_matches('/').to_owned();
+        }
+    }
+}
+
+fn start_hub(dir: &Path) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--user",
+            "admin",
+            "--pin-stdin",
+            "hub",
+            "serve",
+            "--init",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--account", "sync", "--create-db", "records"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("hearth starts");
+    writeln!(child.stdin.as_mut().unwrap(), "{PIN}\n{HUB_PASSWORD}").unwrap();
+    let url = url_from(&mut child);
+    (Running(child), url)
+}
+
+fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--user", "nurse", "--pin-stdin"])
+        .args(args)
+        .env_remove("HEARTH_REMOTE_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "hearth failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn device(dir: &Path) {
+    ok(&hearth(
+        dir,
+        &["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"],
+        &format!("{PIN}\n"),
+    ));
+}
+
+fn node(script: &str, args: &[&str]) -> Output {
+    Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(interop_dir())
+        .output()
+        .expect("node runs")
+}
+
+#[test]
+fn pouchdb_replicates_with_the_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_hub, url) = start_hub(&tmp.path().join("hub"));
+    let out = node("hub.mjs", &[&url, "sync", HUB_PASSWORD]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "PouchDB interop failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "push",
+        "pull",
+        "conflicts",
+        "deletions",
+        "live",
+        "resume",
+        "noop",
+        "auth",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == format!("ok {step}")),
+            "step {step} did not pass:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn hearth_sync_with_pouchdb_server_matches_pouchdb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new("node")
+        .arg("pouchdb-server.mjs")
+        .current_dir(interop_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node runs");
+    let base = url_from(&mut child);
+    let _server = Running(child);
+    let dev = tmp.path().join("device");
+    device(&dev);
+    let pulled = ok(&hearth(
+        &dev,
+        &["sync", "--pull", "--remote", &format!("{base}/seeded")],
+        &format!("{PIN}\n"),
+    ));
+    assert!(pulled.contains("64 written, 0 failed"), "{pulled}");
+    let pushed = ok(&hearth(
+        &dev,
+        &["sync", "--push", "--remote", &format!("{base}/copy")],
+        &format!("{PIN}\n"),
+    ));
+    assert!(pushed.contains("64 written, 0 failed"), "{pushed}");
+    // seeded -> Hearth -> copy equals seeded, and equals what PouchDB's own replicator makes.
+    let out = node("compare.mjs", &[&base, "seeded", "copy"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Again: nothing new, nothing moves.
+    let again = ok(&hearth(
+        &dev,
+        &["sync", "--pull", "--remote", &format!("{base}/seeded")],
+        &format!("{PIN}\n"),
+    ));
+    assert!(again.contains("pull: 0 changes read"), "{again}");
+}
+
+#[test]
+fn devices_sync_records_through_a_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_hub, url) = start_hub(&tmp.path().join("hub"));
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    device(&a);
+    device(&b);
+    ok(&hearth(
+        &a,
+        &["demo-data", "--patients", "3"],
+        &format!("{PIN}\n"),
+    ));
+    let remote = format!("{url}/records");
+    let creds = format!("{PIN}\n{HUB_PASSWORD}\n");
+    let out = ok(&hearth(
+        &a,
+        &["sync", "--remote", &remote, "--remote-user", "sync"],
+        &creds,
+    ));
+    assert!(out.contains("push: ") && out.contains(" 0 failed"), "{out}");
+    let out = ok(&hearth(
+        &b,
+        &[
+            "sync",
+            "--pull",
+            "--remote",
+            &remote,
+            "--remote-user",
+            "sync",
+        ],
+        &creds,
+    ));
+    assert!(
+        out.contains("pull: ") && !out.contains(" 0 written"),
+        "{out}"
+    );
+    // Pulled records are searchable at once on the other device.
+    let found = ok(&hearth(
+        &b,
+        &["fhir", "search", "Patient"],
+        &format!("{PIN}\n"),
+    ));
+    let bundle: serde_json::Value = serde_json::from_str(&found).unwrap();
+    let patients = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Patient")
+        .count();
+    assert_eq!(patients, 3, "{found}");
+    // The sync session is in the device's audit trail.
+    let audit = ok(&hearth(&b, &["audit", "list"], &format!("{PIN}\n")));
+    assert!(audit.contains("sync"), "{audit}");
+
+    // A wrong hub password: a clear error and a non-zero exit.
+    let out = hearth(
+        &b,
+        &["sync", "--remote", &remote, "--remote-user", "sync"],
+        &format!("{PIN}\nwrong-password\n"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") && err.contains("Name or password is incorrect"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn hub_serve_refuses_unsafe_setups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hub");
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "--user",
+            "admin",
+            "--pin-stdin",
+            "hub",
+            "serve",
+            "--init",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    // No accounts: nobody could use it, so it does not start.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "--user",
+            "admin",
+            "--pin-stdin",
+            "hub",
+            "serve",
+            "--init",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.as_mut().unwrap(), "{PIN}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no accounts"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
