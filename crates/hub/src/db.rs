@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use revtree::Rev;
 use serde_json::{Map, Value, json};
-use store::{AllDocsQuery, DocId, DocWrite, GetOptions, OpenRev, OpenRevs};
+use store::{AllDocsQuery, DocId, DocWrite, GetOptions, OpenRevs};
 
-use crate::doc::{doc_json, new_doc_id};
+use crate::doc::new_doc_id;
 use crate::error::{CouchError, CouchResult};
 use crate::params::Params;
 use crate::{COUCHDB_VERSION, HubState, Principal, blocking, json};
@@ -556,28 +556,35 @@ pub(crate) async fn bulk_get(
         return Err(CouchError::bad_request("Missing JSON list of 'docs'."));
     };
     blocking(move || {
-        let mut results = Vec::with_capacity(asked.len());
+        // The response is assembled as bytes: stored bodies are spliced in, never re-parsed.
+        let mut out = Vec::with_capacity(asked.len() * 1200 + 16);
+        out.extend_from_slice(b"{\"results\":[");
         let mut served = 0usize;
-        for a in asked {
-            let Some(id) = a.get("id").and_then(Value::as_str).map(str::to_owned) else {
-                results.push(json!({"id": a.get("id").cloned().unwrap_or(Value::Null), "docs": [{"error": {
-                    "id": a.get("id").cloned().unwrap_or(Value::Null), "rev": a.get("rev").cloned().unwrap_or(Value::Null),
-                    "error": "bad_request", "reason": "each entry of docs needs a string \"id\""}}]}));
+        for (n, a) in asked.into_iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let id_v = a.get("id").cloned().unwrap_or(Value::Null);
+            let rev_v = a.get("rev").cloned().unwrap_or(Value::Null);
+            let fail = |out: &mut Vec<u8>, rev: Value, error: &str, reason: &str| {
+                let e = json!({"id": id_v, "docs": [{"error": {"id": id_v, "rev": rev, "error": error, "reason": reason}}]});
+                out.extend_from_slice(&serde_json::to_vec(&e).unwrap_or_default());
+            };
+            let Some(id) = id_v.as_str().map(str::to_owned) else {
+                fail(&mut out, rev_v, "bad_request", "each entry of docs needs a string \"id\"");
                 continue;
             };
-            let rev = match a.get("rev") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => match s.parse::<Rev>() {
+            let rev = match &rev_v {
+                Value::Null => None,
+                Value::String(s) => match s.parse::<Rev>() {
                     Ok(r) => Some(r),
                     Err(_) => {
-                        results.push(json!({"id": id, "docs": [{"error": {"id": id, "rev": s,
-                            "error": "bad_request", "reason": "Invalid rev format"}}]}));
+                        fail(&mut out, rev_v.clone(), "bad_request", "Invalid rev format");
                         continue;
                     }
                 },
-                Some(other) => {
-                    results.push(json!({"id": id, "docs": [{"error": {"id": id, "rev": other,
-                        "error": "bad_request", "reason": "rev must be a string"}}]}));
+                _ => {
+                    fail(&mut out, rev_v.clone(), "bad_request", "rev must be a string");
                     continue;
                 }
             };
@@ -589,45 +596,59 @@ pub(crate) async fn bulk_get(
                 Ok(d) => d,
                 Err(e) => {
                     let ce: CouchError = e.into();
-                    results.push(json!({"id": id, "docs": [{"error": {"id": id,
-                        "rev": rev.as_ref().map_or("undefined".to_owned(), Rev::to_string),
-                        "error": ce.error, "reason": ce.reason}}]}));
+                    fail(&mut out, rev_v.clone(), &ce.error, &ce.reason);
                     continue;
                 }
             };
-            let mut docs = Vec::new();
-            match rev {
-                Some(r) => {
-                    for o in hub.store.open_revs(&db, &docid, &OpenRevs::Revs(vec![r]), revs, latest)? {
-                        match o {
-                            OpenRev::Ok(d) => {
-                                served += 1;
-                                docs.push(json!({"ok": doc_json(&hub.store, &db, &d, attachments, atts_since.as_deref())?}))
-                            }
-                            OpenRev::Missing(m) => docs.push(json!({"error": {"id": id, "rev": m.to_string(),
-                                "error": "not_found", "reason": "missing"}})),
+            let which = match &rev {
+                Some(r) => OpenRevs::Revs(vec![r.clone()]),
+                None => match hub.store.rev_tree(&db, &docid) {
+                    Ok(t) => match t.winner() {
+                        Some(w) if !w.deleted => OpenRevs::Revs(vec![w.rev]),
+                        Some(_) => {
+                            fail(&mut out, Value::String("undefined".into()), "not_found", "deleted");
+                            continue;
                         }
+                        None => OpenRevs::Revs(Vec::new()),
+                    },
+                    Err(store::Error::NotFound(r)) => {
+                        fail(&mut out, Value::String("undefined".into()), "not_found", r);
+                        continue;
                     }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            out.extend_from_slice(b"{\"id\":");
+            out.extend_from_slice(&serde_json::to_vec(&id).unwrap_or_default());
+            out.extend_from_slice(b",\"docs\":[");
+            let found = hub.store.open_revs_raw(&db, &docid, &which, revs, latest)?;
+            for (k, r) in found.into_iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
                 }
-                None => {
-                    let opts = GetOptions { revs, ..GetOptions::default() };
-                    match hub.store.get(&db, &docid, &opts) {
-                        Ok(d) => {
-                            served += 1;
-                            docs.push(json!({"ok": doc_json(&hub.store, &db, &d, attachments, atts_since.as_deref())?}))
-                        }
-                        Err(store::Error::NotFound(reason)) => docs.push(json!({"error": {"id": id,
-                            "rev": "undefined", "error": "not_found", "reason": reason}})),
-                        Err(e) => return Err(e.into()),
+                match r {
+                    Ok(raw) => {
+                        served += 1;
+                        let atts = crate::doc::attachments_json(&hub.store, &db, &raw, attachments, atts_since.as_deref())?;
+                        out.extend_from_slice(b"{\"ok\":");
+                        out.extend_from_slice(&store::splice_json(&raw.id, &raw.rev, raw.deleted, raw.revisions.as_ref(), atts.as_deref(), &raw.body));
+                        out.push(b'}');
+                    }
+                    Err(m) => {
+                        let e = json!({"error": {"id": id, "rev": m.to_string(), "error": "not_found", "reason": "missing"}});
+                        out.extend_from_slice(&serde_json::to_vec(&e).unwrap_or_default());
                     }
                 }
             }
-            results.push(json!({"id": id, "docs": docs}));
+            out.extend_from_slice(b"]}");
         }
+        out.extend_from_slice(b"]}");
         if served > 0 {
             hub.audit(&p, "sync", format!("_bulk_get db={db} docs={served}"))?;
         }
-        Ok(json(StatusCode::OK, json!({"results": results})))
+        let mut resp = Response::new(axum::body::Body::from(out));
+        resp.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+        Ok(resp)
     })
     .await
 }

@@ -77,6 +77,38 @@ pub(crate) fn doc_json(
     Ok(v)
 }
 
+/// The `_attachments` JSON of a stored revision for a response: stubs, or with `attachments`
+/// the bodies inline except those not changed since one of `atts_since`. `None` when the
+/// revision has no attachments.
+pub(crate) fn attachments_json(
+    store: &Store,
+    db: &str,
+    raw: &store::RawRevision,
+    attachments: bool,
+    atts_since: Option<&[Rev]>,
+) -> CouchResult<Option<Vec<u8>>> {
+    if raw.attachments.is_empty() {
+        return Ok(None);
+    }
+    if !attachments {
+        return Ok(Some(store::stubs_json(&raw.attachments)));
+    }
+    let doc = Document {
+        id: raw.id.clone(),
+        rev: raw.rev.clone(),
+        deleted: raw.deleted,
+        body: Map::new(),
+        attachments: raw.attachments.clone(),
+        conflicts: None,
+        deleted_conflicts: None,
+        revisions: raw.revisions.clone(),
+    };
+    let v = doc_json(store, db, &doc, true, atts_since)?;
+    Ok(Some(
+        serde_json::to_vec(&v["_attachments"]).unwrap_or_default(),
+    ))
+}
+
 fn etag(rev: &Rev) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{rev}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }

@@ -74,6 +74,7 @@ pub struct HttpDb {
     /// `http://host:port/db` without credentials.
     url: String,
     auth: Option<String>,
+    observer: Option<Arc<dyn Fn(Duration) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for HttpDb {
@@ -149,7 +150,14 @@ impl HttpDb {
             client,
             url: clean.as_str().trim_end_matches('/').to_owned(),
             auth,
+            observer: None,
         })
+    }
+
+    /// Calls `f` with the duration of every request (benchmarks report latency percentiles).
+    pub fn observe(mut self, f: Arc<dyn Fn(Duration) + Send + Sync>) -> HttpDb {
+        self.observer = Some(f);
+        self
     }
 
     /// The URL, without credentials.
@@ -162,6 +170,16 @@ impl HttpDb {
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
+    ) -> Result<(u16, Value), Error> {
+        let body = body.map(|b| bytes::Bytes::from(serde_json::to_vec(b).unwrap_or_default()));
+        self.request_bytes(method, path, body).await
+    }
+
+    async fn request_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
     ) -> Result<(u16, Value), Error> {
         let url = if path.is_empty() {
             self.url.clone()
@@ -176,10 +194,9 @@ impl HttpDb {
             req = req.header("Authorization", a);
         }
         if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(b).unwrap_or_default());
+            req = req.header("Content-Type", "application/json").body(b);
         }
+        let started = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| Error::Transport {
             what: format!("{method} {}", redact_path(path)),
             reason: e.to_string(),
@@ -189,6 +206,9 @@ impl HttpDb {
             what: format!("{method} {}", redact_path(path)),
             reason: format!("reading the response: {e}"),
         })?;
+        if let Some(f) = &self.observer {
+            f(started.elapsed());
+        }
         let v: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -206,7 +226,17 @@ impl HttpDb {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, Error> {
-        let (status, v) = self.request(method.clone(), path, body).await?;
+        let body = body.map(|b| bytes::Bytes::from(serde_json::to_vec(b).unwrap_or_default()));
+        self.ok_bytes(method, path, body).await
+    }
+
+    async fn ok_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+    ) -> Result<Value, Error> {
+        let (status, v) = self.request_bytes(method.clone(), path, body).await?;
         if (200..300).contains(&status) {
             Ok(v)
         } else {
@@ -307,6 +337,33 @@ pub fn doc_with_attachments(store: &Store, db: &str, d: &store::Document) -> Res
         }
     }
     Ok(v)
+}
+
+/// The `_bulk_docs` request body for replicated revisions.
+pub fn bulk_docs_body(docs: &[Value]) -> bytes::Bytes {
+    bytes::Bytes::from(
+        serde_json::to_vec(&json!({"docs": docs, "new_edits": false})).unwrap_or_default(),
+    )
+}
+
+impl HttpDb {
+    /// Posts a serialized `_bulk_docs` body (see [`bulk_docs_body`]); returns per-document
+    /// errors. The body is cheap to clone, so a retry does not re-serialize.
+    pub async fn bulk_docs_bytes(&self, body: bytes::Bytes) -> Result<Vec<DocError>, Error> {
+        let v = self
+            .ok_bytes(reqwest::Method::POST, "_bulk_docs", Some(body))
+            .await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get("error").is_some())
+            .map(|r| DocError {
+                id: r.get("id").and_then(Value::as_str).unwrap_or("").into(),
+                error: r.get("error").and_then(Value::as_str).unwrap_or("").into(),
+                reason: r.get("reason").and_then(Value::as_str).unwrap_or("").into(),
+            })
+            .collect())
+    }
 }
 
 impl LocalDb {
@@ -575,21 +632,16 @@ impl Endpoint {
                         reason: v.get("reason").and_then(Value::as_str).unwrap_or("").into(),
                     });
                 }
+                let mut v = v;
                 let mut out = Vec::new();
-                for r in v
-                    .get("results")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    for d in r
-                        .get("docs")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let Some(doc) = d.get("ok") {
-                            out.push(doc.clone());
+                if let Some(Value::Array(results)) = v.get_mut("results").map(Value::take) {
+                    for mut r in results {
+                        if let Some(Value::Array(docs)) = r.get_mut("docs").map(Value::take) {
+                            for mut d in docs {
+                                if let Some(doc) = d.get_mut("ok").map(Value::take) {
+                                    out.push(doc);
+                                }
+                            }
                         }
                     }
                 }
@@ -676,26 +728,13 @@ impl Endpoint {
                 })
                 .await
             }
-            Endpoint::Http(h) => {
-                let v = h
-                    .ok(
-                        reqwest::Method::POST,
-                        "_bulk_docs",
-                        Some(&json!({"docs": docs, "new_edits": false})),
-                    )
-                    .await?;
-                Ok(v.as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| r.get("error").is_some())
-                    .map(|r| DocError {
-                        id: r.get("id").and_then(Value::as_str).unwrap_or("").into(),
-                        error: r.get("error").and_then(Value::as_str).unwrap_or("").into(),
-                        reason: r.get("reason").and_then(Value::as_str).unwrap_or("").into(),
-                    })
-                    .collect())
-            }
+            Endpoint::Http(h) => h.bulk_docs_bytes(bulk_docs_body(&docs)).await,
         }
+    }
+
+    /// Whether this endpoint is reached over the network (its failures may be transient).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Endpoint::Http(_))
     }
 
     /// Reads a `_local` document: its body (with `_rev`), or `None`.

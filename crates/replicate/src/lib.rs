@@ -476,12 +476,19 @@ impl Replication {
             if !f.docs.is_empty() {
                 let n = f.docs.len() as u64;
                 let docs = f.docs;
-                match self
-                    .retrying(&mut retries, || {
-                        self.target.bulk_docs(docs.clone(), &source_name)
-                    })
-                    .await
-                {
+                // A remote target gets the batch serialized once (a retry re-sends the same
+                // bytes); a local one takes the documents as they are (its failures are not
+                // transient).
+                let written = match &self.target {
+                    Endpoint::Http(h) => {
+                        let body = endpoint::bulk_docs_body(&docs);
+                        drop(docs);
+                        self.retrying(&mut retries, || h.bulk_docs_bytes(body.clone()))
+                            .await
+                    }
+                    Endpoint::Local(_) => self.target.bulk_docs(docs, &source_name).await,
+                };
+                match written {
                     Ok(errors) => {
                         stats.docs_written += n - errors.len() as u64;
                         stats.doc_write_failures += errors.len() as u64;

@@ -45,7 +45,9 @@ pub use doc::{
     AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES,
 };
 pub use index::{Filter, IndexTerm, Indexer, SearchPage, SearchQuery};
-pub use read::{GetOptions, OpenRev, OpenRevs, RawDocument, RevStatus};
+pub use read::{
+    GetOptions, OpenRev, OpenRevs, RawDocument, RawRevision, RevStatus, splice_json, stubs_json,
+};
 pub use replication::{AllDocsQuery, AllDocsRow, RevsDiff};
 pub use schema::latest_version as schema_version;
 pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};

@@ -86,39 +86,101 @@ impl RawDocument {
     /// The CouchDB JSON of the document, `_id` and `_rev` spliced in front of the stored body
     /// (attachments as stubs), without parsing the body.
     pub fn to_json_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + self.id.as_str().len() + 64);
-        out.extend_from_slice(b"{\"_id\":");
-        // Serializing a &str cannot fail.
-        out.extend_from_slice(&serde_json::to_vec(self.id.as_str()).unwrap_or_default());
-        out.extend_from_slice(b",\"_rev\":\"");
-        out.extend_from_slice(self.rev.to_string().as_bytes());
-        out.push(b'"');
-        if !self.attachments.is_empty() {
-            let stubs = Document {
-                id: self.id.clone(),
-                rev: self.rev.clone(),
-                deleted: false,
-                body: Body::new(),
-                attachments: self.attachments.clone(),
-                conflicts: None,
-                deleted_conflicts: None,
-                revisions: None,
-            }
-            .to_json();
-            out.extend_from_slice(b",\"_attachments\":");
-            out.extend_from_slice(&serde_json::to_vec(&stubs["_attachments"]).unwrap_or_default());
-        }
-        // The stored body is a JSON object: "{}" or "{...}".
-        let inner = self
-            .body
-            .get(1..self.body.len().saturating_sub(1))
-            .unwrap_or_default();
-        if !inner.is_empty() {
-            out.push(b',');
-            out.extend_from_slice(inner);
-        }
-        out.push(b'}');
-        out
+        let atts = (!self.attachments.is_empty()).then(|| stubs_json(&self.attachments));
+        splice_json(
+            &self.id,
+            &self.rev,
+            false,
+            None,
+            atts.as_deref(),
+            &self.body,
+        )
+    }
+}
+
+/// The `_attachments` object of stubs, as JSON.
+pub fn stubs_json(attachments: &BTreeMap<String, AttachmentInfo>) -> Vec<u8> {
+    let stubs: serde_json::Map<String, serde_json::Value> = attachments
+        .iter()
+        .map(|(name, a)| {
+            let stub = serde_json::json!({
+                "content_type": a.content_type,
+                "digest": a.digest,
+                "length": a.length,
+                "revpos": a.revpos,
+                "stub": true,
+            });
+            (name.clone(), stub)
+        })
+        .collect();
+    serde_json::to_vec(&stubs).unwrap_or_default()
+}
+
+/// Builds a document's CouchDB JSON from its parts without parsing the stored body: `_id`,
+/// `_rev`, `_deleted`, `_revisions` and `_attachments` (given as JSON) spliced in front of the
+/// body's members.
+pub fn splice_json(
+    id: &DocId,
+    rev: &Rev,
+    deleted: bool,
+    revisions: Option<&Revisions>,
+    attachments_json: Option<&[u8]>,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + id.as_str().len() + 96);
+    out.extend_from_slice(b"{\"_id\":");
+    // Serializing a &str cannot fail.
+    out.extend_from_slice(&serde_json::to_vec(id.as_str()).unwrap_or_default());
+    out.extend_from_slice(b",\"_rev\":\"");
+    out.extend_from_slice(rev.to_string().as_bytes());
+    out.push(b'"');
+    if deleted {
+        out.extend_from_slice(b",\"_deleted\":true");
+    }
+    if let Some(r) = revisions {
+        out.extend_from_slice(b",\"_revisions\":");
+        out.extend_from_slice(&serde_json::to_vec(r).unwrap_or_default());
+    }
+    if let Some(a) = attachments_json {
+        out.extend_from_slice(b",\"_attachments\":");
+        out.extend_from_slice(a);
+    }
+    // The stored body is a JSON object: "{}" or "{...}".
+    let inner = body
+        .get(1..body.len().saturating_sub(1))
+        .unwrap_or_default();
+    if !inner.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(inner);
+    }
+    out.push(b'}');
+    out
+}
+
+/// One revision as stored, body unparsed: what replication serves.
+#[derive(Clone, PartialEq)]
+pub struct RawRevision {
+    /// Document id.
+    pub id: DocId,
+    /// The revision.
+    pub rev: Rev,
+    /// Whether it is a deletion.
+    pub deleted: bool,
+    /// Canonical JSON body.
+    pub body: Vec<u8>,
+    /// Attachment stubs.
+    pub attachments: BTreeMap<String, AttachmentInfo>,
+    /// Its ancestry, when asked for.
+    pub revisions: Option<Revisions>,
+}
+
+impl std::fmt::Debug for RawRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRevision")
+            .field("id", &self.id)
+            .field("rev", &self.rev)
+            .field("deleted", &self.deleted)
+            .finish_non_exhaustive()
     }
 }
 
@@ -274,13 +336,40 @@ impl Store {
         revs: bool,
         latest: bool,
     ) -> Result<Vec<OpenRev>, Error> {
+        self.open_revs_raw(db, id, which, revs, latest)?
+            .into_iter()
+            .map(|r| match r {
+                Ok(raw) => Ok(OpenRev::Ok(Document {
+                    body: parse_body(&raw.body)?,
+                    id: raw.id,
+                    rev: raw.rev,
+                    deleted: raw.deleted,
+                    attachments: raw.attachments,
+                    conflicts: None,
+                    deleted_conflicts: None,
+                    revisions: raw.revisions,
+                })),
+                Err(rev) => Ok(OpenRev::Missing(rev)),
+            })
+            .collect()
+    }
+
+    /// [`Store::open_revs`] with bodies as stored (unparsed); a missing revision is `Err(rev)`.
+    pub fn open_revs_raw(
+        &self,
+        db: &str,
+        id: &DocId,
+        which: &OpenRevs,
+        revs: bool,
+        latest: bool,
+    ) -> Result<Vec<Result<RawRevision, Rev>>, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
         let conn = &inner.conn;
         let Some((rowid, tree)) = load_doc_row(conn, meta.id, id.as_str())? else {
             return match which {
                 OpenRevs::All => Err(Error::NotFound("missing")),
-                OpenRevs::Revs(list) => Ok(list.iter().cloned().map(OpenRev::Missing).collect()),
+                OpenRevs::Revs(list) => Ok(list.iter().cloned().map(Err).collect()),
             };
         };
         let wanted: Vec<Rev> = match which {
@@ -305,17 +394,25 @@ impl Store {
             }
             OpenRevs::Revs(list) => list.clone(),
         };
-        let opts = GetOptions {
-            revs,
-            ..GetOptions::default()
-        };
         let mut out = Vec::with_capacity(wanted.len());
         for rev in wanted {
             match load_rev(conn, rowid, &rev)? {
                 Some(row) if tree.contains(&rev) => {
-                    out.push(OpenRev::Ok(build(id, rev, row, Some(&tree), &opts)?))
+                    let revisions = if revs {
+                        tree.path_to(&rev).and_then(|p| Revisions::from_path(&p))
+                    } else {
+                        None
+                    };
+                    out.push(Ok(RawRevision {
+                        id: id.clone(),
+                        deleted: row.deleted,
+                        body: row.body,
+                        attachments: parse_atts(row.atts)?,
+                        revisions,
+                        rev,
+                    }));
                 }
-                _ => out.push(OpenRev::Missing(rev)),
+                _ => out.push(Err(rev)),
             }
         }
         Ok(out)

@@ -1,0 +1,418 @@
+//! `hearth-sync-bench`: replication throughput, Hearth device ↔ Hearth hub beside PouchDB ↔
+//! express-pouchdb, on the same generated ~1 KB FHIR-like documents, in one run.
+//!
+//! Run: `cargo build --release && cargo run --release -p hearth-bench --bin hearth-sync-bench --
+//! [--docs 10000,100000] [--memory 100000,500000] [--clients 50] [--skip-pouchdb]`.
+//! The hub is the release `hearth` binary in its own process (`hub serve`), so its peak memory
+//! is its own; devices are encrypted stores in this process. PouchDB needs `npm ci` in
+//! `tests/pouchdb-interop`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication, Stats};
+use serde_json::{Value, json};
+use store::{DocId, DocWrite, Store};
+
+const PIN: &str = "bench-pin-1234";
+const PASSWORD: &str = "bench-password";
+
+struct Config {
+    docs: Vec<usize>,
+    memory: Vec<usize>,
+    clients: usize,
+    pouchdb: bool,
+}
+
+fn list(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .context("a list of numbers, like 10000,100000")
+        })
+        .collect()
+}
+
+fn parse_args() -> Result<Config> {
+    let mut c = Config {
+        docs: vec![10_000, 100_000],
+        memory: vec![100_000, 500_000],
+        clients: 50,
+        pouchdb: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--docs" => c.docs = list(&val()?)?,
+            "--memory" => c.memory = list(&val()?)?,
+            "--clients" => c.clients = val()?.parse()?,
+            "--skip-pouchdb" => c.pouchdb = false,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(c)
+}
+
+/// The same ~1 KB Observation as `tests/pouchdb-interop/bench.mjs`.
+fn doc(i: usize, changed: bool) -> Value {
+    json!({
+        "_id": format!("Observation/obs-{i:08}"),
+        "resourceType": "Observation",
+        "id": format!("obs-{i:08}"),
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": format!("Patient/p-{:06}", i % 5000)},
+        "effectiveDateTime": "2026-11-20T09:30:00Z",
+        "valueQuantity": {"value": 60 + (i % 40) + usize::from(changed), "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"},
+        "note": [{"text": "x".repeat(560)}]
+    })
+}
+
+struct Hub {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Hub {
+    fn peak_rss_kb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+fn hearth_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("hearth");
+    if !bin.exists() {
+        bail!(
+            "{} is missing; run `cargo build --release` first",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn start_hub(dir: &Path) -> Result<Hub> {
+    let mut child = Command::new(hearth_bin()?)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--user",
+            "admin",
+            "--pin-stdin",
+            "hub",
+            "serve",
+            "--init",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--account", "bench", "--create-db", "bench"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    writeln!(child.stdin.as_mut().context("stdin")?, "{PIN}\n{PASSWORD}")?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let url = loop {
+        let line = lines.next().context("the hub exited")??;
+        if let Some(i) = line.find("http://") {
+            break line[i..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('/')
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Ok(Hub { child, url })
+}
+
+fn device(dir: &Path, name: &str) -> Result<Arc<Store>> {
+    let s = Arc::new(Store::open(
+        &dir.join(format!("{name}.db")),
+        &vault::Dek::generate()?,
+    )?);
+    s.ensure_db("bench")?;
+    Ok(s)
+}
+
+fn fill(store: &Store, n: usize) -> Result<()> {
+    for start in (0..n).step_by(1000) {
+        let batch: Vec<DocWrite> = (start..n.min(start + 1000))
+            .map(|i| DocWrite::from_json(doc(i, false), None))
+            .collect::<Result<_, _>>()?;
+        store.bulk_docs("bench", batch, true)?;
+    }
+    Ok(())
+}
+
+fn change_one_percent(store: &Store, n: usize) -> Result<usize> {
+    let mut batch = Vec::new();
+    for i in (0..n).step_by(100) {
+        let id = DocId::parse(&format!("Observation/obs-{i:08}"))?;
+        let cur = store.get("bench", &id, &store::GetOptions::default())?;
+        let mut w = DocWrite::from_json(doc(i, true), None)?;
+        w.rev = Some(cur.rev);
+        batch.push(w);
+    }
+    let k = batch.len();
+    store.bulk_docs("bench", batch, true)?;
+    Ok(k)
+}
+
+fn local(store: &Arc<Store>) -> Endpoint {
+    Endpoint::Local(LocalDb {
+        store: store.clone(),
+        db: "bench".into(),
+        actor: Actor {
+            user: "bench".into(),
+            role: "clinician".into(),
+        },
+    })
+}
+
+fn remote(url: &str, lat: Option<Arc<Mutex<Vec<Duration>>>>) -> Result<Endpoint> {
+    let mut h = HttpDb::new(&format!("{url}/bench"), Some("bench"), Some(PASSWORD))?;
+    if let Some(l) = lat {
+        h = h.observe(Arc::new(move |d| {
+            l.lock().unwrap_or_else(|p| p.into_inner()).push(d)
+        }));
+    }
+    Ok(Endpoint::Http(h))
+}
+
+async fn rep(source: Endpoint, target: Endpoint) -> Result<(f64, Stats)> {
+    let t = Instant::now();
+    let s = Replication::new(source, target).run_once(|_| {}).await?;
+    if s.doc_write_failures > 0 {
+        bail!(
+            "{} documents failed: {:?}",
+            s.doc_write_failures,
+            s.errors.first()
+        );
+    }
+    Ok((t.elapsed().as_secs_f64() * 1000.0, s))
+}
+
+struct Row {
+    docs: usize,
+    push: f64,
+    pull: f64,
+    noop: f64,
+    push1: f64,
+    pull1: f64,
+    rss_kb: Option<u64>,
+}
+
+async fn hearth_run(n: usize) -> Result<Row> {
+    let tmp = tempfile::tempdir()?;
+    let hub = start_hub(&tmp.path().join("hub"))?;
+    let a = device(tmp.path(), "a")?;
+    fill(&a, n)?;
+    let (push, s) = rep(local(&a), remote(&hub.url, None)?).await?;
+    assert_eq!(s.docs_written as usize, n);
+    let b = device(tmp.path(), "b")?;
+    let (pull, s) = rep(remote(&hub.url, None)?, local(&b)).await?;
+    assert_eq!(s.docs_written as usize, n);
+    let (noop, s) = rep(remote(&hub.url, None)?, local(&b)).await?;
+    assert_eq!(s.docs_written, 0);
+    let k = change_one_percent(&a, n)?;
+    let (push1, _) = rep(local(&a), remote(&hub.url, None)?).await?;
+    let (pull1, s) = rep(remote(&hub.url, None)?, local(&b)).await?;
+    assert_eq!(s.docs_written as usize, k);
+    Ok(Row {
+        docs: n,
+        push,
+        pull,
+        noop,
+        push1,
+        pull1,
+        rss_kb: hub.peak_rss_kb(),
+    })
+}
+
+fn pouchdb_run(n: usize) -> Result<Row> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/pouchdb-interop");
+    let out = Command::new("node")
+        .arg("bench.mjs")
+        .arg(n.to_string())
+        .current_dir(&dir)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "PouchDB bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: Value =
+        serde_json::from_slice(out.stdout.trim_ascii()).context("PouchDB bench output")?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(Row {
+        docs: n,
+        push: f("push_ms"),
+        pull: f("pull_ms"),
+        noop: f("noop_ms"),
+        push1: f("push_1pct_ms"),
+        pull1: f("pull_1pct_ms"),
+        rss_kb: v["server_peak_rss_kb"].as_u64(),
+    })
+}
+
+fn print_row(who: &str, r: &Row) {
+    let rate = |ms: f64| r.docs as f64 / (ms / 1000.0);
+    println!(
+        "| {who} | {} | {:.0} ms ({:.0}/s) | {:.0} ms ({:.0}/s) | {:.1} ms | {:.0} ms | {:.0} ms | {} |",
+        r.docs,
+        r.push,
+        rate(r.push),
+        r.pull,
+        rate(r.pull),
+        r.noop,
+        r.push1,
+        r.pull1,
+        r.rss_kb.map_or("-".into(), |k| format!("{} MiB", k / 1024))
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn clients_run(clients: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let hub = start_hub(&tmp.path().join("hub"))?;
+    let lat = Arc::new(Mutex::new(Vec::new()));
+    let per = 100;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let store = device(tmp.path(), &format!("c{c}"))?;
+        let batch: Vec<DocWrite> = (0..per)
+            .map(|i| DocWrite::from_json(doc(c * 1_000_000 + i, false), None))
+            .collect::<Result<_, _>>()?;
+        store.bulk_docs("bench", batch, true)?;
+        let url = hub.url.clone();
+        let lat = lat.clone();
+        tasks.push(tokio::spawn(async move {
+            let push = rep(local(&store), remote(&url, Some(lat.clone()))?).await?;
+            let pull = rep(remote(&url, Some(lat))?, local(&store)).await?;
+            Ok::<_, anyhow::Error>((push.1, pull.1))
+        }));
+    }
+    let mut errors = 0;
+    let mut moved = 0;
+    for t in tasks {
+        match t.await? {
+            Ok((p, q)) => moved += p.docs_written + q.docs_written,
+            Err(e) => {
+                errors += 1;
+                eprintln!("client failed: {e}");
+            }
+        }
+    }
+    let mut l = lat.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    l.sort();
+    println!(
+        "\n{clients} concurrent clients (each pushes {per} documents, then pulls everything): {} requests, {errors} failed clients, {moved} revisions moved in {:.1} s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; hub peak RSS {} MiB",
+        l.len(),
+        started.elapsed().as_secs_f64(),
+        percentile(&l, 0.5).as_secs_f64() * 1000.0,
+        percentile(&l, 0.99).as_secs_f64() * 1000.0,
+        l.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        hub.peak_rss_kb().unwrap_or(0) / 1024
+    );
+    Ok(())
+}
+
+async fn memory_run(n: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let hub = start_hub(&tmp.path().join("hub"))?;
+    let a = device(tmp.path(), "a")?;
+    fill(&a, n)?;
+    rep(local(&a), remote(&hub.url, None)?).await?;
+    let b = device(tmp.path(), "b")?;
+    let (pull, _) = rep(remote(&hub.url, None)?, local(&b)).await?;
+    // A full _changes and _all_docs listing, the streaming paths.
+    let t = Instant::now();
+    let bytes = read_changes_feed(&hub.url)?;
+    println!(
+        "hub holding {n} documents: push + pull ({pull:.0} ms pull) + full _changes ({bytes} bytes, {:.0} ms): hub peak RSS {} MiB",
+        t.elapsed().as_secs_f64() * 1000.0,
+        hub.peak_rss_kb().unwrap_or(0) / 1024
+    );
+    Ok(())
+}
+
+/// Reads the whole `_changes` feed with a plain TCP client, counting bytes.
+fn read_changes_feed(url: &str) -> Result<usize> {
+    use std::io::Read;
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr)?;
+    let auth = base64_basic("bench", PASSWORD);
+    write!(
+        s,
+        "GET /bench/_changes?include_docs=true HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut n = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let k = s.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
+}
+
+fn base64_basic(u: &str, p: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let c = parse_args()?;
+    println!(
+        "| system | docs | initial push | initial pull | no-op re-sync | push after 1% changed | pull after 1% changed | hub/server peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for &n in &c.docs {
+        print_row("Hearth device ↔ Hearth hub", &hearth_run(n).await?);
+        if c.pouchdb {
+            print_row("PouchDB ↔ express-pouchdb", &pouchdb_run(n)?);
+        }
+    }
+    if c.clients > 0 {
+        clients_run(c.clients).await?;
+    }
+    println!();
+    for &n in &c.memory {
+        memory_run(n).await?;
+    }
+    Ok(())
+}
