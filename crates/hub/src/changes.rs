@@ -63,7 +63,13 @@ struct Step {
 }
 
 fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
-    let need_docs = o.include_docs || matches!(o.filter, Filter::Selector(_));
+    // Plain include_docs splices the stored winner into the row without parsing it; selectors,
+    // conflicts and inline attachments need the parsed document.
+    let raw_docs = o.include_docs
+        && !o.conflicts
+        && !o.attachments
+        && !matches!(o.filter, Filter::Selector(_));
+    let need_docs = (o.include_docs && !raw_docs) || matches!(o.filter, Filter::Selector(_));
     let mut rows = Vec::new();
     let mut cursor = since;
     let mut docs = 0;
@@ -111,6 +117,40 @@ fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
             });
             if c.deleted {
                 row["deleted"] = true.into();
+            }
+            if raw_docs {
+                let mut line = serde_json::to_vec(&row).unwrap_or_default();
+                let doc = if c.deleted {
+                    None
+                } else {
+                    match store.get_raw(&o.db, &c.id) {
+                        Ok(d) => Some(d.to_json_bytes()),
+                        Err(store::Error::NotFound(_)) => None,
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                let doc = match doc {
+                    Some(d) => {
+                        docs += 1;
+                        d
+                    }
+                    None => serde_json::to_vec(&json!({"_id": c.id.as_str(), "_rev": c.changes[0].to_string(), "_deleted": true}))
+                        .unwrap_or_default(),
+                };
+                line.pop();
+                line.extend_from_slice(b",\"doc\":");
+                line.extend_from_slice(&doc);
+                line.push(b'}');
+                rows.push(String::from_utf8(line).unwrap_or_default());
+                if rows.len() as u64 >= want {
+                    return Ok(Step {
+                        rows,
+                        cursor,
+                        exhausted: false,
+                        docs,
+                    });
+                }
+                continue;
             }
             if o.include_docs {
                 row["doc"] = match &c.doc {

@@ -140,7 +140,16 @@ impl HttpDb {
                 base64::engine::general_purpose::STANDARD.encode(raw)
             )
         });
+        // Compression pays on a network link (FHIR JSON shrinks several times), not on
+        // loopback, where it only costs CPU on both ends.
+        let loopback = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
         let client = reqwest::Client::builder()
+            .gzip(!loopback)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(8)
@@ -366,7 +375,81 @@ impl HttpDb {
     }
 }
 
+/// Replicated revisions checked and converted for a local store, ready to write. Converting
+/// is separate from writing so the replicator can do it while the previous batch is written.
+pub struct Prepared {
+    writes: Vec<DocWrite>,
+    errors: Vec<DocError>,
+}
+
+impl Prepared {
+    /// Documents in the batch (good and refused).
+    pub fn len(&self) -> usize {
+        self.writes.len() + self.errors.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn doc_error(id: String, e: &store::Error) -> DocError {
+    let (_, name) = e.couch_status();
+    DocError {
+        id,
+        error: name.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// Checks and converts replicated revisions (CouchDB JSON with `_rev` and `_revisions`).
+pub fn prepare(docs: Vec<Value>) -> Prepared {
+    let mut errors = Vec::new();
+    let mut writes = Vec::with_capacity(docs.len());
+    for d in docs {
+        let id = d
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        match DocWrite::from_json(d, None) {
+            Ok(w) if w.rev.is_some() => writes.push(w),
+            Ok(_) => errors.push(DocError {
+                id,
+                error: "bad_request".into(),
+                reason: "a replicated document has no _rev".into(),
+            }),
+            Err(e) => errors.push(doc_error(id, &e)),
+        }
+    }
+    Prepared { writes, errors }
+}
+
 impl LocalDb {
+    /// Writes prepared revisions in one transaction, with one audit entry; returns the
+    /// per-document errors.
+    pub async fn write(&self, batch: Prepared, source: &str) -> Result<Vec<DocError>, Error> {
+        let l = self.clone();
+        let source = source.to_owned();
+        blocking(move || {
+            let Prepared { writes, mut errors } = batch;
+            let ids: Vec<String> = writes.iter().map(|w| w.id.as_str().to_owned()).collect();
+            let n = writes.len();
+            let event = l.audit(format!("replicated in db={} docs={n} from {source}", l.db));
+            let results = l
+                .store
+                .bulk_docs_audited(&l.db, writes, false, move |_| vec![event])?;
+            for (id, r) in ids.into_iter().zip(results) {
+                if let Err(e) = r {
+                    errors.push(doc_error(id, &e));
+                }
+            }
+            Ok(errors)
+        })
+        .await
+    }
+
     fn audit(&self, detail: String) -> AuditEvent {
         AuditEvent {
             user: self.actor.user.clone(),
@@ -677,57 +760,7 @@ impl Endpoint {
     /// Stores replicated revisions as they are (`new_edits=false`); returns per-document errors.
     pub async fn bulk_docs(&self, docs: Vec<Value>, source: &str) -> Result<Vec<DocError>, Error> {
         match self {
-            Endpoint::Local(l) => {
-                let l = l.clone();
-                let source = source.to_owned();
-                blocking(move || {
-                    let mut errors = Vec::new();
-                    let mut writes = Vec::with_capacity(docs.len());
-                    for d in docs {
-                        let id = d
-                            .get("_id")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_owned();
-                        match DocWrite::from_json(d, None) {
-                            Ok(w) if w.rev.is_some() => writes.push(w),
-                            Ok(_) => errors.push(DocError {
-                                id,
-                                error: "bad_request".into(),
-                                reason: "a replicated document has no _rev".into(),
-                            }),
-                            Err(e) => {
-                                let (_, name) = e.couch_status();
-                                errors.push(DocError {
-                                    id,
-                                    error: name.into(),
-                                    reason: e.to_string(),
-                                });
-                            }
-                        }
-                    }
-                    let ids: Vec<String> =
-                        writes.iter().map(|w| w.id.as_str().to_owned()).collect();
-                    let n = writes.len();
-                    let event =
-                        l.audit(format!("replicated in db={} docs={n} from {source}", l.db));
-                    let results = l
-                        .store
-                        .bulk_docs_audited(&l.db, writes, false, move |_| vec![event])?;
-                    for (id, r) in ids.into_iter().zip(results) {
-                        if let Err(e) = r {
-                            let (_, name) = e.couch_status();
-                            errors.push(DocError {
-                                id,
-                                error: name.into(),
-                                reason: e.to_string(),
-                            });
-                        }
-                    }
-                    Ok(errors)
-                })
-                .await
-            }
+            Endpoint::Local(l) => l.write(prepare(docs), source).await,
             Endpoint::Http(h) => h.bulk_docs_bytes(bulk_docs_body(&docs)).await,
         }
     }

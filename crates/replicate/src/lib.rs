@@ -182,8 +182,23 @@ struct Batch {
     last_seq: Seq,
 }
 
+/// A batch ready for the target: converted for a local store, or serialized for a server.
+enum Payload {
+    Local(endpoint::Prepared),
+    Remote(bytes::Bytes, usize),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Local(p) => p.len(),
+            Payload::Remote(_, n) => *n,
+        }
+    }
+}
+
 struct Fetched {
-    docs: Vec<Value>,
+    docs: Payload,
     changes: u64,
     missing: u64,
     last_seq: Seq,
@@ -428,8 +443,20 @@ impl Replication {
                         this.retrying(&mut retries, || this.source.bulk_get(wanted.clone()))
                             .await?
                     };
+                    // Converted or serialized here, while the previous batch is written.
+                    let payload = match &this.target {
+                        Endpoint::Local(_) => Payload::Local(
+                            tokio::task::spawn_blocking(move || endpoint::prepare(docs))
+                                .await
+                                .map_err(|_| Error::Protocol("a conversion task failed".into()))?,
+                        ),
+                        Endpoint::Http(_) => {
+                            let n = docs.len();
+                            Payload::Remote(endpoint::bulk_docs_body(&docs), n)
+                        }
+                    };
                     Ok(Fetched {
-                        docs,
+                        docs: payload,
                         changes: n,
                         missing: count,
                         last_seq: batch.last_seq,
@@ -473,20 +500,19 @@ impl Replication {
             stats.changes_read += f.changes;
             stats.missing_found += f.missing;
             stats.docs_read += f.docs.len() as u64;
-            if !f.docs.is_empty() {
+            if f.docs.len() > 0 {
                 let n = f.docs.len() as u64;
-                let docs = f.docs;
                 // A remote target gets the batch serialized once (a retry re-sends the same
-                // bytes); a local one takes the documents as they are (its failures are not
-                // transient).
-                let written = match &self.target {
-                    Endpoint::Http(h) => {
-                        let body = endpoint::bulk_docs_body(&docs);
-                        drop(docs);
+                // bytes); a local one's failures are not transient.
+                let written = match (&self.target, f.docs) {
+                    (Endpoint::Http(h), Payload::Remote(body, _)) => {
                         self.retrying(&mut retries, || h.bulk_docs_bytes(body.clone()))
                             .await
                     }
-                    Endpoint::Local(_) => self.target.bulk_docs(docs, &source_name).await,
+                    (Endpoint::Local(l), Payload::Local(p)) => l.write(p, &source_name).await,
+                    _ => Err(Error::Protocol(
+                        "a batch was prepared for the other kind of target".into(),
+                    )),
                 };
                 match written {
                     Ok(errors) => {

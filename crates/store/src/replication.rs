@@ -156,7 +156,7 @@ impl Store {
             rows
         };
         let total: i64 = conn
-            .prepare_cached("SELECT count(*) FROM docs WHERE db_id = ?1 AND deleted = 0")?
+            .prepare_cached("SELECT doc_count FROM dbs WHERE id = ?1")?
             .query_row([meta.id], |r| r.get(0))?;
         Ok((rows, total as u64))
     }

@@ -155,6 +155,13 @@ const MIGRATIONS: &[&str] = &[
         admin INTEGER NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 5: live and deleted document counts per database, kept with every write (CouchDB's
+    // doc_count and doc_del_count without scanning).
+    "ALTER TABLE dbs ADD COLUMN doc_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dbs ADD COLUMN del_count INTEGER NOT NULL DEFAULT 0;
+    UPDATE dbs SET
+        doc_count = (SELECT count(*) FROM docs WHERE docs.db_id = dbs.id AND deleted = 0),
+        del_count = (SELECT count(*) FROM docs WHERE docs.db_id = dbs.id AND deleted = 1);",
 ];
 
 /// The schema version this build writes.

@@ -220,21 +220,27 @@ impl Store {
         Ok(names)
     }
 
+    /// Sets the page cache size (MiB). A hub streams more than it re-reads, so it runs with a
+    /// smaller cache than a device; memory then stays flat as its databases grow.
+    pub fn set_cache_mib(&self, mib: u32) -> Result<(), Error> {
+        let inner = self.lock();
+        inner
+            .conn
+            .pragma_update(None, "cache_size", -(i64::from(mib.max(1)) * 1024))?;
+        Ok(())
+    }
+
     /// Facts about one database.
     pub fn db_info(&self, name: &str) -> Result<DbInfo, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(name)?;
         let conn = &inner.conn;
-        let (update_seq, revs_limit, uuid): (i64, i64, String) = conn.query_row(
-            "SELECT update_seq, revs_limit, uuid FROM dbs WHERE id = ?1",
-            [meta.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        let (live, dead): (i64, i64) = conn.query_row(
-            "SELECT coalesce(sum(deleted = 0), 0), coalesce(sum(deleted = 1), 0) FROM docs WHERE db_id = ?1",
-            [meta.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (update_seq, revs_limit, uuid, live, dead): (i64, i64, String, i64, i64) = conn
+            .query_row(
+                "SELECT update_seq, revs_limit, uuid, doc_count, del_count FROM dbs WHERE id = ?1",
+                [meta.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
         Ok(DbInfo {
             name: name.to_owned(),
             doc_count: live as u64,

@@ -18,6 +18,14 @@ use crate::index::{self, Indexer};
 use crate::store::{DbMeta, Store};
 use crate::{Error, attachments};
 
+/// What a batch changed: the latest sequence, and the change in live and deleted documents
+/// (kept in `dbs` so counting costs nothing).
+struct Counts {
+    seq: i64,
+    live: i64,
+    dead: i64,
+}
+
 /// The stored state of one document row, loaded for a write.
 struct Existing {
     rowid: i64,
@@ -68,10 +76,15 @@ impl Store {
         let tx = inner
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut seq: i64 = tx
+        let seq: i64 = tx
             .prepare_cached("SELECT update_seq FROM dbs WHERE id = ?1")?
             .query_row([meta.id], |r| r.get(0))?;
         let start_seq = seq;
+        let mut c = Counts {
+            seq,
+            live: 0,
+            dead: 0,
+        };
         let mut results = Vec::with_capacity(docs.len());
         for doc in docs {
             let result = if doc.id.kind() == DocKind::Local {
@@ -79,9 +92,9 @@ impl Store {
                     "_local documents are written with put_local, not in a batch".into(),
                 ))
             } else if new_edits {
-                write_edit(&tx, &meta, &ix, doc, &mut seq)
+                write_edit(&tx, &meta, &ix, doc, &mut c)
             } else {
-                write_replicated(&tx, &meta, &ix, doc, &mut seq)
+                write_replicated(&tx, &meta, &ix, doc, &mut c)
             };
             match result {
                 Ok(rev) => results.push(Ok(rev)),
@@ -89,9 +102,12 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        let seq = c.seq;
         if seq != start_seq {
-            tx.prepare_cached("UPDATE dbs SET update_seq = ?1 WHERE id = ?2")?
-                .execute(params![seq, meta.id])?;
+            tx.prepare_cached(
+                "UPDATE dbs SET update_seq = ?1, doc_count = doc_count + ?2, del_count = del_count + ?3 WHERE id = ?4",
+            )?
+            .execute(params![seq, c.live, c.dead, meta.id])?;
         }
         crate::audit::append(&tx, &audit(&results))?;
         tx.commit()?;
@@ -146,7 +162,7 @@ fn write_edit(
     meta: &DbMeta,
     ix: &Ix<'_>,
     doc: DocWrite,
-    seq: &mut i64,
+    c: &mut Counts,
 ) -> Result<Rev, Error> {
     let existing = load(conn, meta.id, doc.id.as_str())?;
     let parent = match (&existing, &doc.rev) {
@@ -206,7 +222,7 @@ fn write_edit(
         body: &body,
         atts: &atts,
     };
-    save(conn, meta, ix, existing, &path, &new, seq)?;
+    save(conn, meta, ix, existing, &path, &new, c)?;
     Ok(rev)
 }
 
@@ -215,7 +231,7 @@ fn write_replicated(
     meta: &DbMeta,
     ix: &Ix<'_>,
     doc: DocWrite,
-    seq: &mut i64,
+    c: &mut Counts,
 ) -> Result<Rev, Error> {
     let rev = doc.rev.clone().ok_or_else(|| {
         Error::BadRequest("a replicated document (new_edits=false) needs _rev".into())
@@ -274,7 +290,7 @@ fn write_replicated(
         body: &body,
         atts: &atts,
     };
-    save(conn, meta, ix, existing, &path, &new, seq)?;
+    save(conn, meta, ix, existing, &path, &new, c)?;
     Ok(rev)
 }
 
@@ -310,13 +326,15 @@ fn save(
     existing: Option<Existing>,
     path: &[Rev],
     new: &NewRev<'_>,
-    seq: &mut i64,
+    c: &mut Counts,
 ) -> Result<(), Error> {
     let (rowid, mut tree) = match existing {
         Some(e) => (Some(e.rowid), e.tree),
         None => (None, RevTree::new()),
     };
-    let winner_before = tree.winner().map(|w| w.rev);
+    let before = tree.winner();
+    let deleted_before = before.as_ref().map(|w| w.deleted);
+    let winner_before = before.map(|w| w.rev);
     tree.merge_path(path, new.deleted)?;
     let NewRev {
         doc_id,
@@ -334,7 +352,20 @@ fn save(
     let winner = tree
         .winner()
         .ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
-    *seq += 1;
+    c.seq += 1;
+    match (deleted_before, winner.deleted) {
+        (None, false) => c.live += 1,
+        (None, true) => c.dead += 1,
+        (Some(false), true) => {
+            c.live -= 1;
+            c.dead += 1;
+        }
+        (Some(true), false) => {
+            c.live += 1;
+            c.dead -= 1;
+        }
+        _ => {}
+    }
     let tree_bytes = tree.encode();
     let rowid = match rowid {
         Some(id) => id,
@@ -343,7 +374,7 @@ fn save(
             conn.prepare_cached(
                 "INSERT INTO docs (db_id, doc_id, seq, winner, winner_row, deleted, tree) VALUES (?1, ?2, ?3, '', 0, 0, x'')",
             )?
-            .execute(params![meta.id, doc_id.as_str(), *seq])?;
+            .execute(params![meta.id, doc_id.as_str(), c.seq])?;
             conn.last_insert_rowid()
         }
     };
@@ -369,7 +400,7 @@ fn save(
             .ok_or_else(|| Error::Corrupt("the winning revision has no stored body".into()))?
     };
     conn.prepare_cached("UPDATE docs SET seq = ?1, winner = ?2, winner_row = ?3, deleted = ?4, tree = ?5 WHERE id = ?6")?
-        .execute(params![*seq, winner.rev.to_string(), winner_row, winner.deleted, tree_bytes, rowid])?;
+        .execute(params![c.seq, winner.rev.to_string(), winner_row, winner.deleted, tree_bytes, rowid])?;
     if !stemmed.is_empty() {
         let mut del = conn.prepare_cached("DELETE FROM revs WHERE doc = ?1 AND rev = ?2")?;
         for r in stemmed {

@@ -1423,3 +1423,40 @@ fn all_docs_pages_live_documents_in_id_order() {
         vec!["d", "c"]
     );
 }
+
+/// `doc_count` and `doc_del_count` are kept with each write; they must always equal a count of
+/// the winners, through creations, deletions, re-creations and replicated conflicts whose
+/// winner is a deletion or not.
+#[test]
+fn document_counts_follow_every_kind_of_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let s = &n.store;
+    let check = |s: &Store| {
+        let info = s.db_info(DB).unwrap();
+        let all = s.changes(DB, &ChangesQuery::default()).unwrap().results;
+        let dead = all.iter().filter(|c| c.deleted).count() as u64;
+        assert_eq!(
+            (info.doc_count, info.doc_del_count),
+            (all.len() as u64 - dead, dead)
+        );
+        info
+    };
+    let a = put(s, json!({"_id": "a", "v": 1})).unwrap();
+    put(s, json!({"_id": "b", "v": 1})).unwrap();
+    assert_eq!(check(s).doc_count, 2);
+    let gone = s.put(DB, DocWrite::deletion(id("a"), a)).unwrap();
+    assert_eq!(check(s).doc_del_count, 1);
+    // Re-created on top of its tombstone.
+    put(s, json!({"_id": "a", "v": 2})).unwrap();
+    assert_eq!(check(s).doc_del_count, 0);
+    let _ = gone;
+    // A replicated deletion of a new document, and a conflict on an existing one.
+    let writes = vec![
+        DocWrite::from_json(json!({"_id": "c", "_rev": "1-aa", "_deleted": true}), None).unwrap(),
+        DocWrite::from_json(json!({"_id": "b", "_rev": "1-ff", "v": 9}), None).unwrap(),
+    ];
+    s.bulk_docs(DB, writes, false).unwrap();
+    let info = check(s);
+    assert_eq!((info.doc_count, info.doc_del_count), (2, 1));
+}

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Largest accepted request body, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_body_mib: usize,
+    /// Database page cache, in MiB (bounds the hub's memory; devices use 256).
+    #[arg(long, default_value_t = 64)]
+    pub cache_mib: u32,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -155,6 +158,7 @@ fn serve(ctx: &mut Context, a: ServeArgs) -> Result<()> {
         );
     }
     let node = unlock_or_init(ctx, a.init)?;
+    node.store.set_cache_mib(a.cache_mib)?;
     let hub = Arc::new(hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?);
     if let Some(name) = &a.account {
         let pw = password(ctx, name)?;
