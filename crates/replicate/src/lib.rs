@@ -311,6 +311,52 @@ impl Replication {
         Ok(())
     }
 
+    /// Stage 2 for one batch: which revisions the target lacks, those revisions from the
+    /// source, converted or serialized for the target. Returns the retries it needed.
+    async fn fetch(&self, batch: Batch) -> Result<(Fetched, u64), Error> {
+        let mut retries = 0;
+        let n = batch.rows.len() as u64;
+        let mut asked: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+        for r in batch.rows {
+            asked.entry(r.id).or_default().extend(r.revs);
+        }
+        let missing = if asked.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.retrying(&mut retries, || self.target.revs_diff(asked.clone()))
+                .await?
+        };
+        let count = missing.values().map(|v| v.len() as u64).sum();
+        let docs = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let wanted: Vec<(String, Vec<Rev>)> = missing.into_iter().collect();
+            self.retrying(&mut retries, || self.source.bulk_get(wanted.clone()))
+                .await?
+        };
+        // Converted or serialized here, while the previous batch is written.
+        let payload = match &self.target {
+            Endpoint::Local(_) => Payload::Local(
+                tokio::task::spawn_blocking(move || endpoint::prepare(docs))
+                    .await
+                    .map_err(|_| Error::Protocol("a conversion task failed".into()))?,
+            ),
+            Endpoint::Http(_) => {
+                let n = docs.len();
+                Payload::Remote(endpoint::bulk_docs_body(&docs), n)
+            }
+        };
+        Ok((
+            Fetched {
+                docs: payload,
+                changes: n,
+                missing: count,
+                last_seq: batch.last_seq,
+            },
+            retries,
+        ))
+    }
+
     /// Replicates everything the source has now, then returns.
     pub async fn run_once(
         &self,
@@ -366,7 +412,7 @@ impl Replication {
         let mut since2 = since.clone();
         let reader = tokio::spawn(async move {
             let mut retries = 0u64;
-            let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Result<Batch, Error>>(2);
+            let (batch_tx, batch_rx) = tokio::sync::mpsc::channel::<Result<Batch, Error>>(2);
             let this2 = this.clone();
             let changes = tokio::spawn(async move {
                 let mut retries = 0u64;
@@ -415,59 +461,35 @@ impl Replication {
                     }
                 }
             });
-            while let Some(batch) = batch_rx.recv().await {
-                let batch = match batch {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = fetch_tx.send(Err(e)).await;
-                        break;
-                    }
-                };
-                let n = batch.rows.len() as u64;
-                let mut asked: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
-                for r in batch.rows {
-                    asked.entry(r.id).or_default().extend(r.revs);
-                }
-                let result = async {
-                    let missing = if asked.is_empty() {
-                        BTreeMap::new()
-                    } else {
-                        this.retrying(&mut retries, || this.target.revs_diff(asked.clone()))
-                            .await?
-                    };
-                    let count = missing.values().map(|v| v.len() as u64).sum();
-                    let docs = if missing.is_empty() {
-                        Vec::new()
-                    } else {
-                        let wanted: Vec<(String, Vec<Rev>)> = missing.into_iter().collect();
-                        this.retrying(&mut retries, || this.source.bulk_get(wanted.clone()))
-                            .await?
-                    };
-                    // Converted or serialized here, while the previous batch is written.
-                    let payload = match &this.target {
-                        Endpoint::Local(_) => Payload::Local(
-                            tokio::task::spawn_blocking(move || endpoint::prepare(docs))
-                                .await
-                                .map_err(|_| Error::Protocol("a conversion task failed".into()))?,
-                        ),
-                        Endpoint::Http(_) => {
-                            let n = docs.len();
-                            Payload::Remote(endpoint::bulk_docs_body(&docs), n)
+            // Two batches are read at once (their _revs_diff and _bulk_get overlap), and
+            // handed on in order.
+            let batches = futures_util::stream::unfold(batch_rx, |mut rx| async move {
+                rx.recv().await.map(|b| (b, rx))
+            });
+            let fetched = futures_util::StreamExt::buffered(
+                futures_util::StreamExt::map(batches, |batch| {
+                    let this = this.clone();
+                    async move {
+                        match batch {
+                            Ok(b) => this.fetch(b).await,
+                            Err(e) => Err(e),
                         }
-                    };
-                    Ok(Fetched {
-                        docs: payload,
-                        changes: n,
-                        missing: count,
-                        last_seq: batch.last_seq,
-                    })
-                }
-                .await;
+                    }
+                }),
+                2,
+            );
+            futures_util::pin_mut!(fetched);
+            while let Some(result) = futures_util::StreamExt::next(&mut fetched).await {
+                let (result, drained) = match result {
+                    Ok((f, r)) => {
+                        retries += r;
+                        let drained = f.changes == 0;
+                        (Ok(f), drained)
+                    }
+                    Err(e) => (Err(e), true),
+                };
                 let failed = result.is_err();
-                if fetch_tx.send(result).await.is_err() || failed {
-                    break;
-                }
-                if n == 0 {
+                if fetch_tx.send(result).await.is_err() || failed || drained {
                     break;
                 }
             }
