@@ -125,6 +125,9 @@ pub struct Auth {
     key: Zeroizing<[u8; 32]>,
     cache: Mutex<HashMap<String, ([u8; 32], Instant)>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// One verification at a time per account: when many clients of one account connect at
+    /// once, one pays for Argon2id and the others find the result remembered.
+    inflight: Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>,
 }
 
 impl Auth {
@@ -134,6 +137,7 @@ impl Auth {
             key: Zeroizing::new(vault::random_bytes::<32>()?),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -175,13 +179,21 @@ impl Auth {
             self.note_failure(name);
             return Err(wrong());
         };
-        let cached = {
+        let is_cached = || {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.get(name).is_some_and(|(t, at)| {
                 ct_eq(t, &tag) && at.elapsed() < Duration::from_secs(CACHE_SECS)
             })
         };
-        if !cached {
+        let gate = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        let _turn = gate.lock().unwrap_or_else(|p| p.into_inner());
+        if !is_cached() {
             if !verify_password(password, &account.password_hash) {
                 self.note_failure(name);
                 return Err(wrong());
@@ -203,6 +215,10 @@ impl Auth {
 
     fn note_failure(&self, name: &str) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: names tried at random must not grow memory without limit.
+        if f.len() >= 10_000 {
+            f.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(300));
+        }
         let e = f.entry(name.to_owned()).or_insert((0, Instant::now()));
         e.0 += 1;
         e.1 = Instant::now();

@@ -685,12 +685,23 @@ pub(crate) async fn all_docs(
     if single_key.is_some() && keys.is_none() {
         keys = single_key.map(|k| vec![Value::String(k)]);
     }
+    let Some(keys) = keys else {
+        let q = AllDocsQuery {
+            start_key,
+            end_key,
+            exclusive_end: !inclusive_end,
+            limit,
+            skip,
+            descending,
+        };
+        return all_docs_stream(hub, p, db, q, include_docs, conflicts).await;
+    };
     blocking(move || {
         let store = &hub.store;
         let get_opts = GetOptions { conflicts, ..GetOptions::default() };
         let mut rows = Vec::new();
         let total;
-        if let Some(keys) = keys {
+        {
             total = store.db_info(&db)?.doc_count;
             let mut ks: Vec<Value> = keys;
             if descending {
@@ -730,30 +741,6 @@ pub(crate) async fn all_docs(
                     }
                 }
             }
-        } else {
-            let (page, t) = store.all_docs(
-                &db,
-                &AllDocsQuery {
-                    start_key,
-                    end_key,
-                    exclusive_end: !inclusive_end,
-                    limit,
-                    skip,
-                    descending,
-                },
-            )?;
-            total = t;
-            for r in page {
-                let mut row = json!({"id": r.id.as_str(), "key": r.id.as_str(), "value": {"rev": r.rev.to_string()}});
-                if include_docs {
-                    match store.get(&db, &r.id, &get_opts) {
-                        Ok(d) => row["doc"] = d.to_json(),
-                        Err(store::Error::NotFound(_)) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                rows.push(row);
-            }
         }
         if include_docs && !rows.is_empty() {
             hub.audit(&p, "sync", format!("_all_docs db={db} docs={}", rows.len()))?;
@@ -761,4 +748,127 @@ pub(crate) async fn all_docs(
         Ok(json(StatusCode::OK, json!({"total_rows": total, "offset": skip, "rows": rows})))
     })
     .await
+}
+
+/// Rows of `_all_docs` read per step when streaming a range.
+const ALL_DOCS_PAGE: u64 = 1000;
+
+/// `_all_docs` over a key range, streamed a page at a time (memory stays flat however many
+/// documents the range holds).
+async fn all_docs_stream(
+    hub: HubState,
+    p: Principal,
+    db: String,
+    q: AllDocsQuery,
+    include_docs: bool,
+    conflicts: bool,
+) -> CouchResult<Response> {
+    let want = q.limit.unwrap_or(u64::MAX);
+    let skip = q.skip;
+    // One page: rows as JSON, the last id, whether the range is exhausted.
+    let page = move |hub: HubState, q: AllDocsQuery| {
+        let p = p.clone();
+        let db = db.clone();
+        blocking(move || {
+            let (rows, total) = hub.store.all_docs(&db, &q)?;
+            let n = rows.len() as u64;
+            let last = rows.last().map(|r| r.id.as_str().to_owned());
+            let opts = GetOptions {
+                conflicts,
+                ..GetOptions::default()
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            let mut docs = 0;
+            for r in rows {
+                let mut row = serde_json::to_vec(&json!({"id": r.id.as_str(), "key": r.id.as_str(), "value": {"rev": r.rev.to_string()}}))
+                    .unwrap_or_default();
+                if include_docs {
+                    let doc = if conflicts {
+                        hub.store
+                            .get(&db, &r.id, &opts)
+                            .map(|d| serde_json::to_vec(&d.to_json()).unwrap_or_default())
+                    } else {
+                        hub.store.get_raw(&db, &r.id).map(|d| d.to_json_bytes())
+                    };
+                    match doc {
+                        Ok(d) => {
+                            docs += 1;
+                            row.pop();
+                            row.extend_from_slice(b",\"doc\":");
+                            row.extend_from_slice(&d);
+                            row.push(b'}');
+                        }
+                        Err(store::Error::NotFound(_)) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                out.push(row);
+            }
+            if docs > 0 {
+                hub.audit(&p, "sync", format!("_all_docs db={db} docs={docs}"))?;
+            }
+            Ok((out, total, last, n < q.limit.unwrap_or(u64::MAX)))
+        })
+    };
+    let first_q = AllDocsQuery {
+        limit: Some(want.min(ALL_DOCS_PAGE)),
+        ..q.clone()
+    };
+    let (rows, total, last, done) = page(hub.clone(), first_q).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let head = format!("{{\"total_rows\":{total},\"offset\":{skip},\"rows\":[\n");
+        if tx.send(Ok(Bytes::from(head))).await.is_err() {
+            return;
+        }
+        let (mut rows, mut last, mut done) = (rows, last, done);
+        let mut sent = 0u64;
+        loop {
+            for row in rows.drain(..) {
+                let mut chunk = Vec::with_capacity(row.len() + 2);
+                if sent > 0 {
+                    chunk.extend_from_slice(b",\n");
+                }
+                chunk.extend_from_slice(&row);
+                sent += 1;
+                if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                    return;
+                }
+            }
+            if done || sent >= want {
+                break;
+            }
+            // The next page starts after the last id (inclusive start key, skip it).
+            let next_q = AllDocsQuery {
+                start_key: last.clone(),
+                skip: 1,
+                limit: Some((want - sent).min(ALL_DOCS_PAGE)),
+                ..q.clone()
+            };
+            match page(hub.clone(), next_q).await {
+                Ok((r, _, l, d)) => {
+                    rows = r;
+                    last = l;
+                    done = d;
+                }
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the listing failed")))
+                        .await;
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(Ok(Bytes::from_static(b"\n]}\n"))).await;
+    });
+    let stream =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+    let mut resp = Response::new(axum::body::Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }

@@ -740,3 +740,55 @@ async fn attachments_multipart_and_gzip() {
             .any(|r| r["id"] == "gz")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_listings_stream_across_pages() {
+    let h = start().await;
+    h.call(Method::PUT, "/db", None).await;
+    let docs: Vec<Value> = (0..2500)
+        .map(|i| json!({"_id": format!("d{i:05}"), "i": i}))
+        .collect();
+    let (s, _) = h
+        .call(Method::POST, "/db/_bulk_docs", Some(json!({"docs": docs})))
+        .await;
+    assert_eq!(s, 201);
+    let (_, v) = h.call(Method::GET, "/db/_all_docs", None).await;
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!((v["total_rows"].as_u64(), rows.len()), (Some(2500), 2500));
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0]["id"].as_str() < w[1]["id"].as_str())
+    );
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/db/_all_docs?skip=1200&limit=1500&include_docs=true",
+            None,
+        )
+        .await;
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1300);
+    assert_eq!(
+        (rows[0]["id"].as_str(), rows[0]["doc"]["i"].as_u64()),
+        (Some("d01200"), Some(1200))
+    );
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/db/_all_docs?descending=true&limit=1001",
+            None,
+        )
+        .await;
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(
+        (rows.len(), rows[1000]["id"].as_str()),
+        (1001, Some("d01499"))
+    );
+    let (_, v) = h
+        .call(Method::GET, "/db/_changes?include_docs=true", None)
+        .await;
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2500);
+    assert_eq!(results[2499]["doc"]["i"], 2499);
+    assert_eq!(v["pending"], 0);
+}
