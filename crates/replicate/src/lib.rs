@@ -154,6 +154,24 @@ impl Retry {
     }
 }
 
+/// Ends a spawned task when the replication future is dropped (an interrupted replication
+/// leaves nothing running behind it).
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    fn take(mut self) -> Option<tokio::task::JoinHandle<T>> {
+        self.0.take()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
 /// A replication from `source` to `target`.
 #[derive(Clone)]
 pub struct Replication {
@@ -362,7 +380,17 @@ impl Replication {
         &self,
         mut progress: impl FnMut(&Progress<'_>) + Send,
     ) -> Result<Stats, Error> {
-        self.run(&mut progress, None).await
+        self.run(&mut progress, None, false).await
+    }
+
+    /// [`Replication::run_once`] that stops early, between batches, once `stop` turns true: the
+    /// batch being written is finished and checkpointed first.
+    pub async fn run_once_until(
+        &self,
+        mut progress: impl FnMut(&Progress<'_>) + Send,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Stats, Error> {
+        self.run(&mut progress, Some(stop), false).await
     }
 
     /// Replicates, then keeps following the source's changes (longpoll) until `stop` resolves.
@@ -372,13 +400,14 @@ impl Replication {
         mut progress: impl FnMut(&Progress<'_>) + Send,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Stats, Error> {
-        self.run(&mut progress, Some(stop)).await
+        self.run(&mut progress, Some(stop), true).await
     }
 
     async fn run(
         &self,
         progress: &mut (dyn FnMut(&Progress<'_>) + Send),
         stop: Option<tokio::sync::watch::Receiver<bool>>,
+        continuous: bool,
     ) -> Result<Stats, Error> {
         let started = Instant::now();
         let mut stats = Stats::default();
@@ -399,7 +428,6 @@ impl Replication {
             Value::String(s) => s.split('-').next().and_then(|d| d.parse().ok()),
             _ => None,
         };
-        let continuous = stop.is_some();
         let stopped = |stop: &Option<tokio::sync::watch::Receiver<bool>>| {
             stop.as_ref().is_some_and(|s| *s.borrow())
         };
@@ -410,7 +438,7 @@ impl Replication {
         let this = self.clone();
         let stop2 = stop.clone();
         let mut since2 = since.clone();
-        let reader = tokio::spawn(async move {
+        let reader = AbortOnDrop(Some(tokio::spawn(async move {
             let mut retries = 0u64;
             let (batch_tx, batch_rx) = tokio::sync::mpsc::channel::<Result<Batch, Error>>(2);
             let this2 = this.clone();
@@ -420,7 +448,7 @@ impl Replication {
                     if stop2.as_ref().is_some_and(|s| *s.borrow()) {
                         return;
                     }
-                    let wait = stop2.as_ref().map(|_| Duration::from_secs(25));
+                    let wait = continuous.then_some(Duration::from_secs(25));
                     let page = this2
                         .retrying(&mut retries, || {
                             this2.source.changes(&since2, this2.batch_size, wait)
@@ -428,7 +456,7 @@ impl Replication {
                         .await;
                     let page = match page {
                         Ok(p) => p,
-                        Err(e) if stop2.is_some() && e.is_transient() => {
+                        Err(e) if continuous && e.is_transient() => {
                             tokio::time::sleep(this2.retry.max_delay).await;
                             continue;
                         }
@@ -439,7 +467,7 @@ impl Replication {
                     };
                     let done = page.rows.is_empty();
                     since2 = page.last_seq.clone();
-                    if done && stop2.is_none() {
+                    if done && !continuous {
                         let _ = batch_tx
                             .send(Ok(Batch {
                                 rows: Vec::new(),
@@ -495,7 +523,7 @@ impl Replication {
             }
             changes.abort();
             retries
-        });
+        })));
 
         let mut outcome = Ok(());
         let mut stop_rx = stop.clone();
@@ -588,11 +616,13 @@ impl Replication {
             outcome = self.checkpoint(&rep_id, &session, &seq, &history).await;
         }
         drop(fetch_rx);
-        let reader_retries = if stopped(&stop) || outcome.is_err() {
-            reader.abort();
-            0
-        } else {
-            reader.await.unwrap_or(0)
+        let reader_retries = match reader.take() {
+            Some(h) if !stopped(&stop) && outcome.is_ok() => h.await.unwrap_or(0),
+            Some(h) => {
+                h.abort();
+                0
+            }
+            None => 0,
         };
         stats.retries = retries + reader_retries;
         stats.elapsed_ms = started.elapsed().as_millis() as u64;
