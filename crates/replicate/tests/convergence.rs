@@ -61,8 +61,32 @@ fn endpoint(store: &Arc<Store>) -> Endpoint {
     })
 }
 
+async fn start_hub(dir: &tempfile::TempDir) -> String {
+    let store = Arc::new(
+        Store::open(&dir.path().join("hub.db"), &vault::Dek::generate().unwrap()).unwrap(),
+    );
+    store.ensure_db(DB).unwrap();
+    let hub = Arc::new(hub::Hub::new(store).unwrap());
+    hub.set_account("sync", "sync-password", true).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(hub::serve(
+        listener,
+        hub::router(hub, 64 << 20),
+        std::future::pending(),
+    ));
+    format!("http://{addr}/{DB}")
+}
+
+fn remote(url: &str) -> Endpoint {
+    Endpoint::Http(replicate::HttpDb::new(url, Some("sync"), Some("sync-password")).unwrap())
+}
+
 async fn replicate(from: &Arc<Store>, to: &Arc<Store>, interrupt: Option<u8>) {
-    let mut rep = Replication::new(endpoint(from), endpoint(to));
+    run_rep(Replication::new(endpoint(from), endpoint(to)), interrupt).await;
+}
+
+async fn run_rep(mut rep: Replication, interrupt: Option<u8>) {
     rep.batch_size = 1;
     rep.checkpoint_every = Duration::ZERO;
     match interrupt {
@@ -114,6 +138,11 @@ fn snapshot(s: &Store) -> BTreeMap<String, (String, Vec<Leaf>)> {
 }
 
 fn run(replicas: usize, ops: &[Op]) {
+    run_with(replicas, ops, false);
+}
+
+/// With `via_hub`, every replication goes through a hub over HTTP: push to it, pull from it.
+fn run_with(replicas: usize, ops: &[Op], via_hub: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,6 +162,22 @@ fn run(replicas: usize, ops: &[Op]) {
             s
         })
         .collect();
+    let hub = via_hub.then(|| rt.block_on(start_hub(&dir)));
+    let sync = |from: usize, to: usize, interrupt: Option<u8>| {
+        rt.block_on(async {
+            match &hub {
+                None => replicate(&stores[from], &stores[to], interrupt).await,
+                Some(url) => {
+                    run_rep(
+                        Replication::new(endpoint(&stores[from]), remote(url)),
+                        interrupt,
+                    )
+                    .await;
+                    run_rep(Replication::new(remote(url), endpoint(&stores[to])), None).await;
+                }
+            }
+        })
+    };
     // Every acknowledged write: (document, revision) -> (deleted, body).
     let mut acked: BTreeMap<(String, Rev), (bool, Value)> = BTreeMap::new();
     let mut counter = 0u64;
@@ -167,21 +212,17 @@ fn run(replicas: usize, ops: &[Op]) {
                 from,
                 to,
                 interrupt,
-            } if from != to => {
-                rt.block_on(replicate(&stores[from], &stores[to], interrupt));
-            }
+            } if from != to => sync(from, to, interrupt),
             Op::Sync { .. } => {}
         }
     }
     // A full round: everyone to replica 0, then replica 0 to everyone.
-    rt.block_on(async {
-        for i in 1..replicas {
-            replicate(&stores[i], &stores[0], None).await;
-        }
-        for i in 1..replicas {
-            replicate(&stores[0], &stores[i], None).await;
-        }
-    });
+    for i in 1..replicas {
+        sync(i, 0, None);
+    }
+    for i in 1..replicas {
+        sync(0, i, None);
+    }
     let first = snapshot(&stores[0]);
     for (i, s) in stores.iter().enumerate().skip(1) {
         assert_eq!(snapshot(s), first, "replica {i} differs from replica 0");
@@ -235,6 +276,16 @@ proptest! {
     #[test]
     fn replicas_converge_and_keep_every_acknowledged_write((replicas, ops) in scenario()) {
         run(replicas, &ops);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: (cases() / 4).max(4), ..ProptestConfig::default() })]
+
+    /// The same property with every replication going through a real hub over HTTP.
+    #[test]
+    fn replicas_converge_through_the_hub((replicas, ops) in scenario()) {
+        run_with(replicas, &ops, true);
     }
 }
 
