@@ -2,7 +2,7 @@
 //! CouchDB-compatible server over HTTP (a Hearth hub, CouchDB, PouchDB Server). Both speak the
 //! same operations of the protocol; documents travel as CouchDB JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -762,6 +762,64 @@ impl Endpoint {
         match self {
             Endpoint::Local(l) => l.write(prepare(docs), source).await,
             Endpoint::Http(h) => h.bulk_docs_bytes(bulk_docs_body(&docs)).await,
+        }
+    }
+
+    /// The winning revisions of these documents, for those that exist and are not deleted.
+    pub async fn winners(&self, ids: BTreeSet<String>) -> Result<BTreeMap<String, Rev>, Error> {
+        match self {
+            Endpoint::Local(l) => {
+                let l = l.clone();
+                blocking(move || {
+                    let mut out = BTreeMap::new();
+                    for id in ids {
+                        let Ok(docid) = DocId::parse(&id) else {
+                            continue;
+                        };
+                        match l.store.rev_tree(&l.db, &docid) {
+                            Ok(t) => {
+                                if let Some(w) = t.winner().filter(|w| !w.deleted) {
+                                    out.insert(id, w.rev);
+                                }
+                            }
+                            Err(store::Error::NotFound(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+            Endpoint::Http(h) => {
+                let v = h
+                    .ok(
+                        reqwest::Method::POST,
+                        "_all_docs",
+                        Some(&json!({"keys": ids})),
+                    )
+                    .await?;
+                let mut out = BTreeMap::new();
+                for row in v
+                    .get("rows")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let (Some(id), Some(rev)) = (
+                        row.get("id").and_then(Value::as_str),
+                        row.pointer("/value/rev").and_then(Value::as_str),
+                    ) else {
+                        continue;
+                    };
+                    if row.pointer("/value/deleted") == Some(&Value::Bool(true)) {
+                        continue;
+                    }
+                    if let Ok(r) = rev.parse() {
+                        out.insert(id.to_owned(), r);
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 

@@ -19,7 +19,7 @@
 
 mod endpoint;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
@@ -77,6 +77,114 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// What a replication knows about referenced resources as it goes.
+#[derive(Default)]
+struct Deps {
+    /// Referenced revisions sent ahead of the batch that would have carried them.
+    sent: BTreeSet<(String, Rev)>,
+    /// Referenced ids already looked up.
+    checked: BTreeSet<String>,
+}
+
+/// Whether this revision already went out in an earlier batch.
+fn was_sent(sent: &BTreeSet<(String, Rev)>, d: &Value) -> bool {
+    if sent.is_empty() {
+        return false;
+    }
+    match (
+        doc_id(d),
+        d.get("_rev")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<Rev>().ok()),
+    ) {
+        (Some(id), Some(rev)) => sent.contains(&(id.to_owned(), rev)),
+        _ => false,
+    }
+}
+
+/// The document id of CouchDB JSON.
+fn doc_id(v: &Value) -> Option<&str> {
+    v.get("_id").and_then(Value::as_str)
+}
+
+/// The documents a FHIR resource references: relative references `Type/id`, which are Hearth
+/// document ids. Contained (`#…`), absolute and `urn:` references name no document here.
+pub fn references(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("reference", Value::String(r)) => {
+                            let mut parts = r.splitn(2, '/');
+                            let (Some(t), Some(id)) = (parts.next(), parts.next()) else {
+                                continue;
+                            };
+                            let type_ok = t.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                                && t.chars().all(|c| c.is_ascii_alphabetic());
+                            let id_ok = !id.is_empty()
+                                && id.len() <= 64
+                                && id
+                                    .chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                            if type_ok && id_ok {
+                                out.push(r.clone());
+                            }
+                        }
+                        (k, x) if !k.starts_with('_') => walk(x, out),
+                        _ => {}
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
+}
+
+/// Orders documents so that each comes after the documents of the batch it references
+/// (a stable topological order; reference cycles keep their original order).
+pub fn order_by_references(docs: Vec<Value>) -> Vec<Value> {
+    let index: BTreeMap<String, usize> = docs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| doc_id(d).map(|id| (id.to_owned(), i)))
+        .collect();
+    let deps: Vec<Vec<usize>> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            references(d)
+                .iter()
+                .filter_map(|r| index.get(r).copied())
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect();
+    // 0 = not visited, 1 = in progress, 2 = placed.
+    let mut state = vec![0u8; docs.len()];
+    let mut order = Vec::with_capacity(docs.len());
+    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for &j in &deps[i] {
+            visit(j, deps, state, order);
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    for i in 0..docs.len() {
+        visit(i, &deps, &mut state, &mut order);
+    }
+    let mut slots: Vec<Option<Value>> = docs.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// How often a running replication records its checkpoint.
@@ -329,9 +437,59 @@ impl Replication {
         Ok(())
     }
 
+    /// Adds to a batch the resources its documents reference that the target lacks (a Patient
+    /// edited after its Encounter was created is later in the changes feed), and orders the
+    /// batch so that referenced resources come first. Referenced documents found this way are
+    /// not sent again when the feed reaches them: `_revs_diff` then says the target has them.
+    async fn with_references(
+        &self,
+        docs: Vec<Value>,
+        checked: &mut BTreeSet<String>,
+        retries: &mut u64,
+    ) -> Result<Vec<Value>, Error> {
+        let mut have: BTreeSet<String> =
+            docs.iter().filter_map(doc_id).map(str::to_owned).collect();
+        let mut all = docs;
+        // Chains are short in FHIR (Observation -> Encounter -> Patient); three rounds cover them.
+        for _ in 0..3 {
+            let wanted: BTreeSet<String> = all
+                .iter()
+                .flat_map(references)
+                .filter(|r| !have.contains(r) && !checked.contains(r))
+                .collect();
+            if wanted.is_empty() {
+                break;
+            }
+            have.extend(wanted.iter().cloned());
+            // Each referenced id is looked up once per replication (a Patient referenced by
+            // thousands of Observations costs one lookup).
+            checked.extend(wanted.iter().cloned());
+            let winners = self
+                .retrying(retries, || self.source.winners(wanted.clone()))
+                .await?;
+            if winners.is_empty() {
+                break;
+            }
+            let asked: BTreeMap<String, Vec<Rev>> =
+                winners.into_iter().map(|(id, r)| (id, vec![r])).collect();
+            let missing = self
+                .retrying(retries, || self.target.revs_diff(asked.clone()))
+                .await?;
+            if missing.is_empty() {
+                break;
+            }
+            let wanted: Vec<(String, Vec<Rev>)> = missing.into_iter().collect();
+            let extra = self
+                .retrying(retries, || self.source.bulk_get(wanted.clone()))
+                .await?;
+            all.extend(extra);
+        }
+        Ok(order_by_references(all))
+    }
+
     /// Stage 2 for one batch: which revisions the target lacks, those revisions from the
     /// source, converted or serialized for the target. Returns the retries it needed.
-    async fn fetch(&self, batch: Batch) -> Result<(Fetched, u64), Error> {
+    async fn fetch(&self, batch: Batch, deps: &mut Deps) -> Result<(Fetched, u64), Error> {
         let mut retries = 0;
         let n = batch.rows.len() as u64;
         let mut asked: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
@@ -352,6 +510,30 @@ impl Replication {
             self.retrying(&mut retries, || self.source.bulk_get(wanted.clone()))
                 .await?
         };
+        // Revisions an earlier batch already sent as a referenced resource are not sent again
+        // (that batch may not be written yet, so `_revs_diff` still lists them).
+        let mut docs: Vec<Value> = docs
+            .into_iter()
+            .filter(|d| !was_sent(&deps.sent, d))
+            .collect();
+        if !docs.is_empty() {
+            let own: BTreeSet<String> = docs.iter().filter_map(doc_id).map(str::to_owned).collect();
+            docs = self
+                .with_references(docs, &mut deps.checked, &mut retries)
+                .await?;
+            // Remember only the referenced resources pulled in (bounded by how many there are).
+            for d in &docs {
+                let rev = d
+                    .get("_rev")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.parse().ok());
+                if let (Some(id), Some(rev)) = (doc_id(d), rev)
+                    && !own.contains(id)
+                {
+                    deps.sent.insert((id.to_owned(), rev));
+                }
+            }
+        }
         // Converted or serialized here, while the previous batch is written.
         let payload = match &self.target {
             Endpoint::Local(_) => Payload::Local(
@@ -489,25 +671,15 @@ impl Replication {
                     }
                 }
             });
-            // Two batches are read at once (their _revs_diff and _bulk_get overlap), and
-            // handed on in order.
-            let batches = futures_util::stream::unfold(batch_rx, |mut rx| async move {
-                rx.recv().await.map(|b| (b, rx))
-            });
-            let fetched = futures_util::StreamExt::buffered(
-                futures_util::StreamExt::map(batches, |batch| {
-                    let this = this.clone();
-                    async move {
-                        match batch {
-                            Ok(b) => this.fetch(b).await,
-                            Err(e) => Err(e),
-                        }
-                    }
-                }),
-                2,
-            );
-            futures_util::pin_mut!(fetched);
-            while let Some(result) = futures_util::StreamExt::next(&mut fetched).await {
+            // One batch at a time: which documents a batch sends (its own and the resources
+            // they reference) is decided knowing what the batches before it send.
+            let mut batch_rx = batch_rx;
+            let mut deps = Deps::default();
+            while let Some(batch) = batch_rx.recv().await {
+                let result = match batch {
+                    Ok(b) => this.fetch(b, &mut deps).await,
+                    Err(e) => Err(e),
+                };
                 let (result, drained) = match result {
                     Ok((f, r)) => {
                         retries += r;
@@ -627,5 +799,40 @@ impl Replication {
         stats.retries = retries + reader_retries;
         stats.elapsed_ms = started.elapsed().as_millis() as u64;
         outcome.map(|()| stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_relative_references_only() {
+        let v = json!({"_id": "Observation/o", "subject": {"reference": "Patient/p-1"},
+            "performer": [{"reference": "Practitioner/pr.2"}], "hasMember": [{"reference": "#contained"}],
+            "basedOn": [{"reference": "http://example.org/fhir/ServiceRequest/1"}],
+            "focus": [{"reference": "urn:uuid:1234"}], "_revisions": {"reference": "Patient/x"}});
+        assert_eq!(references(&v), ["Practitioner/pr.2", "Patient/p-1"]);
+    }
+
+    #[test]
+    fn orders_referenced_documents_first() {
+        let docs = vec![
+            json!({"_id": "Observation/o", "subject": {"reference": "Patient/p"}, "encounter": {"reference": "Encounter/e"}}),
+            json!({"_id": "Encounter/e", "subject": {"reference": "Patient/p"}}),
+            json!({"_id": "Task/t"}),
+            json!({"_id": "Patient/p", "link": [{"other": {"reference": "Patient/q"}}]}),
+        ];
+        let ids: Vec<String> = order_by_references(docs)
+            .iter()
+            .map(|d| d["_id"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(ids, ["Patient/p", "Encounter/e", "Observation/o", "Task/t"]);
+        // A cycle keeps every document.
+        let cyc = vec![
+            json!({"_id": "A/a", "x": {"reference": "B/b"}}),
+            json!({"_id": "B/b", "x": {"reference": "A/a"}}),
+        ];
+        assert_eq!(order_by_references(cyc).len(), 2);
     }
 }

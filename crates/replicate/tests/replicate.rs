@@ -349,3 +349,59 @@ async fn continuous_replication_follows_new_writes() {
         .unwrap();
     assert_eq!(stats.docs_written, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referenced_resources_arrive_first_and_travel_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, hub_store) = hub(&dir).await;
+    let a = node(&dir, "a");
+    let p1 = put(
+        &a,
+        "Patient/p1",
+        None,
+        json!({"resourceType": "Patient", "name": "v1"}),
+    );
+    let e1 = put(
+        &a,
+        "Encounter/e1",
+        None,
+        json!({"resourceType": "Encounter", "subject": {"reference": "Patient/p1"}}),
+    );
+    put(
+        &a,
+        "Observation/o1",
+        None,
+        json!({"resourceType": "Observation",
+        "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e1"}}),
+    );
+    // Edited after the Observation was recorded: in the changes feed they now come after it.
+    put(
+        &a,
+        "Patient/p1",
+        Some(&p1),
+        json!({"resourceType": "Patient", "name": "v2"}),
+    );
+    put(
+        &a,
+        "Encounter/e1",
+        Some(&e1),
+        json!({"resourceType": "Encounter", "status": "finished", "subject": {"reference": "Patient/p1"}}),
+    );
+    let mut rep = Replication::new(local(&a), remote(&url));
+    rep.batch_size = 1;
+    let stats = rep.run_once(|_| {}).await.unwrap();
+    assert_eq!(
+        stats.docs_written, 3,
+        "each resource travelled once: {stats:?}"
+    );
+    let feed = hub_store
+        .changes("records", &store::ChangesQuery::default())
+        .unwrap();
+    let order: Vec<&str> = feed.results.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(order, ["Patient/p1", "Encounter/e1", "Observation/o1"]);
+    assert_eq!(
+        hub_store.update_seq("records").unwrap(),
+        3,
+        "nothing was written twice"
+    );
+}
