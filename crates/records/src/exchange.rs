@@ -347,9 +347,6 @@ impl Records {
                     continue;
                 }
             };
-            let Value::Object(body) = resource.clone() else {
-                continue;
-            };
             let mut parent = None;
             if upsert {
                 match self.store.get_raw(&self.db, &did) {
@@ -367,6 +364,11 @@ impl Records {
                     Err(e) => return Err(e.into()),
                 }
             }
+            let mut resource = resource;
+            self.stamp_clock(&did, parent.as_ref(), &mut resource)?;
+            let Value::Object(body) = resource.clone() else {
+                continue;
+            };
             let action = if parent.is_some() { "update" } else { "create" };
             let needed = if parent.is_some() {
                 crate::Action::Update

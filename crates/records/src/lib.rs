@@ -16,6 +16,7 @@
 
 mod access;
 mod audit;
+pub mod conflicts;
 mod exchange;
 mod search;
 
@@ -29,6 +30,7 @@ use store::{DocId, DocWrite, GetOptions, Store};
 pub use access::{Action, BREAK_GLASS_SECS, Grant, Permissions, ROLES};
 use audit::Actor;
 pub use audit::{audit_event, patient_of, reference_of};
+pub use conflicts::{Conflict, Policies, Policy, Resolution};
 pub use exchange::{IMPORT_ORDER, import_rank, resources_of_bundle};
 pub use search::{SearchParams, parse_search};
 pub use store::Session;
@@ -126,6 +128,8 @@ pub struct Records {
     /// The actor's break-glass grants (active or not; checked against the clock).
     grants: Vec<Grant>,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// This node's device id, in the hybrid logical clocks it stamps.
+    device: String,
 }
 
 fn new_id() -> Result<String, FhirError> {
@@ -214,6 +218,7 @@ impl Records {
             Err(store::Error::NotFound(_)) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
+        let (device, _) = store.device_identity()?;
         Ok(Records {
             store,
             db: db.to_owned(),
@@ -221,6 +226,7 @@ impl Records {
             permissions,
             grants,
             clock: Arc::new(fhir::time::now),
+            device,
         })
     }
 
@@ -428,6 +434,42 @@ impl Records {
         results.pop().unwrap_or(Err(store::Error::Conflict))
     }
 
+    /// Stamps the write's hybrid logical clock in `meta`: after the parent version's clock and
+    /// never behind the wall clock, so last-writer-wins never trusts the wall clock alone
+    /// (docs/adr/0014-conflict-policies.md).
+    pub(crate) fn stamp_clock(
+        &self,
+        did: &DocId,
+        parent: Option<&Rev>,
+        resource: &mut Value,
+    ) -> Result<(), FhirError> {
+        let parent_hlc = match parent {
+            Some(p) => self
+                .store
+                .open_revs_raw(
+                    &self.db,
+                    did,
+                    &store::OpenRevs::Revs(vec![p.clone()]),
+                    false,
+                    false,
+                )?
+                .into_iter()
+                .next()
+                .and_then(|r| r.ok())
+                .and_then(|raw| serde_json::from_slice::<Value>(&raw.body).ok())
+                .and_then(|b| conflicts::hlc_of(&b)),
+            None => None,
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        conflicts::stamp_hlc(
+            resource,
+            &conflicts::next_hlc(now_ms, parent_hlc.as_deref(), &self.device),
+        );
+        Ok(())
+    }
+
     /// The store underneath.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
@@ -520,6 +562,13 @@ impl Records {
         let meta = obj.entry("meta").or_insert_with(|| json!({}));
         if let Some(m) = meta.as_object_mut() {
             m.remove("versionId");
+            // The clock is stamped by the store path (`write`), never taken from a client.
+            if let Some(Value::Array(ext)) = m.get_mut("extension") {
+                ext.retain(|e| e.get("url").and_then(Value::as_str) != Some(conflicts::HLC_URL));
+                if ext.is_empty() {
+                    m.remove("extension");
+                }
+            }
             m.insert(
                 "lastUpdated".into(),
                 Value::String(fhir::time::instant(fhir::time::now())),
@@ -538,6 +587,8 @@ impl Records {
         created: bool,
     ) -> Result<Stored, FhirError> {
         let did = doc_id(rt, id)?;
+        let mut resource = resource;
+        self.stamp_clock(&did, parent.as_ref(), &mut resource)?;
         let Value::Object(body) = resource.clone() else {
             return Err(FhirError::one(
                 400,
