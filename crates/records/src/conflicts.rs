@@ -458,9 +458,9 @@ impl Records {
                 resource: b.unwrap_or(Value::Null),
             })
             .collect();
-        let ancestor_rev = revs[1..].iter().fold(Some(winner.rev.clone()), |acc, r| {
-            acc.and_then(|a| common_ancestor(&tree, &a, r))
-        });
+        let ancestor_rev = revs[1..]
+            .iter()
+            .try_fold(winner.rev.clone(), |a, r| common_ancestor(&tree, &a, r));
         let ancestor = match &ancestor_rev {
             Some(r) => leaf_bodies(&self.store, &self.db, id, std::slice::from_ref(r))?
                 .pop()
