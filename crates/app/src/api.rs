@@ -24,6 +24,13 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/{rt}/{id}", get(read).put(update).delete(delete))
         .route("/fhir/{rt}/{id}/_history", get(history))
         .route("/fhir/Patient/{id}/$everything", get(everything))
+        .route("/conflicts", get(conflicts_list))
+        .route("/conflicts/auto", axum::routing::post(conflicts_auto))
+        .route("/conflicts/{rt}/{id}", get(conflicts_show))
+        .route(
+            "/conflicts/{rt}/{id}/resolve",
+            axum::routing::post(conflicts_resolve),
+        )
         .route("/session", get(session_status))
         .route("/session/lock", axum::routing::post(session_lock))
         .route("/session/logout", axum::routing::post(session_logout))
@@ -386,4 +393,53 @@ async fn session_unlock(State(state): State<AppState>, body: Bytes) -> Result<Re
         })?
         .map_err(|why| error(401, IssueCode::Forbidden, "Session", &why))?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /conflicts?patient=&type=`: the conflict inbox.
+async fn conflicts_list(
+    State(state): State<AppState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Fhir, ApiError> {
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (patient, rt) = (get("patient"), get("type"));
+    let list = blocking(&state, move |r| {
+        r.conflicts(patient.as_deref(), rt.as_deref())
+    })
+    .await?;
+    Ok(Fhir::ok(json!({"conflicts": list})))
+}
+
+/// `GET /conflicts/{type}/{id}`: versions, common ancestor and field diff.
+async fn conflicts_show(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+) -> Result<Fhir, ApiError> {
+    let c = blocking(&state, move |r| r.conflict(&format!("{rt}/{id}"))).await?;
+    Ok(Fhir::ok(serde_json::to_value(c).unwrap_or(Value::Null)))
+}
+
+/// `POST /conflicts/{type}/{id}/resolve` with `{"keep": "<rev>"}` or `{"resource": {…}}`.
+async fn conflicts_resolve(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Fhir, ApiError> {
+    let v = parse_body(&body)?;
+    let keep = v.get("keep").and_then(Value::as_str).map(str::to_owned);
+    let merged = v.get("resource").cloned();
+    let res = blocking(&state, move |r| {
+        r.resolve_conflict(&format!("{rt}/{id}"), keep.as_deref(), merged)
+    })
+    .await?;
+    Ok(Fhir::ok(serde_json::to_value(res).unwrap_or(Value::Null)))
+}
+
+/// `POST /conflicts/auto`: applies the merge policies to every conflict.
+async fn conflicts_auto(State(state): State<AppState>) -> Result<Fhir, ApiError> {
+    let res = blocking(&state, |r| {
+        let ids = r.conflicted(0)?;
+        r.auto_resolve(&ids)
+    })
+    .await?;
+    Ok(Fhir::ok(json!({"resolutions": res})))
 }

@@ -52,6 +52,9 @@ enum Command {
     /// The hub: serve the CouchDB-compatible replication API; manage hub accounts.
     #[command(subcommand)]
     Hub(cmd::hub::HubCommand),
+    /// The conflict inbox: list, show, resolve; merge policies per resource type.
+    #[command(subcommand)]
+    Conflicts(cmd::conflicts::ConflictsCommand),
     /// Replicate a database with a hub or any CouchDB-compatible server (push, pull or both).
     Sync(cmd::sync::Args),
     /// Create a new device vault and its first administrator.
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::App(a) => cmd::app::run(&mut ctx, a),
         Command::Hub(c) => cmd::hub::run(&mut ctx, c),
         Command::Sync(a) => cmd::sync::run(&mut ctx, a),
+        Command::Conflicts(c) => cmd::conflicts::run(&mut ctx, c),
         Command::Db(c) => cmd::db::run(&mut ctx, c),
         Command::Doc(c) => cmd::doc::run(&mut ctx, c),
         Command::Changes(a) => cmd::changes::run(&mut ctx, a),

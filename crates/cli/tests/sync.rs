@@ -321,3 +321,133 @@ fn hub_serve_refuses_unsafe_setups() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn conflicting_edits_on_two_devices_resolve_through_the_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_hub, url) = start_hub(&tmp.path().join("hub"));
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    device(&a);
+    device(&b);
+    let remote = format!("{url}/records");
+    let creds = format!("{PIN}\n{HUB_PASSWORD}\n");
+    let sync = |dir: &Path| {
+        ok(&hearth(
+            dir,
+            &["sync", "--remote", &remote, "--remote-user", "sync"],
+            &creds,
+        ))
+    };
+    let patient = r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Okafor"}],"birthDate":"1950-01-02","telecom":[{"system":"phone","value":"555-0100"}]}"#;
+    let note = r#"{"resourceType":"DocumentReference","id":"n1","status":"current","subject":{"reference":"Patient/p1"},"content":[{"attachment":{"contentType":"text/plain","data":"aGk="}}]}"#;
+    ok(&hearth(
+        &a,
+        &["fhir", "create", patient],
+        &format!("{PIN}\n"),
+    ));
+    ok(&hearth(&a, &["fhir", "create", note], &format!("{PIN}\n")));
+    sync(&a);
+    sync(&b);
+    // Offline on both: different fields of the patient, and the same note.
+    let a_patient = r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Okafor"}],"birthDate":"1950-01-02","telecom":[{"system":"phone","value":"555-0199"}]}"#;
+    let b_patient = r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Okafor"}],"birthDate":"1950-01-02","telecom":[{"system":"phone","value":"555-0100"}],"address":[{"city":"Duluth"}]}"#;
+    ok(&hearth(
+        &a,
+        &["fhir", "update", "Patient", "p1", a_patient],
+        &format!("{PIN}\n"),
+    ));
+    ok(&hearth(
+        &b,
+        &["fhir", "update", "Patient", "p1", b_patient],
+        &format!("{PIN}\n"),
+    ));
+    let a_note = note.replace(
+        "\"status\":\"current\"",
+        "\"status\":\"current\",\"description\":\"from A\"",
+    );
+    let b_note = note.replace(
+        "\"status\":\"current\"",
+        "\"status\":\"current\",\"description\":\"from B\"",
+    );
+    ok(&hearth(
+        &a,
+        &["fhir", "update", "DocumentReference", "n1", &a_note],
+        &format!("{PIN}\n"),
+    ));
+    ok(&hearth(
+        &b,
+        &["fhir", "update", "DocumentReference", "n1", &b_note],
+        &format!("{PIN}\n"),
+    ));
+    sync(&a);
+    let out = sync(&b);
+    assert!(out.contains("Patient/p1 resolved by field-merge"), "{out}");
+    assert!(
+        out.contains("DocumentReference/n1 waits for a person"),
+        "{out}"
+    );
+    sync(&a);
+    for dir in [&a, &b] {
+        let p: serde_json::Value = serde_json::from_str(&ok(&hearth(
+            dir,
+            &["fhir", "read", "Patient", "p1"],
+            &format!("{PIN}\n"),
+        )))
+        .unwrap();
+        assert_eq!(p["telecom"][0]["value"], "555-0199", "A's change kept");
+        assert_eq!(p["address"][0]["city"], "Duluth", "B's change kept");
+    }
+    // The note waits in the inbox on both devices; a person keeps one version.
+    let list = ok(&hearth(&a, &["conflicts", "list"], &format!("{PIN}\n")));
+    assert!(
+        list.contains("DocumentReference/n1")
+            && list.contains("manual")
+            && !list.lines().any(|l| l.starts_with("Patient/p1")),
+        "{list}"
+    );
+    let shown: serde_json::Value = serde_json::from_str(&ok(&hearth(
+        &a,
+        &["conflicts", "show", "DocumentReference/n1"],
+        &format!("{PIN}\n"),
+    )))
+    .unwrap();
+    assert!(
+        shown["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["field"] == "description")
+    );
+    let keep = shown["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["resource"]["description"] == "from B")
+        .unwrap()["rev"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&hearth(
+        &a,
+        &[
+            "conflicts",
+            "resolve",
+            "DocumentReference/n1",
+            "--keep",
+            &keep,
+        ],
+        &format!("{PIN}\n"),
+    ));
+    sync(&a);
+    sync(&b);
+    let list = ok(&hearth(&b, &["conflicts", "list"], &format!("{PIN}\n")));
+    assert!(list.contains("No unresolved conflicts"), "{list}");
+    // A bad request is a clear error.
+    let out = hearth(
+        &b,
+        &["conflicts", "resolve", "DocumentReference/n1"],
+        &format!("{PIN}\n"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--keep"));
+}

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod audit;
 pub mod changes;
+pub mod conflicts;
 pub mod db;
 pub mod demo;
 pub mod doc;

@@ -100,8 +100,10 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     };
     node.store.ensure_db(&a.db)?;
     // Installs the FHIR search indexer, so pulled records are searchable at once.
-    records::Records::new(node.store.clone(), &a.db, &node.session()?)
+    let recs = records::Records::new(node.store.clone(), &a.db, &node.session()?)
         .context("cannot open the records")?;
+    // Conflicts a pull brings are resolved by policy afterwards (see `hearth conflicts`).
+    let before = node.store.update_seq(&a.db)?;
     let local = Endpoint::Local(LocalDb {
         store: node.store.clone(),
         db: a.db.clone(),
@@ -147,6 +149,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         r
     };
     let push_rep = make(&local, &remote);
+    let push_again = push_rep.clone();
     let pull_rep = make(&remote, &local);
     let show = std::io::stderr().is_terminal();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the sync runtime")?;
@@ -225,6 +228,21 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     }
     if let Some(e) = error {
         return Err(e);
+    }
+    if pull && !a.continuous {
+        let ids = recs.conflicted(before)?;
+        if !ids.is_empty() {
+            let res = recs.auto_resolve(&ids)?;
+            super::conflicts::report(&res);
+            // Share the resolutions now, so the other end does not wait for the next sync.
+            if push && res.iter().any(|r| r.rev.is_some()) {
+                let s = runtime
+                    .block_on(push_again.run_once(|_| {}))
+                    .map_err(|e| anyhow!("push of the resolutions failed: {e}"))?;
+                report("push", &s, false);
+                failed += s.doc_write_failures;
+            }
+        }
     }
     if failed > 0 {
         bail!("{failed} documents were refused by the other end (listed above)");
