@@ -408,3 +408,80 @@ async fn the_session_locks_after_inactivity_and_the_same_user_resumes() {
         ]
     );
 }
+
+#[tokio::test]
+async fn conflict_inbox_lists_shows_and_resolves() {
+    let (_d, st, _now) = state();
+    let records = records_of(&st);
+    let app = router(st);
+    let (s, _, created) = call(
+        &app,
+        "POST",
+        "/fhir/Consent",
+        Some(json!({"resourceType": "Consent", "id": "c1", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "treatment"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}]})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    // Another device's concurrent edit arrives by replication.
+    let store = records.store();
+    let id = store::DocId::parse("Consent/c1").unwrap();
+    let current = store
+        .get("records", &id, &store::GetOptions::default())
+        .unwrap();
+    let mut other = current.to_json();
+    other["status"] = json!("inactive");
+    // A sibling of the first version: created on another device with the same id.
+    other["_rev"] = json!(format!("1-{}", "b".repeat(32)));
+    other["_revisions"] = json!({"start": 1, "ids": ["b".repeat(32)]});
+    store
+        .bulk_docs(
+            "records",
+            vec![store::DocWrite::from_json(other, None).unwrap()],
+            false,
+        )
+        .unwrap();
+    let (s, _, list) = call(&app, "GET", "/conflicts", None, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["conflicts"][0]["id"], "Consent/c1");
+    assert_eq!(list["conflicts"][0]["policy"], "manual");
+    let (_, _, auto) = call(&app, "POST", "/conflicts/auto", None, &[]).await;
+    assert!(
+        auto["resolutions"][0]["rev"].is_null(),
+        "consents are never resolved automatically"
+    );
+    let (_, _, shown) = call(&app, "GET", "/conflicts/Consent/c1", None, &[]).await;
+    assert!(
+        shown["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["field"] == "status")
+    );
+    let (s, _, bad) = call(
+        &app,
+        "POST",
+        "/conflicts/Consent/c1/resolve",
+        Some(json!({"keep": "9-zzz"})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["resourceType"], "OperationOutcome");
+    let keep = format!("1-{}", "b".repeat(32));
+    let (s, _, res) = call(
+        &app,
+        "POST",
+        "/conflicts/Consent/c1/resolve",
+        Some(json!({"keep": keep})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{res}");
+    let (_, _, list) = call(&app, "GET", "/conflicts", None, &[]).await;
+    assert_eq!(list["conflicts"], json!([]));
+    let (_, _, c) = call(&app, "GET", "/fhir/Consent/c1", None, &[]).await;
+    assert_eq!(c["status"], "inactive");
+}
