@@ -13,6 +13,10 @@
 //! DELETE /fhir/{type}/{id}                    delete            204
 //! GET    /fhir/{type}/{id}/_history           history Bundle
 //! GET    /fhir/Patient/{id}/$everything       the patient's record as a Bundle
+//! GET    /conflicts?patient=&type=            the conflict inbox
+//! GET    /conflicts/{type}/{id}               versions, common ancestor, field diff
+//! POST   /conflicts/{type}/{id}/resolve       {"keep": rev} or {"resource": …}
+//! POST   /conflicts/auto                      apply the merge policies
 //! GET    /session                             {"user", "locked", "seconds_left"} (for a countdown)
 //! POST   /session/lock | /session/logout      lock now (keys dropped) | lock for good
 //! POST   /session/unlock {"pin", "code"?}     the same user resumes
