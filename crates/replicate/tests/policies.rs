@@ -92,7 +92,10 @@ fn endpoint(s: &Arc<Store>) -> Endpoint {
     })
 }
 
-fn snapshot(s: &Store) -> Vec<(String, String, Vec<(String, bool, Value)>)> {
+/// A document: id, winner, leaves (revision, deleted, body).
+type Doc = (String, String, Vec<(String, bool, Value)>);
+
+fn snapshot(s: &Store) -> Vec<Doc> {
     let mut out = Vec::new();
     for c in s
         .changes(DB, &store::ChangesQuery::default())
@@ -156,7 +159,7 @@ fn run(n: usize, ops: &[Op]) -> Value {
                     "gender" => {
                         json!(["male", "female", "other", "unknown"][(counter % 4) as usize])
                     }
-                    "active" => json!(counter % 2 == 0),
+                    "active" => json!(counter.is_multiple_of(2)),
                     "telecom" => json!([{"system": "phone", "value": format!("555-{counter:04}")}]),
                     _ => json!([{"city": format!("C{counter}")}]),
                 };
