@@ -214,7 +214,10 @@ fn run(n: usize, ops: &[Op]) -> Value {
     }
     // Nothing a field merge could resolve is left: remaining conflicts name a clash.
     for id in nodes[0].records.conflicted(0).unwrap() {
-        let res = nodes[0].records.auto_resolve(&[id.clone()]).unwrap();
+        let res = nodes[0]
+            .records
+            .auto_resolve(std::slice::from_ref(&id))
+            .unwrap();
         assert!(
             res.iter()
                 .all(|r| r.rev.is_none() && r.unresolved.is_some()),
