@@ -23,6 +23,12 @@ impl Drop for Running {
 }
 
 fn interop_dir() -> PathBuf {
+    // Tests run in parallel threads: install once, and let the others wait for it.
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(install_interop).clone()
+}
+
+fn install_interop() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/pouchdb-interop");
     if !dir.join("node_modules/pouchdb").exists()
         || !dir.join("node_modules/express-pouchdb").exists()

@@ -14,17 +14,28 @@ fn validators_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fhir-validators")
 }
 
+/// Installs the validators once per test process (tests run in parallel threads).
+fn installed_dir() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = validators_dir();
+            if !dir.join("node_modules/@medplum/core").exists() {
+                let status = Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(&dir)
+                    .status()
+                    .expect("npm is needed for the external FHIR validators (Node.js 20+)");
+                assert!(status.success(), "npm ci failed in {}", dir.display());
+            }
+            dir
+        })
+        .clone()
+}
+
 /// Runs the validators over resources; returns (id, medplum errors, fhir errors) per resource.
 fn external(resources: &[Value]) -> Vec<(String, Vec<String>, Vec<String>)> {
-    let dir = validators_dir();
-    if !dir.join("node_modules/@medplum/core").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is needed for the external FHIR validators (Node.js 20+)");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    }
+    let dir = installed_dir();
     let mut child = Command::new("node")
         .arg("validate.mjs")
         .current_dir(&dir)
