@@ -323,6 +323,13 @@ impl Payload {
     }
 }
 
+/// A batch after `_revs_diff`: what the target lacks.
+struct Diffed {
+    missing: BTreeMap<String, Vec<Rev>>,
+    changes: u64,
+    last_seq: Seq,
+}
+
 struct Fetched {
     docs: Payload,
     changes: u64,
@@ -487,9 +494,8 @@ impl Replication {
         Ok(order_by_references(all))
     }
 
-    /// Stage 2 for one batch: which revisions the target lacks, those revisions from the
-    /// source, converted or serialized for the target. Returns the retries it needed.
-    async fn fetch(&self, batch: Batch, deps: &mut Deps) -> Result<(Fetched, u64), Error> {
+    /// Stage 2a for one batch: which revisions the target lacks. Returns the retries it needed.
+    async fn diff(&self, batch: Batch) -> Result<(Diffed, u64), Error> {
         let mut retries = 0;
         let n = batch.rows.len() as u64;
         let mut asked: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
@@ -502,6 +508,25 @@ impl Replication {
             self.retrying(&mut retries, || self.target.revs_diff(asked.clone()))
                 .await?
         };
+        Ok((
+            Diffed {
+                missing,
+                changes: n,
+                last_seq: batch.last_seq,
+            },
+            retries,
+        ))
+    }
+
+    /// Stage 2b for one batch: the missing revisions from the source (with the resources they
+    /// reference that the target lacks), converted or serialized for the target.
+    async fn load(&self, d: Diffed, deps: &mut Deps) -> Result<(Fetched, u64), Error> {
+        let mut retries = 0;
+        let Diffed {
+            missing,
+            changes: n,
+            last_seq,
+        } = d;
         let count = missing.values().map(|v| v.len() as u64).sum();
         let docs = if missing.is_empty() {
             Vec::new()
@@ -551,7 +576,7 @@ impl Replication {
                 docs: payload,
                 changes: n,
                 missing: count,
-                last_seq: batch.last_seq,
+                last_seq,
             },
             retries,
         ))
@@ -673,11 +698,32 @@ impl Replication {
             });
             // One batch at a time: which documents a batch sends (its own and the resources
             // they reference) is decided knowing what the batches before it send.
+            // Stage 2a (which revisions the target lacks) runs ahead of stage 2b (reading them),
+            // so a local target's lock, held while a batch is written, never stalls a read
+            // from the source.
             let mut batch_rx = batch_rx;
+            let (diff_tx, mut diff_rx) =
+                tokio::sync::mpsc::channel::<Result<(Diffed, u64), Error>>(2);
+            let this3 = this.clone();
+            let differ = AbortOnDrop(Some(tokio::spawn(async move {
+                while let Some(batch) = batch_rx.recv().await {
+                    let r = match batch {
+                        Ok(b) => this3.diff(b).await,
+                        Err(e) => Err(e),
+                    };
+                    let stop = r.as_ref().map_or(true, |(d, _)| d.changes == 0);
+                    if diff_tx.send(r).await.is_err() || stop {
+                        break;
+                    }
+                }
+            })));
             let mut deps = Deps::default();
-            while let Some(batch) = batch_rx.recv().await {
-                let result = match batch {
-                    Ok(b) => this.fetch(b, &mut deps).await,
+            while let Some(diffed) = diff_rx.recv().await {
+                let result = match diffed {
+                    Ok((d, r)) => {
+                        retries += r;
+                        this.load(d, &mut deps).await
+                    }
                     Err(e) => Err(e),
                 };
                 let (result, drained) = match result {
@@ -694,6 +740,7 @@ impl Replication {
                 }
             }
             changes.abort();
+            drop(differ);
             retries
         })));
 
