@@ -330,6 +330,14 @@ struct Diffed {
     last_seq: Seq,
 }
 
+/// A batch's missing revisions, read from the source.
+struct Got {
+    docs: Vec<Value>,
+    missing: u64,
+    changes: u64,
+    last_seq: Seq,
+}
+
 struct Fetched {
     docs: Payload,
     changes: u64,
@@ -518,13 +526,12 @@ impl Replication {
         ))
     }
 
-    /// Stage 2b for one batch: the missing revisions from the source (with the resources they
-    /// reference that the target lacks), converted or serialized for the target.
-    async fn load(&self, d: Diffed, deps: &mut Deps) -> Result<(Fetched, u64), Error> {
+    /// Stage 2b for one batch: the missing revisions from the source.
+    async fn get_docs(&self, d: Diffed) -> Result<(Got, u64), Error> {
         let mut retries = 0;
         let Diffed {
             missing,
-            changes: n,
+            changes,
             last_seq,
         } = d;
         let count = missing.values().map(|v| v.len() as u64).sum();
@@ -535,6 +542,27 @@ impl Replication {
             self.retrying(&mut retries, || self.source.bulk_get(wanted.clone()))
                 .await?
         };
+        Ok((
+            Got {
+                docs,
+                missing: count,
+                changes,
+                last_seq,
+            },
+            retries,
+        ))
+    }
+
+    /// Stage 2c, in order: the resources the batch references that the target lacks, then the
+    /// batch converted or serialized for the target.
+    async fn finish(&self, g: Got, deps: &mut Deps) -> Result<(Fetched, u64), Error> {
+        let mut retries = 0;
+        let Got {
+            docs,
+            missing: count,
+            changes: n,
+            last_seq,
+        } = g;
         // Revisions an earlier batch already sent as a referenced resource are not sent again
         // (that batch may not be written yet, so `_revs_diff` still lists them).
         let mut docs: Vec<Value> = docs
@@ -702,8 +730,7 @@ impl Replication {
             // so a local target's lock, held while a batch is written, never stalls a read
             // from the source.
             let mut batch_rx = batch_rx;
-            let (diff_tx, mut diff_rx) =
-                tokio::sync::mpsc::channel::<Result<(Diffed, u64), Error>>(2);
+            let (diff_tx, diff_rx) = tokio::sync::mpsc::channel::<Result<(Diffed, u64), Error>>(2);
             let this3 = this.clone();
             let differ = AbortOnDrop(Some(tokio::spawn(async move {
                 while let Some(batch) = batch_rx.recv().await {
@@ -717,12 +744,30 @@ impl Replication {
                     }
                 }
             })));
+            // Stage 2b reads two batches' revisions at once (the source serves one while this
+            // node parses the other); stage 2c takes them in order.
+            let diffs = futures_util::stream::unfold(diff_rx, |mut rx| async move {
+                rx.recv().await.map(|d| (d, rx))
+            });
+            let got = futures_util::StreamExt::buffered(
+                futures_util::StreamExt::map(diffs, |d| {
+                    let this = this.clone();
+                    async move {
+                        match d {
+                            Ok((d, r)) => this.get_docs(d).await.map(|(g, r2)| (g, r + r2)),
+                            Err(e) => Err(e),
+                        }
+                    }
+                }),
+                2,
+            );
+            futures_util::pin_mut!(got);
             let mut deps = Deps::default();
-            while let Some(diffed) = diff_rx.recv().await {
-                let result = match diffed {
-                    Ok((d, r)) => {
+            while let Some(g) = futures_util::StreamExt::next(&mut got).await {
+                let result = match g {
+                    Ok((g, r)) => {
                         retries += r;
-                        this.load(d, &mut deps).await
+                        this.finish(g, &mut deps).await
                     }
                     Err(e) => Err(e),
                 };
