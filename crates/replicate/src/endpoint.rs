@@ -823,11 +823,6 @@ impl Endpoint {
         }
     }
 
-    /// Whether this endpoint is reached over the network (its failures may be transient).
-    pub fn is_remote(&self) -> bool {
-        matches!(self, Endpoint::Http(_))
-    }
-
     /// Reads a `_local` document: its body (with `_rev`), or `None`.
     pub async fn get_local(&self, id: &str) -> Result<Option<Value>, Error> {
         match self {
