@@ -31,6 +31,8 @@ const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Feed {
     Normal,
+    /// Server-sent events: `data: {row}` and `id: {seq}` per change.
+    EventSource,
     Longpoll,
     Continuous,
 }
@@ -56,7 +58,8 @@ struct Opts {
 
 /// One step of the feed: serialized rows and where the scan stopped.
 struct Step {
-    rows: Vec<String>,
+    /// Serialized rows with their sequences.
+    rows: Vec<(u64, String)>,
     cursor: u64,
     exhausted: bool,
     docs: usize,
@@ -141,7 +144,7 @@ fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
                 line.extend_from_slice(b",\"doc\":");
                 line.extend_from_slice(&doc);
                 line.push(b'}');
-                rows.push(String::from_utf8(line).unwrap_or_default());
+                rows.push((c.seq, String::from_utf8(line).unwrap_or_default()));
                 if rows.len() as u64 >= want {
                     return Ok(Step {
                         rows,
@@ -163,7 +166,7 @@ fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
                     }
                 };
             }
-            rows.push(serde_json::to_string(&row).unwrap_or_default());
+            rows.push((c.seq, serde_json::to_string(&row).unwrap_or_default()));
             if rows.len() as u64 >= want {
                 return Ok(Step {
                     rows,
@@ -284,13 +287,14 @@ impl Feeder {
         let mut sent = 0u64;
         let mut step = first;
         let mut any = false;
-        if self.feed != Feed::Continuous {
+        if matches!(self.feed, Feed::Normal | Feed::Longpoll) {
             send(&tx, "{\"results\":[\n").await?;
         }
         loop {
-            for row in step.rows.drain(..) {
+            for (seq, row) in step.rows.drain(..) {
                 let chunk = match self.feed {
                     Feed::Continuous => format!("{row}\n"),
+                    Feed::EventSource => format!("data: {row}\nid: {seq}\n\n"),
                     _ if any => format!(",\n{row}"),
                     _ => row,
                 };
@@ -306,7 +310,7 @@ impl Feeder {
                 let waiting = match self.feed {
                     Feed::Normal => false,
                     Feed::Longpoll => !any,
-                    Feed::Continuous => true,
+                    Feed::Continuous | Feed::EventSource => true,
                 };
                 if !waiting
                     || !wait(
@@ -343,6 +347,8 @@ impl Feeder {
             .unwrap_or(0);
         let tail = match self.feed {
             Feed::Continuous => format!("{{\"last_seq\":{last},\"pending\":{pend}}}\n"),
+            // The event stream just ends; each event carried its sequence as its id.
+            Feed::EventSource => return Ok(()),
             _ => format!("\n],\n\"last_seq\":{last},\"pending\":{pend}}}\n"),
         };
         send(&tx, tail).await
@@ -370,9 +376,10 @@ pub(crate) async fn changes(
         "normal" => Feed::Normal,
         "longpoll" => Feed::Longpoll,
         "continuous" => Feed::Continuous,
+        "eventsource" => Feed::EventSource,
         other => {
             return Err(CouchError::bad_request(format!(
-                "Supported `feed` types: normal, continuous, longpoll (not {other:?})"
+                "Supported `feed` types: normal, continuous, longpoll, eventsource (not {other:?})"
             )));
         }
     };
@@ -492,7 +499,11 @@ pub(crate) async fn changes(
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(if feed == Feed::EventSource {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }),
     );
     if feed != Feed::Normal {
         resp.extensions_mut().insert(NoCompress);

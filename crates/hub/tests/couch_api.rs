@@ -618,6 +618,30 @@ async fn changes_feeds_and_filters() {
     assert_eq!(ids, ["p2", "late", "live"]);
     assert_eq!(lines.last().unwrap()["last_seq"], 5);
     assert!(text.contains("\n\n"), "heartbeat newlines while idle");
+
+    // Server-sent events: one event per change, its sequence as the event id.
+    let resp = h
+        .client
+        .get(format!(
+            "{}/db/_changes?feed=eventsource&since=3&timeout=300",
+            h.url
+        ))
+        .basic_auth("admin", Some("admin-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter(|e| e.starts_with("data: "))
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    assert!(
+        events[0].contains("\"id\":\"late\"") && events[0].ends_with("id: 4"),
+        "{text}"
+    );
+    assert!(events[1].ends_with("id: 5"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
