@@ -7,7 +7,7 @@
 //! GET|POST|DELETE /_session                    cookie login (name, password), who am I, logout
 //! GET|PUT|DELETE /{db}                         info | create (admin) | delete (admin)
 //! POST   /{db}                                 create a document with a server id
-//! GET|POST /{db}/_changes                      normal, longpoll, continuous; _doc_ids, _selector, _design
+//! GET|POST /{db}/_changes                      normal, longpoll, continuous, eventsource; _doc_ids, _selector, _design
 //! POST   /{db}/_revs_diff | _bulk_docs | _bulk_get | _ensure_full_commit | _compact
 //! GET|POST /{db}/_all_docs                     keys, startkey/endkey, include_docs, limit, skip, descending
 //! GET|PUT|DELETE /{db}/{docid}                 rev, revs, revs_info, open_revs, latest, conflicts, attachments, atts_since
