@@ -492,57 +492,17 @@ pub(crate) async fn design_sub(
 
 type AttPath = Path<(String, String, String)>;
 
-pub(crate) async fn get_attachment(
+/// `GET|PUT|DELETE /{db}/{docid}/{attachment}`.
+pub(crate) async fn attachment_route(
     State(hub): State<HubState>,
     Extension(p): Extension<Principal>,
     Path((db, id, name)): AttPath,
     Query(q): Q,
-    headers: HeaderMap,
-) -> CouchResult<Response> {
-    attachment(
-        hub,
-        p,
-        db,
-        id,
-        name,
-        Params(q),
-        Method::GET,
-        headers,
-        Bytes::new(),
-    )
-    .await
-}
-
-pub(crate) async fn put_attachment(
-    State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
-    Path((db, id, name)): AttPath,
-    Query(q): Q,
+    method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
-    attachment(hub, p, db, id, name, Params(q), Method::PUT, headers, body).await
-}
-
-pub(crate) async fn delete_attachment(
-    State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
-    Path((db, id, name)): AttPath,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> CouchResult<Response> {
-    attachment(
-        hub,
-        p,
-        db,
-        id,
-        name,
-        Params(q),
-        Method::DELETE,
-        headers,
-        Bytes::new(),
-    )
-    .await
+    attachment(hub, p, db, id, name, Params(q), method, headers, body).await
 }
 
 #[allow(clippy::too_many_arguments)]

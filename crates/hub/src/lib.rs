@@ -211,9 +211,9 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
         )
         .route(
             "/{db}/{doc}/{*att}",
-            get(doc::get_attachment)
-                .put(doc::put_attachment)
-                .delete(doc::delete_attachment)
+            get(doc::attachment_route)
+                .put(doc::attachment_route)
+                .delete(doc::attachment_route)
                 .fallback(db::method_not_allowed),
         )
         .fallback(db::not_found)
