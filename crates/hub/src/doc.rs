@@ -304,12 +304,24 @@ async fn write_doc(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let mut v = if ct.to_ascii_lowercase().starts_with("multipart/related") {
+    let v = if ct.to_ascii_lowercase().starts_with("multipart/related") {
         crate::multipart::parse_related(&ct, &body)?
     } else {
         json_body(&headers, &body)?
     };
     drop(body);
+    write_value(hub, p, db, docid, q, v).await
+}
+
+/// Writes a parsed document (`?rev=`, `?new_edits=false` and `?batch=ok` as CouchDB takes them).
+async fn write_value(
+    hub: HubState,
+    p: Principal,
+    db: String,
+    docid: DocId,
+    q: Params,
+    mut v: Value,
+) -> CouchResult<Response> {
     if let (Some(r), Some(obj)) = (q.get("rev"), v.as_object_mut()) {
         obj.entry("_rev")
             .or_insert_with(|| Value::String(r.to_owned()));
@@ -360,35 +372,36 @@ async fn remove_doc(
 type DocPath = Path<(String, String)>;
 type Q = Query<Vec<(String, String)>>;
 
-pub(crate) async fn get_doc(
-    State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
-    Path((db, id)): DocPath,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> CouchResult<Response> {
-    read_doc(hub, p, db, id, Params(q), headers).await
-}
-
-pub(crate) async fn put_doc(
-    State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
-    Path((db, id)): DocPath,
-    Query(q): Q,
+/// Reads, writes or deletes a document, by method.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    hub: HubState,
+    p: Principal,
+    db: String,
+    id: String,
+    q: Params,
+    method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
-    write_doc(hub, p, db, id, Params(q), headers, body).await
+    match method {
+        Method::PUT => write_doc(hub, p, db, id, q, headers, body).await,
+        Method::DELETE => remove_doc(hub, p, db, id, q, headers).await,
+        _ => read_doc(hub, p, db, id, q, headers).await,
+    }
 }
 
-pub(crate) async fn delete_doc(
+/// `GET|PUT|DELETE /{db}/{docid}`.
+pub(crate) async fn doc_route(
     State(hub): State<HubState>,
     Extension(p): Extension<Principal>,
     Path((db, id)): DocPath,
     Query(q): Q,
+    method: Method,
     headers: HeaderMap,
+    body: Bytes,
 ) -> CouchResult<Response> {
-    remove_doc(hub, p, db, id, Params(q), headers).await
+    dispatch(hub, p, db, id, Params(q), method, headers, body).await
 }
 
 pub(crate) async fn post_doc(
@@ -419,54 +432,22 @@ pub(crate) async fn post_doc(
             id
         }
     };
-    let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let _ = headers;
-    write_doc(hub, p, db, id, Params(q), h, body).await
+    let docid = parse_docid(&id)?;
+    write_value(hub, p, db, docid, Params(q), v).await
 }
 
-pub(crate) async fn get_design(
+/// `GET|PUT|DELETE /{db}/_design/{name}`: design documents are ordinary documents here.
+pub(crate) async fn design_route(
     State(hub): State<HubState>,
     Extension(p): Extension<Principal>,
     Path((db, name)): DocPath,
     Query(q): Q,
-    headers: HeaderMap,
-) -> CouchResult<Response> {
-    read_doc(hub, p, db, format!("_design/{name}"), Params(q), headers).await
-}
-
-pub(crate) async fn put_design(
-    State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
-    Path((db, name)): DocPath,
-    Query(q): Q,
+    method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
-    write_doc(
-        hub,
-        p,
-        db,
-        format!("_design/{name}"),
-        Params(q),
-        headers,
-        body,
-    )
-    .await
-}
-
-pub(crate) async fn delete_design(
-    State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
-    Path((db, name)): DocPath,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> CouchResult<Response> {
-    remove_doc(hub, p, db, format!("_design/{name}"), Params(q), headers).await
+    let id = format!("_design/{name}");
+    dispatch(hub, p, db, id, Params(q), method, headers, body).await
 }
 
 /// `/{db}/_design/{name}/{rest}`: views, shows, lists and updates are refused (no JavaScript

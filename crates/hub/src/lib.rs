@@ -194,9 +194,9 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
         )
         .route(
             "/{db}/_design/{name}",
-            get(doc::get_design)
-                .put(doc::put_design)
-                .delete(doc::delete_design)
+            get(doc::design_route)
+                .put(doc::design_route)
+                .delete(doc::design_route)
                 .fallback(db::method_not_allowed),
         )
         .route("/{db}/_design/{name}/{*rest}", any(doc::design_sub))
@@ -204,9 +204,9 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
         .route("/{db}/_index", any(db::no_javascript_find))
         .route(
             "/{db}/{doc}",
-            get(doc::get_doc)
-                .put(doc::put_doc)
-                .delete(doc::delete_doc)
+            get(doc::doc_route)
+                .put(doc::doc_route)
+                .delete(doc::doc_route)
                 .fallback(db::method_not_allowed),
         )
         .route(
