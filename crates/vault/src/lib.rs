@@ -20,8 +20,10 @@
 //! assert!(vault.open("admin", &Pin::from("000000"), &device).is_err());
 //! ```
 
+pub mod channel;
 mod file;
 mod keys;
+pub mod pairing;
 pub mod totp;
 mod wrap;
 
@@ -94,6 +96,15 @@ pub enum Error {
         "this role requires an authenticator app; an administrator must enroll you first (hearth user totp NAME)"
     )]
     SecondFactorNotEnrolled,
+    /// The device↔hub channel refused a message (the reason names what failed, never a key).
+    #[error("{0}")]
+    Channel(&'static str),
+    /// A login token was refused.
+    #[error("{0}")]
+    Token(&'static str),
+    /// A pairing offer could not be read.
+    #[error("{0}")]
+    Offer(&'static str),
     /// Stored key material is malformed.
     #[error("vault data is corrupt: {0}")]
     Corrupt(&'static str),
