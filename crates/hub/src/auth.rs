@@ -40,6 +40,10 @@ pub struct Principal {
     pub name: String,
     /// Whether it is a hub administrator.
     pub admin: bool,
+    /// Its role in the permission matrix.
+    pub role: String,
+    /// The paired device it came through (RPC calls only).
+    pub device: Option<String>,
 }
 
 impl Principal {
@@ -49,12 +53,8 @@ impl Principal {
     }
 
     /// The audit role.
-    pub fn role(&self) -> &'static str {
-        if self.admin {
-            "hub-admin"
-        } else {
-            "hub-account"
-        }
+    pub fn role(&self) -> &str {
+        &self.role
     }
 }
 
@@ -210,6 +210,8 @@ impl Auth {
         Ok(Principal {
             name: account.name,
             admin: account.admin,
+            role: account.role,
+            device: None,
         })
     }
 

@@ -54,6 +54,8 @@ struct Opts {
     conflicts: bool,
     attachments: bool,
     filter: Filter,
+    /// What the caller may receive: rows of other documents are left out.
+    access: Arc<crate::Access>,
 }
 
 /// One step of the feed: serialized rows and where the scan stopped.
@@ -110,7 +112,7 @@ fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
                     sel.matches(&v)
                 }
             };
-            if !keep {
+            if !keep || !o.access.may_read(c.id.as_str()) {
                 continue;
             }
             let mut row = json!({
@@ -442,6 +444,10 @@ pub(crate) async fn changes(
         (None, Some(_)) => None,
         (None, None) => Some(Instant::now() + Duration::from_millis(DEFAULT_TIMEOUT_MS)),
     };
+    let access = {
+        let (hub, db, who) = (hub.clone(), db.clone(), who.clone());
+        blocking(move || crate::Access::load(&hub.store, &db, &who)).await?
+    };
     let o = Opts {
         db: db.clone(),
         descending: q.bool("descending", false)?,
@@ -450,6 +456,7 @@ pub(crate) async fn changes(
         conflicts: q.bool("conflicts", false)?,
         attachments: q.bool("attachments", false)?,
         filter,
+        access: Arc::new(access),
     };
     let since_raw = q.get("since").map(str::to_owned).or_else(|| {
         posted.get("since").map(|v| match v {

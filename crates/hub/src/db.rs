@@ -14,7 +14,7 @@ use store::{AllDocsQuery, DocId, DocWrite, GetOptions, OpenRevs};
 use crate::doc::new_doc_id;
 use crate::error::{CouchError, CouchResult};
 use crate::params::Params;
-use crate::{COUCHDB_VERSION, HubState, Principal, blocking, json};
+use crate::{Access, COUCHDB_VERSION, HubState, Principal, blocking, json};
 
 /// Checks a database name from a URL, with CouchDB's error.
 pub(crate) fn check_db(name: &str) -> CouchResult<()> {
@@ -429,6 +429,8 @@ pub(crate) async fn bulk_docs(
         ));
     };
     blocking(move || {
+        let access = Access::load(&hub.store, &db, &p)?;
+        let mut refused = 0usize;
         // Documents that cannot even be parsed get their error in place; the rest go to the
         // store in one transaction.
         let mut slots: Vec<Result<usize, Value>> = Vec::with_capacity(docs.len());
@@ -451,12 +453,23 @@ pub(crate) async fn bulk_docs(
                         "_local documents are written with PUT /{db}/_local/{id}",
                     ),
                 ))),
+                Ok(w) if !access.may_write(w.id.as_str(), w.deleted) => {
+                    refused += 1;
+                    slots.push(Err(doc_error(
+                        Some(w.id.as_str()),
+                        w.rev.as_ref().filter(|_| !new_edits),
+                        &Access::forbidden(true),
+                    )))
+                }
                 Ok(w) => {
                     slots.push(Ok(writes.len()));
                     writes.push(w);
                 }
                 Err(e) => slots.push(Err(doc_error(id_hint.as_deref(), None, &e.into()))),
             }
+        }
+        if refused > 0 {
+            hub.denied(&p, "", &format!("_bulk_docs db={db} refused={refused}"))?;
         }
         let ids: Vec<(DocId, Option<Rev>)> = writes
             .iter()
@@ -556,6 +569,8 @@ pub(crate) async fn bulk_get(
         return Err(CouchError::bad_request("Missing JSON list of 'docs'."));
     };
     blocking(move || {
+        let access = Access::load(&hub.store, &db, &p)?;
+        let mut refused = 0usize;
         // The response is assembled as bytes: stored bodies are spliced in, never re-parsed.
         let mut out = Vec::with_capacity(asked.len() * 1200 + 16);
         out.extend_from_slice(b"{\"results\":[");
@@ -574,6 +589,11 @@ pub(crate) async fn bulk_get(
                 fail(&mut out, rev_v, "bad_request", "each entry of docs needs a string \"id\"");
                 continue;
             };
+            if !access.may_read(&id) {
+                refused += 1;
+                fail(&mut out, rev_v, "forbidden", "your role may not read documents of this type");
+                continue;
+            }
             let rev = match &rev_v {
                 Value::Null => None,
                 Value::String(s) => match s.parse::<Rev>() {
@@ -646,6 +666,9 @@ pub(crate) async fn bulk_get(
         if served > 0 {
             hub.audit(&p, "sync", format!("_bulk_get db={db} docs={served}"))?;
         }
+        if refused > 0 {
+            hub.denied(&p, "", &format!("_bulk_get db={db} refused={refused}"))?;
+        }
         let mut resp = Response::new(axum::body::Body::from(out));
         resp.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
         Ok(resp)
@@ -698,6 +721,7 @@ pub(crate) async fn all_docs(
     };
     blocking(move || {
         let store = &hub.store;
+        let access = Access::load(store, &db, &p)?;
         let get_opts = GetOptions { conflicts, ..GetOptions::default() };
         let mut rows = Vec::new();
         let total;
@@ -716,6 +740,10 @@ pub(crate) async fn all_docs(
                     rows.push(json!({"key": id, "error": "not_found"}));
                     continue;
                 };
+                if !access.may_read(id) {
+                    rows.push(json!({"key": id, "error": "forbidden"}));
+                    continue;
+                }
                 match store.rev_tree(&db, &docid) {
                     Err(store::Error::NotFound(_)) => rows.push(json!({"key": id, "error": "not_found"})),
                     Err(e) => return Err(e.into()),
@@ -770,6 +798,7 @@ async fn all_docs_stream(
         let p = p.clone();
         let db = db.clone();
         blocking(move || {
+            let access = Access::load(&hub.store, &db, &p)?;
             let (rows, total) = hub.store.all_docs(&db, &q)?;
             let n = rows.len() as u64;
             let last = rows.last().map(|r| r.id.as_str().to_owned());
@@ -779,7 +808,7 @@ async fn all_docs_stream(
             };
             let mut out = Vec::with_capacity(rows.len());
             let mut docs = 0;
-            for r in rows {
+            for r in rows.into_iter().filter(|r| access.may_read(r.id.as_str())) {
                 let mut row = serde_json::to_vec(&json!({"id": r.id.as_str(), "key": r.id.as_str(), "value": {"rev": r.rev.to_string()}}))
                     .unwrap_or_default();
                 if include_docs {

@@ -15,7 +15,7 @@ use store::{AttachmentInput, DocId, DocWrite, Document, GetOptions, OpenRev, Ope
 use crate::db::{check_db, json_body, store_doc_error};
 use crate::error::{CouchError, CouchResult};
 use crate::params::Params;
-use crate::{HubState, Principal, blocking, json};
+use crate::{Access, HubState, Principal, blocking, json};
 
 /// A fresh document id: 32 random hex digits, as CouchDB's `random` uuids.
 pub(crate) fn new_doc_id() -> CouchResult<String> {
@@ -187,6 +187,10 @@ async fn read_doc(
     let multipart = wants_multipart(&headers);
     blocking(move || {
         let store = &hub.store;
+        if !Access::load(store, &db, &p)?.may_read(docid.as_str()) {
+            hub.denied(&p, docid.as_str(), "read through the couchdb api")?;
+            return Err(Access::forbidden(false));
+        }
         if let Some(which) = open_revs {
             let found = store.open_revs(&db, &docid, &which, opts.revs, latest)?;
             let mut out = Vec::with_capacity(found.len());
@@ -244,6 +248,10 @@ fn write_one(
 ) -> CouchResult<Rev> {
     let id = w.id.clone();
     let rev = w.rev.clone();
+    if !Access::load(&hub.store, db, p)?.may_write(id.as_str(), w.deleted) {
+        hub.denied(p, id.as_str(), "write through the couchdb api")?;
+        return Err(Access::forbidden(true));
+    }
     let who = p.clone();
     let mut results = hub.store.bulk_docs_audited(db, vec![w], new_edits, |res| {
         let action = if !new_edits {
@@ -513,6 +521,17 @@ async fn attachment(
         .to_owned();
     blocking(move || {
         let store = &hub.store;
+        let access = Access::load(store, &db, &p)?;
+        let reading = matches!(method, Method::GET | Method::HEAD);
+        let allowed = if reading {
+            access.may_read(docid.as_str())
+        } else {
+            access.may_write(docid.as_str(), false)
+        };
+        if !allowed {
+            hub.denied(&p, docid.as_str(), "attachment through the couchdb api")?;
+            return Err(Access::forbidden(!reading));
+        }
         match method {
             Method::GET | Method::HEAD => {
                 let (info, data) = store.get_attachment(&db, &docid, &name, rev.as_ref())?;

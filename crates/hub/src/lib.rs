@@ -20,6 +20,7 @@
 //! `AuthSession` cookie). Errors are CouchDB's `{"error","reason"}`; bodies are limited;
 //! responses are gzip-compressed when the client asks; long listings stream.
 
+pub mod access;
 pub mod auth;
 mod changes;
 mod db;
@@ -40,6 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use store::{AuditEvent, Store};
 
+pub use access::Access;
 pub use auth::{Auth, Principal, hash_password, verify_password};
 pub use error::{CouchError, CouchResult};
 
@@ -69,8 +71,22 @@ impl Hub {
         Ok(Hub { store, auth, uuid })
     }
 
-    /// Creates or updates a hub account (hashing the password with Argon2id).
+    /// Creates or updates a hub account (hashing the password with Argon2id): an administrator
+    /// (role `admin`) or a `clinician`.
     pub fn set_account(&self, name: &str, password: &str, admin: bool) -> CouchResult<()> {
+        self.set_account_role(name, password, if admin { "admin" } else { "clinician" })
+    }
+
+    /// Creates or updates a hub account with a role of the permission matrix (`admin` makes
+    /// it a hub administrator).
+    pub fn set_account_role(&self, name: &str, password: &str, role: &str) -> CouchResult<()> {
+        if !records::ROLES.contains(&role) {
+            return Err(CouchError::bad_request(format!(
+                "unknown role {role:?}; roles are {}",
+                records::ROLES.join(", ")
+            )));
+        }
+        let admin = role == "admin";
         let hash = hash_password(password)?;
         let created_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -79,9 +95,25 @@ impl Hub {
             name: name.to_owned(),
             password_hash: hash,
             admin,
+            role: role.to_owned(),
             created_at,
         })?;
         self.auth.forget(name);
+        Ok(())
+    }
+
+    /// Records a refused document access.
+    pub(crate) fn denied(&self, who: &Principal, id: &str, detail: &str) -> CouchResult<()> {
+        self.store.audit_append(&[AuditEvent {
+            user: who.name.clone(),
+            role: who.role().to_owned(),
+            action: "denied".into(),
+            outcome: "denied".into(),
+            patient: None,
+            resource: Some(id.to_owned()),
+            detail: Some(detail.to_owned()),
+            break_glass: false,
+        }])?;
         Ok(())
     }
 
@@ -270,6 +302,8 @@ pub(crate) async fn principal_of(
         return Ok(account.map(|a| Principal {
             name: a.name,
             admin: a.admin,
+            role: a.role,
+            device: None,
         }));
     }
     Ok(None)

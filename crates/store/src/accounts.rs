@@ -16,6 +16,9 @@ pub struct Account {
     pub password_hash: String,
     /// Whether the account may create and delete databases and manage the hub.
     pub admin: bool,
+    /// The role whose permissions the account has on records (`admin`, `clinician`, `nurse`,
+    /// `front_desk`, `auditor`); an administrator's role is `admin`.
+    pub role: String,
     /// When it was created (Unix seconds).
     pub created_at: i64,
 }
@@ -25,6 +28,7 @@ impl std::fmt::Debug for Account {
         f.debug_struct("Account")
             .field("name", &self.name)
             .field("admin", &self.admin)
+            .field("role", &self.role)
             .finish_non_exhaustive()
     }
 }
@@ -51,14 +55,16 @@ impl Store {
         validate_account_name(&account.name)?;
         let inner = self.lock();
         inner.conn.execute(
-            "INSERT INTO accounts (name, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO accounts (name, password_hash, admin, created_at, role)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash,
-                 admin = excluded.admin",
+                 admin = excluded.admin, role = excluded.role",
             params![
                 account.name,
                 account.password_hash,
                 account.admin,
-                account.created_at
+                account.created_at,
+                account.role
             ],
         )?;
         Ok(())
@@ -70,7 +76,7 @@ impl Store {
         Ok(inner
             .conn
             .prepare_cached(
-                "SELECT name, password_hash, admin, created_at FROM accounts WHERE name = ?1",
+                "SELECT name, password_hash, admin, created_at, role FROM accounts WHERE name = ?1",
             )?
             .query_row([name], |r| {
                 Ok(Account {
@@ -78,6 +84,7 @@ impl Store {
                     password_hash: r.get(1)?,
                     admin: r.get(2)?,
                     created_at: r.get(3)?,
+                    role: r.get(4)?,
                 })
             })
             .optional()?)
@@ -87,7 +94,7 @@ impl Store {
     pub fn list_accounts(&self) -> Result<Vec<Account>, Error> {
         let inner = self.lock();
         let mut st = inner.conn.prepare_cached(
-            "SELECT name, password_hash, admin, created_at FROM accounts ORDER BY name",
+            "SELECT name, password_hash, admin, created_at, role FROM accounts ORDER BY name",
         )?;
         let rows = st.query_map([], |r| {
             Ok(Account {
@@ -95,6 +102,7 @@ impl Store {
                 password_hash: r.get(1)?,
                 admin: r.get(2)?,
                 created_at: r.get(3)?,
+                role: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -123,6 +131,7 @@ mod tests {
             name: "sync@clinic".into(),
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$x$y".into(),
             admin: false,
+            role: "nurse".into(),
             created_at: 5,
         };
         store.put_account(&a).unwrap();

@@ -61,6 +61,71 @@ pub struct AuditEntry {
     pub hash: [u8; 32],
 }
 
+impl AuditEntry {
+    /// The wire form devices push to the hub (hashes in hex).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seq": self.seq, "id": self.id, "device": self.device, "time": self.time,
+            "user": self.event.user, "role": self.event.role, "action": self.event.action,
+            "outcome": self.event.outcome, "patient": self.event.patient,
+            "resource": self.event.resource, "detail": self.event.detail,
+            "break_glass": self.event.break_glass,
+            "prev": hex::encode(self.prev), "hash": hex::encode(self.hash),
+        })
+    }
+
+    /// Reads the wire form; the hash is checked by whoever verifies the chain.
+    pub fn from_json(v: &serde_json::Value) -> Result<AuditEntry, Error> {
+        let bad = || Error::BadRequest("an audit entry is malformed".into());
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(bad)
+        };
+        let opt = |k: &str| -> Result<Option<String>, Error> {
+            match v.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(x)) => Ok(Some(x.clone())),
+                Some(_) => Err(bad()),
+            }
+        };
+        let h = |k: &str| -> Result<[u8; 32], Error> {
+            hex::decode(s(k)?)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)
+        };
+        Ok(AuditEntry {
+            seq: v
+                .get("seq")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(bad)?,
+            id: s("id")?,
+            device: s("device")?,
+            time: v
+                .get("time")
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(bad)?,
+            event: AuditEvent {
+                user: s("user")?,
+                role: s("role")?,
+                action: s("action")?,
+                outcome: s("outcome")?,
+                patient: opt("patient")?,
+                resource: opt("resource")?,
+                detail: opt("detail")?,
+                break_glass: v
+                    .get("break_glass")
+                    .and_then(serde_json::Value::as_bool)
+                    .ok_or_else(bad)?,
+            },
+            prev: h("prev")?,
+            hash: h("hash")?,
+        })
+    }
+}
+
 /// What [`Store::audit_verify`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuditProblem {
@@ -118,7 +183,7 @@ fn put(h: &mut Sha256, s: &[u8]) {
     h.update(s);
 }
 
-fn entry_hash(
+pub(crate) fn entry_hash(
     prev: &[u8; 32],
     seq: u64,
     id: &str,
@@ -149,7 +214,7 @@ fn entry_hash(
     h.finalize().into()
 }
 
-fn head_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn head_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
     let mut m = b"hearth-audit-head-v1".to_vec();
     m.extend_from_slice(&seq.to_le_bytes());
     m.extend_from_slice(hash);
@@ -251,7 +316,9 @@ pub(crate) fn append(conn: &Connection, events: &[AuditEvent]) -> Result<Vec<Aud
     Ok(out)
 }
 
-fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<(AuditEntry, Vec<u8>, Vec<u8>)> {
+pub(crate) fn read_entry(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(AuditEntry, Vec<u8>, Vec<u8>)> {
     let seq: i64 = r.get(0)?;
     Ok((
         AuditEntry {
@@ -360,6 +427,52 @@ impl Store {
         let (device, key) = identity(&tx)?;
         tx.commit()?;
         Ok((device, hex::encode(key.verifying_key().as_bytes())))
+    }
+
+    /// This device's entries after `seq`, in order (what it pushes to the hub).
+    pub fn audit_since(&self, seq: u64) -> Result<Vec<AuditEntry>, Error> {
+        let inner = self.lock();
+        let mut st = inner
+            .conn
+            .prepare_cached(&format!("{SELECT_ENTRY} WHERE seq > ?1 ORDER BY seq"))?;
+        let rows = st.query_map([seq as i64], read_entry)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut e, prev, hash) = row?;
+            e.prev = prev
+                .try_into()
+                .map_err(|_| Error::Corrupt("an audit hash has the wrong length".into()))?;
+            e.hash = hash
+                .try_into()
+                .map_err(|_| Error::Corrupt("an audit hash has the wrong length".into()))?;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// This device's signed chain head, if it has written any entry.
+    pub fn audit_head(&self) -> Result<Option<crate::SignedHead>, Error> {
+        let inner = self.lock();
+        let row: Option<(i64, Vec<u8>, Vec<u8>)> = inner
+            .conn
+            .query_row(
+                "SELECT seq, hash, signature FROM audit_head WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        row.map(|(seq, hash, sig)| {
+            Ok(crate::SignedHead {
+                seq: seq as u64,
+                hash: hash
+                    .try_into()
+                    .map_err(|_| Error::Corrupt("the audit head is malformed".into()))?,
+                signature: sig
+                    .try_into()
+                    .map_err(|_| Error::Corrupt("the audit head is malformed".into()))?,
+            })
+        })
+        .transpose()
     }
 
     /// Entries matching a filter, oldest first.

@@ -25,6 +25,7 @@ mod attachments;
 mod audit;
 mod changes;
 mod datadir;
+mod devices;
 mod doc;
 mod index;
 mod local;
@@ -41,6 +42,7 @@ pub use changes::{Change, Changes, ChangesQuery, Style};
 pub use datadir::{
     DB_FILE, DEVICE_SECRET_FILE, DataDir, InitOptions, Session, Unlocked, VAULT_FILE,
 };
+pub use devices::{ChainProblem, Device, SignedHead, Witnessed};
 pub use doc::{
     AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES,
 };
@@ -105,6 +107,9 @@ pub enum Error {
     /// An attachment stub names nothing stored.
     #[error("Invalid attachment stub in {0}")]
     MissingStub(String),
+    /// A device's pushed audit chain was refused.
+    #[error("{0}")]
+    AuditChain(devices::ChainProblem),
     /// Stored data failed to decode.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -39,6 +39,13 @@
 //!              (UPDATE and DELETE refused by triggers)
 //! audit_head   the last seq and hash, signed by the identity key
 //! audit_anchor where the retained chain starts after a purge (signed)
+//! accounts     hub accounts: name, Argon2id PHC password hash, admin, role, created_at
+//! devices      devices paired with this hub: id, name, channel_key (X25519 public),
+//!              audit_key (Ed25519 public), paired_at, last_contact, revoked_at, and the
+//!              witnessed head of the device's audit chain (audit_seq, audit_hash)
+//! pairing_offers  one-time pairing tokens (SHA-256 only), expiry, who made it, used_by
+//! device_audit the audit entries devices pushed, verified, append-only (triggers)
+//! node_secrets this node's own secrets by name (a device's channel key and its paired hub)
 //! ```
 
 use rusqlite::Connection;
@@ -162,6 +169,53 @@ const MIGRATIONS: &[&str] = &[
     UPDATE dbs SET
         doc_count = (SELECT count(*) FROM docs WHERE docs.db_id = dbs.id AND deleted = 0),
         del_count = (SELECT count(*) FROM docs WHERE docs.db_id = dbs.id AND deleted = 1);",
+    // 6: the hub's devices, pairing offers and the audit entries devices push; roles for hub
+    // accounts; and a device's own secrets (its channel key, the hub it paired with).
+    "ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'clinician';
+    UPDATE accounts SET role = 'admin' WHERE admin = 1;
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        channel_key BLOB NOT NULL,
+        audit_key BLOB NOT NULL,
+        paired_at INTEGER NOT NULL,
+        last_contact INTEGER,
+        revoked_at INTEGER,
+        audit_seq INTEGER NOT NULL DEFAULT 0,
+        audit_hash BLOB
+    );
+    CREATE TABLE pairing_offers (
+        token_hash BLOB PRIMARY KEY,
+        expires INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        used_by TEXT
+    );
+    CREATE TABLE device_audit (
+        device TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        entry_id TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        patient TEXT,
+        resource TEXT,
+        detail TEXT,
+        break_glass INTEGER NOT NULL,
+        prev BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (device, seq)
+    );
+    CREATE INDEX device_audit_by_patient ON device_audit (patient);
+    CREATE TRIGGER device_audit_no_update BEFORE UPDATE ON device_audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER device_audit_no_delete BEFORE DELETE ON device_audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TABLE node_secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.
