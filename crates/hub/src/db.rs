@@ -478,10 +478,13 @@ pub(crate) async fn bulk_docs(
         let n = writes.len();
         let who = p.clone();
         let dbname = db.clone();
+        let hub2 = hub.clone();
+        let counter = &hub2.metrics.docs_in;
         let results = hub
             .store
             .bulk_docs_audited(&db, writes, new_edits, move |results| {
                 let ok = results.iter().filter(|r| r.is_ok()).count();
+                counter.fetch_add(ok as u64, std::sync::atomic::Ordering::Relaxed);
                 vec![store::AuditEvent {
                     user: who.name.clone(),
                     role: who.role().to_owned(),
@@ -664,6 +667,7 @@ pub(crate) async fn bulk_get(
         }
         out.extend_from_slice(b"]}");
         if served > 0 {
+            hub.metrics.docs_out.fetch_add(served as u64, std::sync::atomic::Ordering::Relaxed);
             hub.audit(&p, "sync", format!("_bulk_get db={db} docs={served}"))?;
         }
         if refused > 0 {

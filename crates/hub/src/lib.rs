@@ -28,6 +28,7 @@ mod doc;
 pub mod error;
 mod multipart;
 pub mod params;
+pub mod rpc;
 pub mod selector;
 
 use std::net::SocketAddr;
@@ -58,6 +59,21 @@ pub struct Hub {
     pub auth: Auth,
     /// The hub's uuid: derived from its device identity, so stable across restarts.
     pub uuid: String,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+/// Counters the hub keeps for its status and `/metrics` (since it started).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Channel sessions opened by devices (successful handshakes).
+    pub sync_sessions: std::sync::atomic::AtomicU64,
+    /// Handshakes and envelopes refused (unknown or revoked device, replay, tampering).
+    pub rpc_refused: std::sync::atomic::AtomicU64,
+    /// Documents received (`_bulk_docs`).
+    pub docs_in: std::sync::atomic::AtomicU64,
+    /// Documents sent (`_bulk_get`).
+    pub docs_out: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -68,7 +84,12 @@ impl Hub {
         let uuid = hex::encode(Md5::digest(format!("hearth-hub-uuid-v1:{device}")));
         let auth = Auth::new()
             .map_err(|_| CouchError::bad_request("the system random number generator failed"))?;
-        Ok(Hub { store, auth, uuid })
+        Ok(Hub {
+            store,
+            auth,
+            uuid,
+            metrics: Metrics::default(),
+        })
     }
 
     /// Creates or updates a hub account (hashing the password with Argon2id): an administrator
@@ -261,7 +282,7 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
         .with_state(hub)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -310,6 +331,11 @@ pub(crate) async fn principal_of(
 }
 
 async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next) -> Response {
+    // A call the RPC transport dispatches carries its (token-checked) principal already; no
+    // request from the network can carry an extension.
+    if req.extensions().get::<Principal>().is_some() {
+        return next.run(req).await;
+    }
     let path = req.uri().path();
     let public = matches!(path, "/" | "/_up" | "/_session");
     match principal_of(&hub, req.headers()).await {

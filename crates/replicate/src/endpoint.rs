@@ -75,6 +75,9 @@ pub struct HttpDb {
     url: String,
     auth: Option<String>,
     observer: Option<Arc<dyn Fn(Duration) + Send + Sync>>,
+    /// Set when the database is reached through the hub's encrypted RPC transport: the
+    /// client and the database's path on the hub (`/{db}`).
+    rpc: Option<(Arc<crate::rpc::RpcClient>, String)>,
 }
 
 impl std::fmt::Debug for HttpDb {
@@ -160,6 +163,19 @@ impl HttpDb {
             url: clean.as_str().trim_end_matches('/').to_owned(),
             auth,
             observer: None,
+            rpc: None,
+        })
+    }
+
+    /// Database `db` on the paired hub, through the encrypted RPC transport.
+    pub fn over_rpc(client: Arc<crate::rpc::RpcClient>, db: &str) -> Result<HttpDb, Error> {
+        store::validate_db_name(db)?;
+        Ok(HttpDb {
+            client: reqwest::Client::new(),
+            url: format!("{}/{db}", client.addr()),
+            auth: None,
+            observer: None,
+            rpc: Some((client, format!("/{}", encode_component(db)))),
         })
     }
 
@@ -190,6 +206,27 @@ impl HttpDb {
         path: &str,
         body: Option<bytes::Bytes>,
     ) -> Result<(u16, Value), Error> {
+        if let Some((rpc, db)) = &self.rpc {
+            let full = if path.is_empty() {
+                db.clone()
+            } else {
+                format!("{db}/{path}")
+            };
+            let started = std::time::Instant::now();
+            let r = rpc.couch(method.as_str(), &full, body).await?;
+            if let Some(f) = &self.observer {
+                f(started.elapsed());
+            }
+            let v: Value = if r.body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&r.body).map_err(|_| Error::Transport {
+                    what: format!("{method} {}", redact_path(path)),
+                    reason: format!("the hub answered {} with a body that is not JSON", r.status),
+                })?
+            };
+            return Ok((r.status, v));
+        }
         let url = if path.is_empty() {
             self.url.clone()
         } else {

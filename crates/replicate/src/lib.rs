@@ -18,6 +18,7 @@
 //! ```
 
 mod endpoint;
+pub mod rpc;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -167,6 +167,7 @@ impl Error {
             }
             Error::DocValidation(_) => (400, "doc_validation"),
             Error::Conflict => (409, "conflict"),
+            Error::AuditChain(_) => (409, "audit_chain"),
             Error::MissingStub(_) => (412, "missing_stub"),
             Error::Throttled(_) => (429, "too_many_requests"),
             Error::NotAdmin => (403, "forbidden"),

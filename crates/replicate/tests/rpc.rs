@@ -1,0 +1,533 @@
+//! The hub's encrypted RPC transport, end to end on 127.0.0.1: pairing, replication in both
+//! directions through the channel, audit pushes, and every refusal the issue names — wrong hub
+//! key, unknown and revoked devices, replayed and tampered envelopes, expired tokens, role
+//! filtering — plus a capture of every byte on the RPC port, searched for plaintext PHI.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use replicate::rpc::{Pairing, RpcClient};
+use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication};
+use serde_json::{Value, json};
+use store::{DocWrite, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vault::channel::{self, Envelope, Initiator, Route, StaticKey, Welcome};
+use vault::pairing::Offer;
+
+const PHI: &str = "Zebulon Quixotemarsh";
+
+fn node(dir: &tempfile::TempDir, name: &str) -> Arc<Store> {
+    let s = Arc::new(
+        Store::open(
+            &dir.path().join(format!("{name}.db")),
+            &vault::Dek::generate().unwrap(),
+        )
+        .unwrap(),
+    );
+    s.ensure_db("records").unwrap();
+    s
+}
+
+fn local(store: &Arc<Store>) -> Endpoint {
+    Endpoint::Local(LocalDb {
+        store: store.clone(),
+        db: "records".into(),
+        actor: Actor {
+            user: "nurse".into(),
+            role: "nurse".into(),
+        },
+    })
+}
+
+fn put(store: &Store, id: &str, body: Value) {
+    store
+        .put("records", DocWrite::from_json(body, Some(id)).unwrap())
+        .unwrap();
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct TestHub {
+    store: Arc<Store>,
+    /// The RPC port, reached through a proxy that records every byte.
+    addr: String,
+    hub_key: [u8; 32],
+    captured: Arc<Mutex<Vec<u8>>>,
+    uuid: String,
+}
+
+async fn proxy(target: std::net::SocketAddr, captured: Arc<Mutex<Vec<u8>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let captured = captured.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let c1 = captured.clone();
+                let up = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        c1.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        captured.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn start_hub(dir: &tempfile::TempDir, token_ttl: Duration) -> TestHub {
+    let store = node(dir, "hub");
+    let hub = Arc::new(hub::Hub::new(store.clone()).unwrap());
+    hub.set_account_role("nurse@clinic", "nurse-password", "nurse")
+        .unwrap();
+    hub.set_account_role("desk@clinic", "desk-password", "front_desk")
+        .unwrap();
+    let channel_key = StaticKey::generate().unwrap();
+    let hub_key = channel_key.public();
+    let keys = hub::rpc::HubKeys {
+        channel: channel_key,
+        signing: SigningKey::from_bytes(&vault::random_bytes::<32>().unwrap()),
+    };
+    let couch = hub::router(hub.clone(), 64 << 20);
+    let rpc = Arc::new(hub::rpc::Rpc::new(
+        hub.clone(),
+        keys,
+        couch,
+        hub::rpc::RpcSettings {
+            token_ttl,
+            ..Default::default()
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(hub::serve(
+        listener,
+        hub::rpc::router(rpc),
+        std::future::pending(),
+    ));
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let addr = proxy(target, captured.clone()).await;
+    TestHub {
+        store,
+        addr,
+        hub_key,
+        captured,
+        uuid: hub.uuid.clone(),
+    }
+}
+
+fn offer(h: &TestHub) -> Offer {
+    let token = vault::random_bytes::<16>().unwrap();
+    h.store
+        .put_pairing_offer(&token, now() as i64 + 600, "admin")
+        .unwrap();
+    Offer {
+        v: 1,
+        addr: h.addr.clone(),
+        hub: h.uuid.clone(),
+        key: hex::encode(h.hub_key),
+        tls: None,
+        token: hex::encode(token),
+        exp: now() + 600,
+    }
+}
+
+fn rpc_db(store: &Store, account: &str, password: &str) -> (Arc<RpcClient>, Endpoint) {
+    let c = Arc::new(RpcClient::from_store(store, account, password).unwrap());
+    let ep = Endpoint::Http(HttpDb::over_rpc(c.clone(), "records").unwrap());
+    (c, ep)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_sync_through_the_channel_and_no_plaintext_crosses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_hub(&dir, Duration::from_secs(900)).await;
+    h.store.ensure_db("records").unwrap();
+    let (a, b) = (node(&dir, "a"), node(&dir, "b"));
+    replicate::rpc::pair(&a, &offer(&h), "tablet A")
+        .await
+        .unwrap();
+    replicate::rpc::pair(&b, &offer(&h), "tablet B")
+        .await
+        .unwrap();
+    // A used-up offer cannot pair a third device.
+    let used = offer(&h);
+    let c = node(&dir, "c");
+    replicate::rpc::pair(&c, &used, "x").await.unwrap();
+    let err = replicate::rpc::pair(&node(&dir, "d"), &used, "y")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+
+    put(
+        &a,
+        "Patient/p1",
+        json!({"resourceType": "Patient", "id": "p1", "name": [{"text": PHI}]}),
+    );
+    put(
+        &a,
+        "Observation/o1",
+        json!({"resourceType": "Observation", "id": "o1", "status": "final", "subject": {"reference": "Patient/p1"}, "note": [{"text": PHI}]}),
+    );
+    a.audit_append(&[store::AuditEvent {
+        user: "nurse1".into(),
+        role: "nurse".into(),
+        action: "read".into(),
+        outcome: "success".into(),
+        patient: Some("Patient/p1".into()),
+        ..Default::default()
+    }])
+    .unwrap();
+
+    // Device A pushes through the channel; device B pulls.
+    let (ca, hub_a) = rpc_db(&a, "nurse@clinic", "nurse-password");
+    let stats = Replication::new(local(&a), hub_a)
+        .run_once(|_| {})
+        .await
+        .unwrap();
+    assert_eq!(stats.docs_written, 2);
+    // The entry above plus the replication's own audit entries.
+    let pushed = ca.push_audit(&a).await.unwrap();
+    assert_eq!(pushed, a.audit_since(0).unwrap().len() as u64);
+    assert_eq!(ca.push_audit(&a).await.unwrap(), 0, "nothing new to push");
+    let (_, hub_b) = rpc_db(&b, "nurse@clinic", "nurse-password");
+    let stats = Replication::new(hub_b, local(&b))
+        .run_once(|_| {})
+        .await
+        .unwrap();
+    assert_eq!(stats.docs_written, 2);
+    let got = b
+        .get(
+            "records",
+            &store::DocId::parse("Patient/p1").unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
+    assert_eq!(got.to_json()["name"][0]["text"], PHI);
+    // The hub holds A's audit entry about the patient.
+    let about = h.store.device_audit_list(Some("Patient/p1")).unwrap();
+    assert_eq!(about.len(), 1);
+
+    // Every byte that crossed the RPC port: no PHI, no document id, no password.
+    let bytes = h.captured.lock().unwrap().clone();
+    assert!(bytes.len() > 1000, "the capture saw the traffic");
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in [
+        PHI,
+        "Observation/o1",
+        "Patient/p1",
+        "nurse-password",
+        "nurse@clinic",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} crossed the RPC port in plaintext"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_filter_what_the_hub_sends_and_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_hub(&dir, Duration::from_secs(900)).await;
+    h.store.ensure_db("records").unwrap();
+    put(
+        &h.store,
+        "Patient/p1",
+        json!({"resourceType": "Patient", "id": "p1"}),
+    );
+    put(
+        &h.store,
+        "Observation/o1",
+        json!({"resourceType": "Observation", "id": "o1", "status": "final"}),
+    );
+    put(
+        &h.store,
+        "DocumentReference/n1",
+        json!({"resourceType": "DocumentReference", "id": "n1", "status": "current"}),
+    );
+    let desk = node(&dir, "desk");
+    replicate::rpc::pair(&desk, &offer(&h), "front desk")
+        .await
+        .unwrap();
+    let (client, hub_ep) = rpc_db(&desk, "desk@clinic", "desk-password");
+    Replication::new(hub_ep.clone(), local(&desk))
+        .run_once(|_| {})
+        .await
+        .unwrap();
+    let ids: Vec<String> = desk
+        .changes("records", &Default::default())
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|c| c.id.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["Patient/p1"],
+        "front desk receives demographics only"
+    );
+    // Asking directly is refused too.
+    let r = client
+        .couch("GET", "/records/DocumentReference%2Fn1", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    let r = client
+        .couch(
+            "POST",
+            "/records/_bulk_get",
+            Some(br#"{"docs":[{"id":"Observation/o1"}]}"#.to_vec().into()),
+        )
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&r.body).contains("forbidden"));
+    assert!(!String::from_utf8_lossy(&r.body).contains("final"));
+    // What it may not write is refused per document, and nothing else is lost.
+    put(
+        &desk,
+        "Observation/o2",
+        json!({"resourceType": "Observation", "id": "o2", "status": "final"}),
+    );
+    put(
+        &desk,
+        "Patient/p2",
+        json!({"resourceType": "Patient", "id": "p2"}),
+    );
+    let stats = Replication::new(local(&desk), hub_ep)
+        .run_once(|_| {})
+        .await
+        .unwrap();
+    assert_eq!(stats.docs_written, 1);
+    assert_eq!(stats.doc_write_failures, 1);
+    let o2 = store::DocId::parse("Observation/o2").unwrap();
+    assert!(h.store.get("records", &o2, &Default::default()).is_err());
+}
+
+/// A hand-driven channel, to send what a well-behaved client never would.
+struct Raw {
+    http: reqwest::Client,
+    addr: String,
+    keys: channel::SessionKeys,
+}
+
+impl Raw {
+    async fn open(
+        addr: &str,
+        device: &str,
+        key: &StaticKey,
+        hub_key: [u8; 32],
+    ) -> Result<Raw, (u16, Value)> {
+        let http = reqwest::Client::new();
+        let (init, hello) = Initiator::start(device, key, hub_key, now()).unwrap();
+        let r = http
+            .post(format!("{addr}/rpc/handshake"))
+            .json(&json!({"hello": hello}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if status != 200 {
+            return Err((status, v));
+        }
+        let w: Welcome = serde_json::from_value(v["welcome"].clone()).unwrap();
+        let keys = init.finish(&w, key).unwrap();
+        Ok(Raw {
+            http,
+            addr: addr.to_owned(),
+            keys,
+        })
+    }
+
+    fn seal(&self, route: Route, counter: u64, head: Value) -> Envelope {
+        let mut plain = serde_json::to_vec(&head).unwrap();
+        plain.push(b'\n');
+        self.keys.seal_request(route, counter, &plain).unwrap()
+    }
+
+    async fn send(&self, route: Route, env: &Envelope) -> (u16, Value) {
+        let path = if route == Route::Query {
+            "query"
+        } else {
+            "command"
+        };
+        let r = self
+            .http
+            .post(format!("{}/rpc/{path}", self.addr))
+            .json(env)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if status != 200 {
+            return (status, v);
+        }
+        let env: Envelope = serde_json::from_value(v).unwrap();
+        let plain = self.keys.open_response(route, env.counter, &env).unwrap();
+        let nl = plain.iter().position(|b| *b == b'\n').unwrap();
+        let head: Value = serde_json::from_slice(&plain[..nl]).unwrap();
+        let body: Value = serde_json::from_slice(&plain[nl + 1..]).unwrap_or(Value::Null);
+        (head["status"].as_u64().unwrap() as u16, body)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_hub(&dir, Duration::from_secs(2)).await;
+    h.store.ensure_db("records").unwrap();
+    let dev = node(&dir, "dev");
+    let pairing = replicate::rpc::pair(&dev, &offer(&h), "tablet")
+        .await
+        .unwrap();
+    let key = || {
+        StaticKey::from_bytes(
+            &dev.get_secret(replicate::rpc::CHANNEL_KEY_SECRET)
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+
+    // Wrong hub key: the device pinned another key, so the handshake fails.
+    let wrong = Pairing {
+        key: hex::encode(StaticKey::generate().unwrap().public()),
+        ..pairing.clone()
+    };
+    let c = RpcClient::new(&wrong, key(), "nurse@clinic", "nurse-password").unwrap();
+    let err = c
+        .couch("GET", "/records", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("handshake_failed") || err.contains("did not prove"),
+        "{err}"
+    );
+
+    // An unknown device (never paired) is refused.
+    let stranger = StaticKey::generate().unwrap();
+    let (status, v) = Raw::open(&h.addr, "0123456789abcdef", &stranger, h.hub_key)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!((status, v["error"].as_str()), (403, Some("unknown_device")));
+    // A paired id with another key cannot pass as the device.
+    let (status, _) = Raw::open(&h.addr, &pairing.device, &stranger, h.hub_key)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 403);
+
+    // Log in, then replay and tamper.
+    let raw = Raw::open(&h.addr, &pairing.device, &key(), h.hub_key)
+        .await
+        .unwrap();
+    let login = raw.seal(
+        Route::Command,
+        1,
+        json!({"op": "login", "name": "nurse@clinic", "password": "nurse-password"}),
+    );
+    let (status, v) = raw.send(Route::Command, &login).await;
+    assert_eq!(status, 200, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (status, v) = raw.send(Route::Command, &login).await;
+    assert_eq!((status, v["error"].as_str()), (409, Some("replay")));
+    let get = |n: u64| {
+        raw.seal(
+            Route::Query,
+            n,
+            json!({"op": "http", "method": "GET", "path": "/records", "token": token}),
+        )
+    };
+    let (status, v) = raw.send(Route::Query, &get(3)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["db_name"], "records");
+    // Reordered: counter 2 after 3.
+    let (status, _) = raw.send(Route::Query, &get(2)).await;
+    assert_eq!(status, 409);
+    // One flipped ciphertext byte.
+    let mut env = get(4);
+    let mut data = base64_decode(&env.data);
+    data[5] ^= 0x01;
+    env.data = base64_encode(&data);
+    let (status, v) = raw.send(Route::Query, &env).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("bad_envelope")));
+    // A write sent as a query is refused.
+    let put_local = raw.seal(
+        Route::Query,
+        5,
+        json!({"op": "http", "method": "PUT", "path": "/records/_local/x", "token": token}),
+    );
+    assert_eq!(raw.send(Route::Query, &put_local).await.0, 400);
+    // No token, or a forged one.
+    let anon = raw.seal(
+        Route::Query,
+        6,
+        json!({"op": "http", "method": "GET", "path": "/records"}),
+    );
+    assert_eq!(raw.send(Route::Query, &anon).await.0, 401);
+
+    // The token expires (2 s here).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, v) = raw.send(Route::Query, &get(7)).await;
+    assert_eq!(status, 401, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("expired"));
+
+    // Revoked: the open session is refused at once, and the next handshake too.
+    assert!(
+        h.store
+            .revoke_device(&pairing.device, "admin", now() as i64)
+            .unwrap()
+    );
+    let (status, v) = raw.send(Route::Query, &get(8)).await;
+    assert_eq!((status, v["error"].as_str()), (403, Some("revoked")));
+    let (status, v) = Raw::open(&h.addr, &pairing.device, &key(), h.hub_key)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!((status, v["error"].as_str()), (403, Some("revoked")));
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
