@@ -49,7 +49,7 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Serve the device's local FHIR API (and web app) on loopback until Ctrl-C.
     App(cmd::app::Args),
-    /// The hub: serve the CouchDB-compatible replication API; manage hub accounts.
+    /// The clinic hub: init, start, pair devices, status, accounts, upstream relay.
     #[command(subcommand)]
     Hub(cmd::hub::HubCommand),
     /// The conflict inbox: list, show, resolve; merge policies per resource type.
@@ -57,6 +57,8 @@ enum Command {
     Conflicts(cmd::conflicts::ConflictsCommand),
     /// Replicate a database with a hub or any CouchDB-compatible server (push, pull or both).
     Sync(cmd::sync::Args),
+    /// Pair this device with a clinic hub, from the hub's pairing offer.
+    Pair(cmd::pair::Args),
     /// Create a new device vault and its first administrator.
     Init(cmd::init::Args),
     /// Databases inside the node's file.
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::App(a) => cmd::app::run(&mut ctx, a),
         Command::Hub(c) => cmd::hub::run(&mut ctx, c),
         Command::Sync(a) => cmd::sync::run(&mut ctx, a),
+        Command::Pair(a) => cmd::pair::run(&mut ctx, a),
         Command::Conflicts(c) => cmd::conflicts::run(&mut ctx, c),
         Command::Db(c) => cmd::db::run(&mut ctx, c),
         Command::Doc(c) => cmd::doc::run(&mut ctx, c),

@@ -21,15 +21,19 @@
 //! responses are gzip-compressed when the client asks; long listings stream.
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 mod changes;
+pub mod config;
 mod db;
 mod doc;
 pub mod error;
 mod multipart;
 pub mod params;
 pub mod rpc;
+pub mod secrets;
 pub mod selector;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -124,6 +124,17 @@ impl HttpDb {
     /// A database at `url` (`http://host:port/db`). Credentials may be in the URL's userinfo or
     /// given as `user` and `password`.
     pub fn new(url: &str, user: Option<&str>, password: Option<&str>) -> Result<HttpDb, Error> {
+        HttpDb::new_pinned(url, user, password, None)
+    }
+
+    /// As [`HttpDb::new`]; with `fingerprint`, an `https://` server must present exactly the
+    /// certificate with that SHA-256 (hex) instead of one a certificate authority signed.
+    pub fn new_pinned(
+        url: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+        fingerprint: Option<&str>,
+    ) -> Result<HttpDb, Error> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| Error::Config(format!("{url:?} is not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -151,7 +162,17 @@ impl HttpDb {
             Some(url::Host::Domain(d)) => d == "localhost",
             None => false,
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(fp) = fingerprint {
+            if parsed.scheme() != "https" {
+                return Err(Error::Config(
+                    "a pinned certificate needs an https:// URL".into(),
+                ));
+            }
+            builder = builder
+                .use_preconfigured_tls(crate::pinned::client_config(fp).map_err(Error::Config)?);
+        }
+        let client = builder
             .gzip(!loopback)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))

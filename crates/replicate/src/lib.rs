@@ -18,6 +18,7 @@
 //! ```
 
 mod endpoint;
+mod pinned;
 pub mod rpc;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -203,6 +203,12 @@ impl DataDir {
         &self.vault
     }
 
+    /// The node's device secret (for sealing other secrets the way the data key is wrapped,
+    /// e.g. a hub's secrets vault).
+    pub fn device_secret(&self) -> &vault::DeviceSecret {
+        &self.device
+    }
+
     fn save_vault(&self) -> Result<(), Error> {
         write_atomic(
             &self.path.join(VAULT_FILE),

@@ -24,6 +24,7 @@ pub mod channel;
 mod file;
 mod keys;
 pub mod pairing;
+pub mod sealed;
 pub mod totp;
 mod wrap;
 

@@ -10,6 +10,7 @@ pub mod doc;
 pub mod fhir;
 pub mod hub;
 pub mod init;
+pub mod pair;
 pub mod sync;
 pub mod user;
 

@@ -15,8 +15,12 @@ pub struct Args {
     pub db: String,
     /// The other end: `http://host:port/db` (a Hearth hub, CouchDB, PouchDB Server), or
     /// `local:DB` for another database of this node.
-    #[arg(long)]
-    pub remote: String,
+    #[arg(long, required_unless_present = "hub", conflicts_with = "hub")]
+    pub remote: Option<String>,
+    /// Sync with the hub this device paired with (`hearth pair`), over its encrypted RPC
+    /// transport, and push this device's audit entries to it. Log in with --remote-user.
+    #[arg(long, requires = "remote_user")]
+    pub hub: bool,
     /// Account on the remote. Its password is the next line of standard input with
     /// --pin-stdin, else HEARTH_REMOTE_PASSWORD, else prompted.
     #[arg(long, value_name = "NAME")]
@@ -109,7 +113,30 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         db: a.db.clone(),
         actor: actor.clone(),
     });
-    let remote = if let Some(db) = a.remote.strip_prefix("local:") {
+    let read_password = |ctx: &mut Context, u: &str| -> Result<zeroize::Zeroizing<String>> {
+        let p = if ctx.input.reads_stdin() {
+            ctx.input.pin(&format!("Password for {u}: "))?.expose()
+        } else if let Ok(p) = std::env::var("HEARTH_REMOTE_PASSWORD") {
+            zeroize::Zeroizing::new(p)
+        } else {
+            ctx.input.pin(&format!("Password for {u}: "))?.expose()
+        };
+        Ok(zeroize::Zeroizing::new(
+            p.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
+    };
+    let mut channel = None;
+    let remote_url = a.remote.clone().unwrap_or_default();
+    let remote = if a.hub {
+        let user = a.remote_user.clone().unwrap_or_default();
+        let password = read_password(ctx, &user)?;
+        let client = std::sync::Arc::new(
+            replicate::rpc::RpcClient::from_store(&node.store, &user, &password)
+                .map_err(|e| anyhow!("{e}"))?,
+        );
+        channel = Some(client.clone());
+        Endpoint::Http(HttpDb::over_rpc(client, &a.db).map_err(|e| anyhow!("{e}"))?)
+    } else if let Some(db) = remote_url.strip_prefix("local:") {
         store::validate_db_name(db).map_err(|e| anyhow!("{db:?}: {e}"))?;
         Endpoint::Local(LocalDb {
             store: node.store.clone(),
@@ -119,19 +146,11 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     } else {
         let password = match &a.remote_user {
             None => None,
-            Some(u) => Some(if ctx.input.reads_stdin() {
-                ctx.input.pin(&format!("Password for {u}: "))?.expose()
-            } else if let Ok(p) = std::env::var("HEARTH_REMOTE_PASSWORD") {
-                zeroize::Zeroizing::new(p)
-            } else {
-                ctx.input.pin(&format!("Password for {u}: "))?.expose()
-            }),
+            Some(u) => Some(read_password(ctx, u)?),
         };
-        let password =
-            password.map(|p| zeroize::Zeroizing::new(p.trim_end_matches(['\r', '\n']).to_owned()));
         Endpoint::Http(
             HttpDb::new(
-                &a.remote,
+                &remote_url,
                 a.remote_user.as_deref(),
                 password.as_ref().map(|p| p.as_str()),
             )
@@ -243,6 +262,12 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
                 failed += s.doc_write_failures;
             }
         }
+    }
+    if let Some(client) = channel {
+        let n = runtime
+            .block_on(client.push_audit(&node.store))
+            .map_err(|e| anyhow!("the hub refused this device's audit trail: {e}"))?;
+        outln!("audit: {n} entries pushed to the hub and witnessed");
     }
     if failed > 0 {
         bail!("{failed} documents were refused by the other end (listed above)");

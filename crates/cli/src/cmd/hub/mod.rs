@@ -1,5 +1,11 @@
-//! `hearth hub`: serve the CouchDB-compatible replication API from this node's encrypted store,
-//! and manage the hub accounts that may use it.
+//! `hearth hub`: the clinic hub. `init` and `start` run it (device RPC, CouchDB API, relay,
+//! status); `pair`, `devices`, `status` and `audit report` talk to it while it runs; `account`
+//! and `upstream` change it while it is stopped; `serve` is the CouchDB API alone, on loopback.
+
+mod qr;
+mod relay;
+mod remote;
+mod start;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +17,25 @@ use super::Context;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum HubCommand {
-    /// Serve the CouchDB-compatible API (for PouchDB, CouchDB and other Hearth nodes) until Ctrl-C.
+    /// Create a hub: its encrypted store and its secrets vault, sealed by the hub passphrase.
+    Init(start::InitArgs),
+    /// Unlock the hub and serve devices (RPC), the CouchDB API, status and metrics; relay to
+    /// the upstream if one is set. Ctrl-C locks it again.
+    Start(start::StartArgs),
+    /// Make a one-time pairing offer and show it as a QR code (the hub must be running).
+    Pair(remote::PairArgs),
+    /// Paired devices: list, revoke (the hub must be running).
+    #[command(subcommand)]
+    Devices(remote::DevicesCommand),
+    /// What the running hub is doing: databases, devices, sessions, relay.
+    Status(remote::StatusArgs),
+    /// Audit entries the devices pushed (the hub must be running).
+    #[command(subcommand)]
+    Audit(remote::HubAuditCommand),
+    /// The upstream the hub relays to (kept in its secrets vault; the hub must be stopped).
+    #[command(subcommand)]
+    Upstream(start::UpstreamCommand),
+    /// Serve only the CouchDB-compatible API, on loopback, from any node (no RPC, no relay).
     Serve(ServeArgs),
     /// Hub accounts: who may replicate with this hub.
     #[command(subcommand)]
@@ -46,11 +70,15 @@ pub struct ServeArgs {
 pub enum AccountCommand {
     /// Add an account, or set a new password for an existing one.
     Add {
-        /// Account name (letters, digits, '.', '_', '-', '@').
+        /// Account name, e.g. an email (letters, digits, '.', '_', '-', '@').
         name: String,
-        /// Make it a hub administrator (may create and delete databases).
-        #[arg(long)]
+        /// Make it a hub administrator (may create and delete databases, pair devices).
+        #[arg(long, conflicts_with = "role")]
         admin: bool,
+        /// Its role in the permission matrix: what it may read and write through the hub
+        /// (admin, clinician, nurse, front_desk, auditor).
+        #[arg(long, default_value = "clinician")]
+        role: String,
     },
     /// Remove an account.
     Remove {
@@ -82,6 +110,15 @@ fn unlock_or_init(ctx: &mut Context, init: bool) -> Result<store::Unlocked> {
         .context("cannot unlock the new vault")
 }
 
+/// An existing account's password: the next input line, or prompted.
+fn account_password(ctx: &mut Context, name: &str) -> Result<zeroize::Zeroizing<String>> {
+    let pw = ctx.input.pin(&format!("Password for {name}: "))?;
+    let pw = pw.expose();
+    Ok(zeroize::Zeroizing::new(
+        pw.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
 fn password(ctx: &mut Context, name: &str) -> Result<zeroize::Zeroizing<String>> {
     let pw = ctx
         .input
@@ -94,21 +131,36 @@ fn password(ctx: &mut Context, name: &str) -> Result<zeroize::Zeroizing<String>>
 
 pub fn run(ctx: &mut Context, cmd: HubCommand) -> Result<()> {
     match cmd {
+        HubCommand::Init(a) => start::init(ctx, a),
+        HubCommand::Start(a) => start::start(ctx, a),
+        HubCommand::Pair(a) => remote::pair(ctx, a),
+        HubCommand::Devices(c) => remote::devices(ctx, c),
+        HubCommand::Status(a) => remote::status(a),
+        HubCommand::Audit(c) => remote::audit(ctx, c),
+        HubCommand::Upstream(c) => start::upstream(ctx, c),
         HubCommand::Serve(a) => serve(ctx, a),
         HubCommand::Account(c) => account(ctx, c),
     }
 }
 
 fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
+    if ctx.user.is_none()
+        && store::DataDir::open(&ctx.data_dir).is_ok()
+        && hub::secrets::HubSecrets::path(&ctx.data_dir).exists()
+    {
+        ctx.user = Some(start::HUB_USER.to_owned());
+    }
     let node = ctx.unlock()?;
     if node.role != "admin" {
         bail!("only an administrator of this node can manage hub accounts");
     }
     let hub = hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?;
     match cmd {
-        AccountCommand::Add { name, admin } => {
+        AccountCommand::Add { name, admin, role } => {
+            let role = if admin { "admin".to_owned() } else { role };
+            let admin = role == "admin";
             let pw = password(ctx, &name)?;
-            hub.set_account(&name, &pw, admin)
+            hub.set_account_role(&name, &pw, &role)
                 .map_err(|e| anyhow!("cannot save the account: {}", e.reason))?;
             node.store.audit_append(&[store::AuditEvent {
                 user: node.user.clone(),
@@ -117,11 +169,11 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
                 outcome: "success".into(),
                 patient: None,
                 resource: None,
-                detail: Some(format!("hub account {name} set (admin={admin})")),
+                detail: Some(format!("hub account {name} set (role={role})")),
                 break_glass: false,
             }])?;
             outln!(
-                "Hub account '{name}' saved{}.",
+                "Hub account '{name}' saved with role {role}{}.",
                 if admin { " (administrator)" } else { "" }
             );
         }
@@ -143,7 +195,7 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
         }
         AccountCommand::List => {
             for a in node.store.list_accounts()? {
-                outln!("{}\t{}", a.name, if a.admin { "admin" } else { "member" });
+                outln!("{}\t{}", a.name, a.role);
             }
         }
     }

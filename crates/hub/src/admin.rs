@@ -1,0 +1,420 @@
+//! The hub's loopback-only administration port.
+//!
+//! ```text
+//! GET  /status                      JSON: databases, devices, sessions, relay (no PHI)
+//! GET  /metrics                     Prometheus text format
+//! POST /admin/pairing-offers        a one-time pairing offer          (hub administrator)
+//! GET  /admin/devices               paired devices, last contact      (hub administrator)
+//! POST /admin/devices/{id}/revoke   refuse a device from now on       (hub administrator)
+//! GET  /admin/audit?patient=P       audit entries from every device   (hub administrator)
+//! ```
+//!
+//! The administration calls take a hub administrator account (HTTP Basic) and are audited.
+//! The port must be loopback (`config::HubConfig::validate`), so only someone on the hub's own
+//! machine reaches it; status and metrics carry counts, never record contents or ids.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use vault::pairing::Offer;
+
+use crate::error::{CouchError, CouchResult};
+use crate::rpc::Rpc;
+use crate::{HubState, Principal, auth, blocking, unix_now};
+
+/// What the relay to the upstream reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayState {
+    /// The upstream (URL without credentials), if one is configured.
+    pub upstream: Option<String>,
+    /// When the last full round (push and pull of every database) succeeded.
+    pub last_success: Option<u64>,
+    /// The last error and when it happened.
+    pub last_error: Option<(u64, String)>,
+    /// Rounds that failed since start.
+    pub errors: u64,
+    /// Documents sent upstream since start.
+    pub docs_pushed: u64,
+    /// Documents received from upstream since start.
+    pub docs_pulled: u64,
+    /// Changes on the hub not yet relayed (as of the last round).
+    pub backlog: u64,
+}
+
+/// Shared relay status (written by the relay task, read here).
+pub type RelayStatus = Arc<Mutex<RelayState>>;
+
+/// What the administration port needs.
+pub struct AdminState {
+    /// The hub.
+    pub hub: HubState,
+    /// Its RPC service (open sessions).
+    pub rpc: Arc<Rpc>,
+    /// The RPC address written into offers.
+    pub public_url: String,
+    /// The hub's channel key (hex) for offers.
+    pub channel_key: String,
+    /// The TLS certificate fingerprint, when the CouchDB API is served over TLS.
+    pub tls_fingerprint: Option<String>,
+    /// Offer lifetime in seconds.
+    pub pairing_ttl: u64,
+    /// Relay status.
+    pub relay: RelayStatus,
+    /// The databases served.
+    pub databases: Vec<String>,
+    /// The hub's database file (its size is reported).
+    pub db_file: PathBuf,
+    /// When the hub started.
+    pub started: Instant,
+}
+
+type AdminHandle = Arc<AdminState>;
+
+/// The administration router.
+pub fn router(state: AdminHandle) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/admin/pairing-offers", post(new_offer))
+        .route("/admin/devices", get(devices))
+        .route("/admin/devices/{id}/revoke", post(revoke))
+        .route("/admin/audit", get(audit_report))
+        .fallback(|| async { CouchError::not_found("missing").into_response() })
+        .with_state(state)
+}
+
+async fn require_admin(s: &AdminHandle, headers: &HeaderMap) -> CouchResult<Principal> {
+    let h = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| {
+            CouchError::unauthorized("a hub administrator account is required (HTTP Basic)")
+        })?;
+    let (name, pw) = auth::parse_basic(h)
+        .ok_or_else(|| CouchError::unauthorized("only Basic authentication is accepted"))?;
+    let hub = s.hub.clone();
+    let p = blocking(move || hub.auth.login(&hub.store, &name, &pw)).await?;
+    if !p.admin {
+        return Err(CouchError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs a hub administrator account",
+        ));
+    }
+    Ok(p)
+}
+
+fn storage_bytes(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        total += std::fs::metadata(PathBuf::from(p)).map_or(0, |m| m.len());
+    }
+    total
+}
+
+struct Snapshot {
+    dbs: Vec<store::DbInfo>,
+    conflicts: Vec<(String, u64)>,
+    devices: Vec<store::Device>,
+    storage: u64,
+}
+
+fn conflicted(store: &store::Store, db: &str) -> Result<u64, store::Error> {
+    let mut n = 0;
+    let mut cursor = 0;
+    loop {
+        let page = store.changes(
+            db,
+            &store::ChangesQuery {
+                since: cursor,
+                limit: Some(1000),
+                style: store::Style::AllDocs,
+                ..Default::default()
+            },
+        )?;
+        if page.results.is_empty() {
+            return Ok(n);
+        }
+        cursor = page.last_seq;
+        for c in page.results {
+            if c.changes.len() > 1
+                && !c.deleted
+                && !store.rev_tree(db, &c.id)?.conflicts().is_empty()
+            {
+                n += 1;
+            }
+        }
+    }
+}
+
+async fn snapshot(s: &AdminHandle) -> CouchResult<Snapshot> {
+    let hub = s.hub.clone();
+    let names = s.databases.clone();
+    let file = s.db_file.clone();
+    blocking(move || {
+        let mut dbs = Vec::new();
+        let mut conflicts = Vec::new();
+        for n in &names {
+            match hub.store.db_info(n) {
+                Ok(i) => {
+                    conflicts.push((n.clone(), conflicted(&hub.store, n)?));
+                    dbs.push(i);
+                }
+                Err(store::Error::DbNotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Snapshot {
+            dbs,
+            conflicts,
+            devices: hub.store.list_devices()?,
+            storage: storage_bytes(&file),
+        })
+    })
+    .await
+}
+
+async fn status(State(s): State<AdminHandle>) -> CouchResult<Response> {
+    let snap = snapshot(&s).await?;
+    let relay = s.relay.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let m = &s.hub.metrics;
+    Ok(axum::Json(json!({
+        "hub": s.hub.uuid,
+        "uptime_secs": s.started.elapsed().as_secs(),
+        "rpc_url": s.public_url,
+        "tls_fingerprint": s.tls_fingerprint,
+        "databases": snap.dbs.iter().map(|d| json!({"name": d.name, "doc_count": d.doc_count, "update_seq": d.update_seq})).collect::<Vec<_>>(),
+        "conflicts": snap.conflicts.iter().map(|(d, n)| (d.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "devices": {"paired": snap.devices.iter().filter(|d| d.revoked_at.is_none()).count(), "revoked": snap.devices.iter().filter(|d| d.revoked_at.is_some()).count()},
+        "sessions_open": s.rpc.open_sessions(),
+        "sync_sessions": m.sync_sessions.load(Ordering::Relaxed),
+        "rpc_refused": m.rpc_refused.load(Ordering::Relaxed),
+        "docs_in": m.docs_in.load(Ordering::Relaxed),
+        "docs_out": m.docs_out.load(Ordering::Relaxed),
+        "storage_bytes": snap.storage,
+        "relay": {
+            "upstream": relay.upstream,
+            "last_success": relay.last_success,
+            "last_error": relay.last_error.as_ref().map(|(t, e)| json!({"time": t, "error": e})),
+            "errors": relay.errors,
+            "docs_pushed": relay.docs_pushed,
+            "docs_pulled": relay.docs_pulled,
+            "backlog": relay.backlog,
+        },
+    }))
+    .into_response())
+}
+
+async fn metrics(State(s): State<AdminHandle>) -> CouchResult<Response> {
+    let snap = snapshot(&s).await?;
+    let relay = s.relay.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let m = &s.hub.metrics;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in rows {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v)];
+    metric(
+        "hearth_sync_sessions_total",
+        "counter",
+        "Channel sessions opened by devices.",
+        one(m.sync_sessions.load(Ordering::Relaxed)),
+    );
+    metric(
+        "hearth_rpc_refused_total",
+        "counter",
+        "Handshakes and envelopes refused.",
+        one(m.rpc_refused.load(Ordering::Relaxed)),
+    );
+    metric(
+        "hearth_documents_in_total",
+        "counter",
+        "Documents received through _bulk_docs.",
+        one(m.docs_in.load(Ordering::Relaxed)),
+    );
+    metric(
+        "hearth_documents_out_total",
+        "counter",
+        "Documents sent through _bulk_get.",
+        one(m.docs_out.load(Ordering::Relaxed)),
+    );
+    metric(
+        "hearth_rpc_sessions_open",
+        "gauge",
+        "Channel sessions currently open.",
+        one(s.rpc.open_sessions() as u64),
+    );
+    metric(
+        "hearth_documents",
+        "gauge",
+        "Live documents per database.",
+        snap.dbs
+            .iter()
+            .map(|d| (format!("{{db=\"{}\"}}", d.name), d.doc_count))
+            .collect(),
+    );
+    metric(
+        "hearth_conflicts",
+        "gauge",
+        "Documents with unresolved conflicts per database.",
+        snap.conflicts
+            .iter()
+            .map(|(d, n)| (format!("{{db=\"{d}\"}}"), *n))
+            .collect(),
+    );
+    metric(
+        "hearth_devices_paired",
+        "gauge",
+        "Paired devices not revoked.",
+        one(snap
+            .devices
+            .iter()
+            .filter(|d| d.revoked_at.is_none())
+            .count() as u64),
+    );
+    metric(
+        "hearth_storage_bytes",
+        "gauge",
+        "Size of the hub's encrypted database files.",
+        one(snap.storage),
+    );
+    metric(
+        "hearth_relay_backlog",
+        "gauge",
+        "Changes not yet relayed upstream.",
+        one(relay.backlog),
+    );
+    metric(
+        "hearth_relay_documents_pushed_total",
+        "counter",
+        "Documents relayed upstream.",
+        one(relay.docs_pushed),
+    );
+    metric(
+        "hearth_relay_documents_pulled_total",
+        "counter",
+        "Documents received from upstream.",
+        one(relay.docs_pulled),
+    );
+    metric(
+        "hearth_relay_errors_total",
+        "counter",
+        "Relay rounds that failed.",
+        one(relay.errors),
+    );
+    metric(
+        "hearth_relay_last_success_timestamp_seconds",
+        "gauge",
+        "When the relay last completed a round (0: never).",
+        one(relay.last_success.unwrap_or(0)),
+    );
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(resp)
+}
+
+async fn new_offer(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchResult<Response> {
+    let p = require_admin(&s, &headers).await?;
+    let token = vault::random_bytes::<16>()
+        .map_err(|_| CouchError::bad_request("the system random number generator failed"))?;
+    let exp = unix_now() + s.pairing_ttl;
+    let hub = s.hub.clone();
+    let who = p.clone();
+    blocking(move || {
+        hub.store.put_pairing_offer(&token, exp as i64, &who.name)?;
+        hub.audit(&who, "pairing_offer", format!("expires={exp}"))
+    })
+    .await?;
+    let offer = Offer {
+        v: 1,
+        addr: s.public_url.clone(),
+        hub: s.hub.uuid.clone(),
+        key: s.channel_key.clone(),
+        tls: s.tls_fingerprint.clone(),
+        token: hex::encode(token),
+        exp,
+    };
+    Ok(
+        axum::Json(json!({"offer": offer.encode(), "expires": exp, "addr": offer.addr}))
+            .into_response(),
+    )
+}
+
+async fn devices(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchResult<Response> {
+    require_admin(&s, &headers).await?;
+    let hub = s.hub.clone();
+    let list = blocking(move || Ok(hub.store.list_devices()?)).await?;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|d| {
+            json!({"id": d.id, "name": d.name, "paired_at": d.paired_at, "last_contact": d.last_contact,
+                   "revoked_at": d.revoked_at, "audit_witnessed": d.audit_seq})
+        })
+        .collect();
+    Ok(axum::Json(json!({"devices": rows})).into_response())
+}
+
+async fn revoke(
+    State(s): State<AdminHandle>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    let p = require_admin(&s, &headers).await?;
+    let hub = s.hub.clone();
+    let done =
+        blocking(move || Ok(hub.store.revoke_device(&id, &p.name, unix_now() as i64)?)).await?;
+    if !done {
+        return Err(CouchError::not_found(
+            "no such device, or it was revoked already",
+        ));
+    }
+    Ok(axum::Json(json!({"ok": true})).into_response())
+}
+
+async fn audit_report(
+    State(s): State<AdminHandle>,
+    Query(q): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    let p = require_admin(&s, &headers).await?;
+    let patient = q
+        .iter()
+        .find(|(k, _)| k == "patient")
+        .map(|(_, v)| v.clone());
+    let hub = s.hub.clone();
+    let entries = blocking(move || {
+        let e = hub.store.device_audit_list(patient.as_deref())?;
+        hub.store.audit_append(&[store::AuditEvent {
+            user: p.name.clone(),
+            role: p.role().to_owned(),
+            action: "audit_report".into(),
+            outcome: "success".into(),
+            patient: patient.clone(),
+            resource: None,
+            detail: Some(format!("entries={}", e.len())),
+            break_glass: false,
+        }])?;
+        Ok(e)
+    })
+    .await?;
+    Ok(axum::Json(
+        json!({"entries": entries.iter().map(store::AuditEntry::to_json).collect::<Vec<_>>()}),
+    )
+    .into_response())
+}
