@@ -177,9 +177,10 @@ impl HubConfig {
         if self.token_ttl_secs < 1 || self.session_ttl_secs < 1 || self.pairing_ttl_secs < 1 {
             return Err(ConfigError("lifetimes must be at least one second".into()));
         }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
-        {
+        let url_ok = self.public_url.is_empty()
+            || self.public_url.starts_with("http://")
+            || self.public_url.starts_with("https://");
+        if !url_ok {
             return Err(ConfigError("public_url must start with http://".into()));
         }
         Ok(Listeners {

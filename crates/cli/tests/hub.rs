@@ -1,0 +1,463 @@
+//! The clinic hub end to end through the `hearth` binary, all on loopback: two devices, a hub
+//! and an upstream hub. Device A writes offline and syncs through the encrypted RPC port;
+//! device B pulls it; the hub relays to the upstream over TLS (pinned certificate) while the
+//! upstream goes away and comes back; the hub reports status and metrics; a revoked device is
+//! refused; a device restored from an old copy is caught by its audit chain.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PASS: &str = "hub-passphrase-1";
+const ADMIN_PW: &str = "admin-password-1";
+const NURSE_PW: &str = "nurse-password-1";
+const RELAY_PW: &str = "relay-password-1";
+const PIN: &str = "864209";
+
+/// A child process, ended by its PID when the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--pin-stdin")
+        .args(args)
+        .env_remove("HEARTH_REMOTE_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "hearth failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "hearth should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Creates a hub with an administrator; returns its TLS certificate fingerprint.
+fn init_hub(dir: &Path) -> String {
+    let out = ok(&hearth(
+        dir,
+        &["hub", "init", "--account", "admin@clinic"],
+        &format!("{PASS}\n{ADMIN_PW}\n"),
+    ));
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("TLS cert      sha256 "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Starts a hub; returns the process and its addresses by label.
+fn start_hub(dir: &Path, extra: &[&str]) -> (Running, HashMap<String, String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--pin-stdin", "hub", "start"])
+        .args([
+            "--rpc-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.as_mut().unwrap(), "{PASS}").unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut urls = HashMap::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"));
+        if let Some(url) = url {
+            let label = line
+                .split("  ")
+                .map(str::trim)
+                .find(|s| !s.is_empty())
+                .unwrap();
+            urls.insert(label.to_owned(), url.trim_end_matches('/').to_owned());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (Running(child), urls)
+}
+
+fn status(admin: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["hub", "status", "--json", "--admin-url", admin])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&ok(&out).into_bytes()).unwrap()
+}
+
+fn doc_count(admin: &str) -> u64 {
+    status(admin)["databases"][0]["doc_count"].as_u64().unwrap()
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn offer(dir: &Path, admin: &str) -> String {
+    ok(&hearth(
+        dir,
+        &[
+            "hub",
+            "pair",
+            "--text",
+            "--admin-url",
+            admin,
+            "--account",
+            "admin@clinic",
+        ],
+        &format!("{ADMIN_PW}\n"),
+    ))
+    .trim()
+    .to_owned()
+}
+
+fn device(dir: &Path, admin: &str, hub_dir: &Path, name: &str) {
+    ok(&hearth(
+        dir,
+        &[
+            "--user",
+            "nurse1",
+            "init",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ],
+        &format!("{PIN}\n"),
+    ));
+    let o = offer(hub_dir, admin);
+    let out = ok(&hearth(
+        dir,
+        &["--user", "nurse1", "pair", &o, "--name", name],
+        &format!("{PIN}\n"),
+    ));
+    assert!(out.contains("Paired with hub"), "{out}");
+}
+
+fn sync(dir: &Path) -> Output {
+    hearth(
+        dir,
+        &[
+            "--user",
+            "nurse1",
+            "sync",
+            "--hub",
+            "--remote-user",
+            "nurse@clinic",
+        ],
+        &format!("{PIN}\n{NURSE_PW}\n"),
+    )
+}
+
+fn local_count(dir: &Path) -> u64 {
+    let out = ok(&hearth(
+        dir,
+        &["--user", "nurse1", "db", "info", "records"],
+        &format!("{PIN}\n"),
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["doc_count"].as_u64().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hub_dir, up_dir) = (tmp.path().join("hub"), tmp.path().join("upstream"));
+
+    // The upstream: another Hearth hub, its CouchDB API over TLS on a fixed loopback port.
+    let up_fp = init_hub(&up_dir);
+    ok(&hearth(
+        &up_dir,
+        &["hub", "account", "add", "relay@clinic", "--admin"],
+        &format!("{PASS}\n{RELAY_PW}\n"),
+    ));
+    let up_port = free_port();
+    let up_tls = format!("127.0.0.1:{up_port}");
+    let up_args = ["--couch-listen", "", "--couch-tls-listen", up_tls.as_str()];
+    let (up, up_urls) = start_hub(&up_dir, &up_args);
+    let up_admin = up_urls["status and metrics"]
+        .trim_end_matches("/status")
+        .to_owned();
+
+    // The clinic hub: accounts, and the upstream (pinned certificate) in its secrets vault.
+    init_hub(&hub_dir);
+    ok(&hearth(
+        &hub_dir,
+        &["hub", "account", "add", "nurse@clinic", "--role", "nurse"],
+        &format!("{PASS}\n{NURSE_PW}\n"),
+    ));
+    let bad = hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "upstream",
+            "set",
+            "https://127.0.0.1:1",
+            "--upstream-user",
+            "x",
+            "--tls-fingerprint",
+            "zz",
+        ],
+        &format!("{PASS}\n"),
+    );
+    assert!(fails(&bad).contains("64 digits"));
+    ok(&hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "upstream",
+            "set",
+            &format!("https://{up_tls}"),
+            "--upstream-user",
+            "relay@clinic",
+            "--tls-fingerprint",
+            &up_fp,
+        ],
+        &format!("{PASS}\n{RELAY_PW}\n"),
+    ));
+    let wrong = hearth(
+        &hub_dir,
+        &["hub", "upstream", "show"],
+        "not-the-passphrase\n",
+    );
+    assert!(fails(&wrong).contains("wrong hub passphrase"));
+    let (_hub, urls) = start_hub(
+        &hub_dir,
+        &["--couch-tls-listen", "", "--set", "relay_interval_secs=1"],
+    );
+    let admin = urls["status and metrics"]
+        .trim_end_matches("/status")
+        .to_owned();
+    assert!(urls["devices (RPC)"].starts_with("http://127.0.0.1:"));
+
+    // Two devices pair with one-time offers; a used offer does not pair a third.
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    device(&a, &admin, &hub_dir, "tablet A");
+    device(&b, &admin, &hub_dir, "tablet B");
+
+    // A works offline, then syncs through the RPC port; B pulls.
+    ok(&hearth(
+        &a,
+        &["--user", "nurse1", "demo-data", "--patients", "3"],
+        &format!("{PIN}\n"),
+    ));
+    ok(&hearth(
+        &a,
+        &["--user", "nurse1", "fhir", "read", "Patient", "p-000001"],
+        &format!("{PIN}\n"),
+    ));
+    let out = ok(&sync(&a));
+    assert!(
+        out.contains("entries pushed to the hub and witnessed"),
+        "{out}"
+    );
+    let n = local_count(&a);
+    assert!(n > 20, "{n}");
+    ok(&sync(&b));
+    assert_eq!(local_count(&b), n, "device B has what device A wrote");
+
+    // The hub relays upstream.
+    wait_for("the relay", Duration::from_secs(60), || {
+        doc_count(&up_admin) == n
+    });
+
+    // The upstream goes away; A writes more and syncs; the hub buffers and says so.
+    drop(up);
+    ok(&hearth(
+        &a,
+        &[
+            "--user",
+            "nurse1",
+            "demo-data",
+            "--patients",
+            "2",
+            "--seed",
+            "7",
+            "--first",
+            "50",
+        ],
+        &format!("{PIN}\n"),
+    ));
+    ok(&sync(&a));
+    let n2 = local_count(&a);
+    assert!(n2 > n);
+    wait_for(
+        "the relay to report the outage",
+        Duration::from_secs(60),
+        || {
+            let r = &status(&admin)["relay"];
+            r["errors"].as_u64().unwrap() > 0 && r["backlog"].as_u64().unwrap() > 0
+        },
+    );
+    let metrics = http_get(&format!("{admin}/metrics"));
+    assert!(metrics.contains("hearth_relay_errors_total"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("hearth_documents{{db=\"records\"}} {n2}")),
+        "{metrics}"
+    );
+
+    // It comes back on the same address: everything buffered arrives, the backlog drains.
+    let (_up, up_urls) = start_hub(&up_dir, &up_args);
+    let up_admin = up_urls["status and metrics"]
+        .trim_end_matches("/status")
+        .to_owned();
+    wait_for("the relay to catch up", Duration::from_secs(60), || {
+        doc_count(&up_admin) == n2
+    });
+    wait_for("the backlog to drain", Duration::from_secs(30), || {
+        status(&admin)["relay"]["backlog"].as_u64() == Some(0)
+    });
+    let human = ok(&Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["hub", "status", "--admin-url", &admin])
+        .output()
+        .unwrap());
+    assert!(
+        human.contains("relay") && human.contains("backlog 0"),
+        "{human}"
+    );
+
+    // The hub's audit report answers across devices.
+    let report = ok(&hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "audit",
+            "report",
+            "--patient",
+            "p-000001",
+            "--admin-url",
+            &admin,
+            "--account",
+            "admin@clinic",
+        ],
+        &format!("{ADMIN_PW}\n"),
+    ));
+    assert!(report.contains("\tread\t"), "{report}");
+
+    // A device restored from an old copy is caught at its next sync.
+    let a_old = tmp.path().join("a-old");
+    copy_dir(&a, &a_old);
+    ok(&hearth(
+        &a,
+        &["--user", "nurse1", "fhir", "read", "Patient", "p-000002"],
+        &format!("{PIN}\n"),
+    ));
+    ok(&sync(&a));
+    let err = fails(&sync(&a_old));
+    assert!(err.contains("audit trail"), "{err}");
+
+    // A revoked device is refused.
+    let list = ok(&hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "devices",
+            "list",
+            "--admin-url",
+            &admin,
+            "--account",
+            "admin@clinic",
+        ],
+        &format!("{ADMIN_PW}\n"),
+    ));
+    let b_id = list
+        .lines()
+        .find(|l| l.contains("tablet B"))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    ok(&hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "devices",
+            "revoke",
+            &b_id,
+            "--admin-url",
+            &admin,
+            "--account",
+            "admin@clinic",
+        ],
+        &format!("{ADMIN_PW}\n"),
+    ));
+    let err = fails(&sync(&b));
+    assert!(err.contains("revoked"), "{err}");
+}
+
+/// A minimal HTTP/1.0 GET (the administration port is plain loopback HTTP).
+fn http_get(url: &str) -> String {
+    let u = url.strip_prefix("http://").unwrap();
+    let (host, path) = u.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut s, &mut body).unwrap();
+    body
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
