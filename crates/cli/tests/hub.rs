@@ -287,7 +287,45 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
         .to_owned();
     assert!(urls["devices (RPC)"].starts_with("http://127.0.0.1:"));
 
-    // Two devices pair with one-time offers; a used offer does not pair a third.
+    // The offer as a QR code, in the terminal and as PNG and SVG files.
+    let (png, svg) = (tmp.path().join("offer.png"), tmp.path().join("offer.svg"));
+    let shown = ok(&hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "pair",
+            "--admin-url",
+            &admin,
+            "--account",
+            "admin@clinic",
+            "--png",
+            png.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
+        &format!("{ADMIN_PW}\n"),
+    ));
+    assert!(
+        shown.contains('█') && shown.contains("hearth-pair:"),
+        "{shown}"
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let wrong_pw = hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "pair",
+            "--admin-url",
+            &admin,
+            "--account",
+            "admin@clinic",
+        ],
+        "nope\n",
+    );
+    assert!(fails(&wrong_pw).contains("incorrect"));
+
+    // Two devices pair with one-time offers.
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     device(&a, &admin, &hub_dir, "tablet A");
     device(&b, &admin, &hub_dir, "tablet B");

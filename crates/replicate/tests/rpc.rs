@@ -105,6 +105,17 @@ async fn proxy(target: std::net::SocketAddr, captured: Arc<Mutex<Vec<u8>>>) -> S
 }
 
 async fn start_hub(dir: &tempfile::TempDir, token_ttl: Duration) -> TestHub {
+    start_hub_with(
+        dir,
+        hub::rpc::RpcSettings {
+            token_ttl,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn start_hub_with(dir: &tempfile::TempDir, settings: hub::rpc::RpcSettings) -> TestHub {
     let store = node(dir, "hub");
     let hub = Arc::new(hub::Hub::new(store.clone()).unwrap());
     hub.set_account_role("nurse@clinic", "nurse-password", "nurse")
@@ -118,15 +129,7 @@ async fn start_hub(dir: &tempfile::TempDir, token_ttl: Duration) -> TestHub {
         signing: SigningKey::from_bytes(&vault::random_bytes::<32>().unwrap()),
     };
     let couch = hub::router(hub.clone(), 64 << 20);
-    let rpc = Arc::new(hub::rpc::Rpc::new(
-        hub.clone(),
-        keys,
-        couch,
-        hub::rpc::RpcSettings {
-            token_ttl,
-            ..Default::default()
-        },
-    ));
+    let rpc = Arc::new(hub::rpc::Rpc::new(hub.clone(), keys, couch, settings));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
     tokio::spawn(hub::serve(
@@ -530,4 +533,55 @@ fn base64_decode(s: &str) -> Vec<u8> {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_and_the_client_handshakes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_hub_with(
+        &dir,
+        hub::rpc::RpcSettings {
+            session_ttl: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.store.ensure_db("records").unwrap();
+    let dev = node(&dir, "dev");
+    let pairing = replicate::rpc::pair(&dev, &offer(&h), "tablet")
+        .await
+        .unwrap();
+    let key = StaticKey::from_bytes(
+        &dev.get_secret(replicate::rpc::CHANNEL_KEY_SECRET)
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let raw = Raw::open(&h.addr, &pairing.device, &key, h.hub_key)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let login = raw.seal(
+        Route::Command,
+        1,
+        json!({"op": "login", "name": "nurse@clinic", "password": "nurse-password"}),
+    );
+    let (status, v) = raw.send(Route::Command, &login).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("session_expired"))
+    );
+    // The client renews what expired on its own.
+    let c = RpcClient::from_store(&dev, "nurse@clinic", "nurse-password").unwrap();
+    assert_eq!(c.couch("GET", "/records", None).await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(c.couch("GET", "/records", None).await.unwrap().status, 200);
+    // A wrong password is refused inside the channel.
+    let bad = RpcClient::from_store(&dev, "nurse@clinic", "wrong").unwrap();
+    let err = bad
+        .couch("GET", "/records", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("incorrect"), "{err}");
 }
