@@ -234,7 +234,14 @@ impl HttpDb {
                 format!("{db}/{path}")
             };
             let started = std::time::Instant::now();
-            let r = rpc.couch(method.as_str(), &full, body).await?;
+            // Calls on one channel take turns (envelope counters must arrive in order). Run
+            // each in its own task, so a call that holds the turn always finishes even if the
+            // pipeline stage that asked for it is waiting on something else before polling it
+            // again (otherwise the other stages would wait for the turn forever).
+            let (rpc, m) = (rpc.clone(), method.as_str().to_owned());
+            let r = tokio::spawn(async move { rpc.couch(&m, &full, body).await })
+                .await
+                .map_err(|_| Error::Protocol("an RPC call task failed".into()))??;
             if let Some(f) = &self.observer {
                 f(started.elapsed());
             }

@@ -122,6 +122,8 @@ async fn start_hub_with(dir: &tempfile::TempDir, settings: hub::rpc::RpcSettings
         .unwrap();
     hub.set_account_role("desk@clinic", "desk-password", "front_desk")
         .unwrap();
+    hub.set_account("admin@clinic", "admin-password", true)
+        .unwrap();
     let channel_key = StaticKey::generate().unwrap();
     let hub_key = channel_key.public();
     let keys = hub::rpc::HubKeys {
@@ -584,4 +586,46 @@ async fn sessions_expire_and_the_client_handshakes_again() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("incorrect"), "{err}");
+}
+
+/// Many batches through the pipelined replicator, whose stages share one channel (a stage that
+/// stops polling a call must not hold the channel's turn: this hung before calls ran in tasks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_batches_replicate_over_the_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_hub(&dir, Duration::from_secs(900)).await;
+    h.store.ensure_db("records").unwrap();
+    let a = node(&dir, "a");
+    replicate::rpc::pair(&a, &offer(&h), "tablet")
+        .await
+        .unwrap();
+    let docs: Vec<DocWrite> = (0..1200)
+        .map(|i| {
+            DocWrite::from_json(
+                json!({"_id": format!("Observation/o{i}"), "resourceType": "Observation", "id": format!("o{i}"),
+                       "status": "final", "subject": {"reference": format!("Patient/p{}", i % 700)}, "note": [{"text": "x".repeat(560)}]}),
+                None,
+            )
+            .unwrap()
+        })
+        .collect();
+    a.bulk_docs("records", docs, true).unwrap();
+    // A database the hub does not have yet: the replication creates it (an administrator).
+    let c = Arc::new(RpcClient::from_store(&a, "admin@clinic", "admin-password").unwrap());
+    let hub_ep = Endpoint::Http(HttpDb::over_rpc(c, "newdb").unwrap());
+    let mut r = Replication::new(local(&a), hub_ep.clone());
+    r.batch_size = 500;
+    let stats = tokio::time::timeout(Duration::from_secs(60), r.run_once(|_| {}))
+        .await
+        .expect("the replication finished")
+        .unwrap();
+    assert_eq!(stats.docs_written, 1200, "{:?}", stats.errors);
+    let b = node(&dir, "b");
+    let mut r = Replication::new(hub_ep, local(&b));
+    r.batch_size = 100;
+    let stats = tokio::time::timeout(Duration::from_secs(60), r.run_once(|_| {}))
+        .await
+        .expect("the replication finished")
+        .unwrap();
+    assert_eq!(stats.docs_written, 1200);
 }

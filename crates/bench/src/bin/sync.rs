@@ -2,7 +2,9 @@
 //! express-pouchdb, on the same generated ~1 KB FHIR-like documents, in one run.
 //!
 //! Run: `cargo build --release && cargo run --release -p hearth-bench --bin hearth-sync-bench --
-//! [--docs 10000,100000] [--memory 100000,500000] [--clients 50] [--skip-pouchdb]`.
+//! [--docs 10000,100000] [--memory 100000,500000] [--clients 50] [--rpc 10000] [--skip-pouchdb]`.
+//! `--rpc` compares the hub's two transports (CouchDB API and encrypted RPC) on one in-process
+//! hub. A list of `0` skips a part (`--docs 0 --memory 0 --clients 0 --rpc 10000`).
 //! The hub is the release `hearth` binary in its own process (`hub serve`), so its peak memory
 //! is its own; devices are encrypted stores in this process. PouchDB needs `npm ci` in
 //! `tests/pouchdb-interop`.
@@ -27,6 +29,7 @@ struct Config {
     memory: Vec<usize>,
     clients: usize,
     pouchdb: bool,
+    rpc: Vec<usize>,
 }
 
 fn list(s: &str) -> Result<Vec<usize>> {
@@ -45,6 +48,7 @@ fn parse_args() -> Result<Config> {
         memory: vec![100_000, 500_000],
         clients: 50,
         pouchdb: true,
+        rpc: vec![10_000],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Config> {
             "--memory" => c.memory = list(&val()?)?,
             "--clients" => c.clients = val()?.parse()?,
             "--skip-pouchdb" => c.pouchdb = false,
+            "--rpc" => c.rpc = list(&val()?)?,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -394,14 +399,93 @@ fn base64_basic(u: &str, p: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
 }
 
+/// One in-process hub serving both transports; a paired device; push and pull over each.
+async fn transports_run(n: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let hub_store = device(tmp.path(), "hub")?;
+    let h = Arc::new(hub::Hub::new(hub_store.clone()).map_err(|e| anyhow::anyhow!(e.reason))?);
+    h.set_account("bench", PASSWORD, true)
+        .map_err(|e| anyhow::anyhow!(e.reason))?;
+    let channel = vault::channel::StaticKey::generate()?;
+    let hub_key = hex_string(&channel.public());
+    let couch = hub::router(h.clone(), 64 << 20);
+    let rpc = Arc::new(hub::rpc::Rpc::new(
+        h.clone(),
+        hub::rpc::HubKeys {
+            channel,
+            signing: ed25519_dalek::SigningKey::from_bytes(&vault::random_bytes::<32>()?),
+        },
+        couch.clone(),
+        hub::rpc::RpcSettings::default(),
+    ));
+    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let couch_url = format!("http://{}", l1.local_addr()?);
+    tokio::spawn(hub::serve(l1, couch, std::future::pending()));
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let rpc_url = format!("http://{}", l2.local_addr()?);
+    tokio::spawn(hub::serve(
+        l2,
+        hub::rpc::router(rpc),
+        std::future::pending(),
+    ));
+    let token = vault::random_bytes::<16>()?;
+    hub_store.put_pairing_offer(&token, i64::MAX, "bench")?;
+    let offer = vault::pairing::Offer {
+        v: 1,
+        addr: rpc_url,
+        hub: h.uuid.clone(),
+        key: hub_key,
+        tls: None,
+        token: hex_string(&token),
+        exp: u64::MAX / 2,
+    };
+    let a = device(tmp.path(), "a")?;
+    fill(&a, n)?;
+    replicate::rpc::pair(&a, &offer, "bench").await?;
+    for (label, db) in [("CouchDB API", "bench"), ("encrypted RPC", "viarpc")] {
+        let target = if db == "bench" {
+            remote(&couch_url, None)?
+        } else {
+            let c = Arc::new(replicate::rpc::RpcClient::from_store(
+                &a, "bench", PASSWORD,
+            )?);
+            Endpoint::Http(HttpDb::over_rpc(c, db)?)
+        };
+        let (push, s) = rep(local(&a), target.clone()).await?;
+        assert_eq!(s.docs_written as usize, n);
+        let b = device(tmp.path(), &format!("b-{db}"))?;
+        let (pull, s) = rep(target, local(&b)).await?;
+        assert_eq!(s.docs_written as usize, n);
+        let rate = |ms: f64| n as f64 / (ms / 1000.0);
+        println!(
+            "| {label} | {n} | {push:.0} ms ({:.0}/s) | {pull:.0} ms ({:.0}/s) |",
+            rate(push),
+            rate(pull)
+        );
+    }
+    Ok(())
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let c = parse_args()?;
+    if c.rpc.iter().any(|&n| n > 0) {
+        println!("| hub transport (in-process hub) | docs | push | pull |");
+        println!("|---|---|---|---|");
+        for &n in c.rpc.iter().filter(|&&n| n > 0) {
+            transports_run(n).await?;
+        }
+        println!();
+    }
     println!(
         "| system | docs | initial push | initial pull | no-op re-sync | push after 1% changed | pull after 1% changed | hub/server peak RSS |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for &n in &c.docs {
+    for &n in c.docs.iter().filter(|&&n| n > 0) {
         print_row("Hearth device ↔ Hearth hub", &hearth_run(n).await?);
         if c.pouchdb {
             print_row("PouchDB ↔ express-pouchdb", &pouchdb_run(n)?);
@@ -411,7 +495,7 @@ async fn main() -> Result<()> {
         clients_run(c.clients).await?;
     }
     println!();
-    for &n in &c.memory {
+    for &n in c.memory.iter().filter(|&&n| n > 0) {
         memory_run(n).await?;
     }
     Ok(())
