@@ -28,6 +28,7 @@
 
 mod api;
 mod session;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,8 +43,10 @@ pub use session::{Closed, DEFAULT_IDLE_SECS, Guard};
 pub struct AppState {
     /// The session: the unlocked node's records while active, locked after inactivity.
     pub guard: Arc<std::sync::Mutex<Guard>>,
-    /// The bearer token every request (but `metadata`) must carry.
+    /// The bearer token every API request (but `metadata`) must carry.
     pub token: Arc<String>,
+    /// The web app's browser session.
+    pub web: web::WebState,
 }
 
 /// A fresh random API token (32 hex characters).

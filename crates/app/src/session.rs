@@ -71,9 +71,65 @@ impl Guard {
         })
     }
 
-    /// The session's user.
+    /// A guard with nobody logged in yet: the web app's login page opens it.
+    pub fn locked(
+        data_dir: PathBuf,
+        db: &str,
+        idle_secs: i64,
+        clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    ) -> Guard {
+        let now = clock();
+        Guard {
+            data_dir,
+            user: String::new(),
+            db: db.to_owned(),
+            open: None,
+            logged_out: false,
+            last_activity: now,
+            idle_secs: idle_secs.max(1),
+            clock,
+        }
+    }
+
+    /// The session's user (empty before anyone logged in).
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// The role of the user while unlocked.
+    pub fn role(&self) -> Option<String> {
+        self.open.as_ref().map(|o| o.node.role.clone())
+    }
+
+    /// Whether anyone is logged in (locked or not).
+    pub fn has_user(&self) -> bool {
+        !self.user.is_empty() && !self.logged_out
+    }
+
+    /// Logs a user in (any user of this device), ending the previous user's session first.
+    /// A wrong PIN or code is counted by the vault like any unlock.
+    pub fn login(&mut self, user: &str, pin: &Pin, code: Option<&str>) -> Result<(), String> {
+        // Always a fresh unlock: a sign-in proves the PIN even if this user's session is open.
+        self.close("logout");
+        self.user = user.to_owned();
+        self.logged_out = false;
+        self.unlock(pin, code)
+    }
+
+    /// Re-reads the records layer (after a break-glass grant, which is stored in the file).
+    pub fn reload(&mut self) -> Result<(), String> {
+        if let Some(open) = &mut self.open {
+            let session = open.node.session().map_err(|e| e.to_string())?;
+            let records = Records::new(open.node.store.clone(), &self.db, &session)
+                .map_err(|e| e.to_string())?;
+            open.records = Arc::new(records);
+        }
+        Ok(())
+    }
+
+    /// The unlocked node's store and session, for operations outside the records layer.
+    pub fn node(&self) -> Option<&Unlocked> {
+        self.open.as_ref().map(|o| &o.node)
     }
 
     /// Seconds left before the inactivity lock (0 when locked).
@@ -99,16 +155,21 @@ impl Guard {
         if self.logged_out {
             return Err(Closed::LoggedOut);
         }
+        self.expire();
         let now = (self.clock)();
-        if self.open.is_some() && now - self.last_activity > self.idle_secs {
-            self.close("timeout");
-        }
         match &self.open {
             Some(open) => {
                 self.last_activity = now;
                 Ok(open.records.clone())
             }
             None => Err(Closed::Locked),
+        }
+    }
+
+    /// Locks the session if its inactivity time is up (without counting as activity).
+    pub fn expire(&mut self) {
+        if self.open.is_some() && (self.clock)() - self.last_activity >= self.idle_secs {
+            self.close("timeout");
         }
     }
 
@@ -128,9 +189,8 @@ impl Guard {
         if self.logged_out {
             return Err("logged out: start the app again".into());
         }
-        if self.open.is_some() {
-            return Ok(());
-        }
+        // An unlock always proves the PIN, even if the session is still open.
+        self.close("lock");
         let dir = DataDir::open(&self.data_dir).map_err(|e| e.to_string())?;
         let node = dir
             .unlock_with_code(&self.user, pin, code)

@@ -43,6 +43,7 @@ fn state() -> (tempfile::TempDir, AppState, Arc<AtomicI64>) {
     let state = AppState {
         guard: Arc::new(std::sync::Mutex::new(guard)),
         token: Arc::new(TOKEN.into()),
+        web: Default::default(),
     };
     (dir, state, now)
 }

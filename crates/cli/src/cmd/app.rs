@@ -15,23 +15,46 @@ pub struct Args {
     /// Minutes without a request before the session locks (keys dropped; unlock with the PIN).
     #[arg(long, default_value_t = 15)]
     pub idle_minutes: u32,
+    /// Seconds instead of minutes (for demonstrations and tests of the auto-lock).
+    #[arg(long, hide = true)]
+    pub idle_seconds: Option<u32>,
 }
 
 pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
     app::check_loopback(&args.listen).map_err(|e| anyhow!(e))?;
-    let node = ctx.unlock()?;
-    let user = node.user.clone();
-    let guard = app::Guard::new(
-        ctx.data_dir.clone(),
-        super::DEFAULT_DB,
-        node,
-        i64::from(args.idle_minutes.max(1)) * 60,
-        Arc::new(fhir::time::now),
-    )?;
+    let idle = match args.idle_seconds {
+        Some(s) => i64::from(s.max(5)),
+        None => i64::from(args.idle_minutes.max(1)) * 60,
+    };
+    // With --user the app starts unlocked for that user; without, it starts locked and the
+    // web app's sign-in page unlocks it.
+    let (guard, user) = if ctx.user.is_some() {
+        let node = ctx.unlock()?;
+        let user = node.user.clone();
+        let guard = app::Guard::new(
+            ctx.data_dir.clone(),
+            super::DEFAULT_DB,
+            node,
+            idle,
+            Arc::new(fhir::time::now),
+        )?;
+        (guard, user)
+    } else {
+        store::DataDir::open(&ctx.data_dir)
+            .with_context(|| format!("cannot open the data folder {}", ctx.data_dir.display()))?;
+        let guard = app::Guard::locked(
+            ctx.data_dir.clone(),
+            super::DEFAULT_DB,
+            idle,
+            Arc::new(fhir::time::now),
+        );
+        (guard, String::from("(sign in on the web page)"))
+    };
     let token = app::new_token().context("cannot make an API token")?;
     let state = app::AppState {
         guard: Arc::new(std::sync::Mutex::new(guard)),
         token: Arc::new(token.clone()),
+        web: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
@@ -42,7 +65,7 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
             .local_addr()
             .context("cannot read the bound address")?;
         outln!(
-            "Hearth app for '{user}' listening on http://{addr}/ (FHIR API: http://{addr}/fhir)"
+            "Hearth app for {user} listening on http://{addr}/ (FHIR API: http://{addr}/fhir)"
         );
         outln!("API token: {token}");
         outln!(

@@ -1,0 +1,170 @@
+//! Patient Explorer in a real browser: `hearth app` serves it on loopback, and
+//! `tests/browser/explorer.mjs` drives Debian's Chromium (Playwright, headless) through sign-in,
+//! a wrong PIN, search, vitals with the chart updating, a note written and signed, a consent
+//! signed on the pad, a conflict resolved, a front-desk user refused a note, break-glass, and
+//! the inactivity lock. `HEARTH_SCREENSHOTS=docs/screenshots` keeps the screenshots.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const ADMIN_PIN: &str = "24681357";
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--pin-stdin")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "hearth {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn admin(dir: &Path, args: &[&str]) -> String {
+    let mut a = vec!["--user", "admin"];
+    a.extend_from_slice(args);
+    String::from_utf8(hearth(dir, &a, &format!("{ADMIN_PIN}\n")).stdout).unwrap()
+}
+
+fn browser_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed for the browser tests");
+        assert!(status.success(), "npm ci failed in {}", dir.display());
+    }
+    dir
+}
+
+/// A clinic with three users and one progress note edited on two databases (a conflict that
+/// waits for a person).
+fn prepare(dir: &Path) {
+    hearth(
+        dir,
+        &[
+            "--user",
+            "admin",
+            "init",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ],
+        &format!("{ADMIN_PIN}\n"),
+    );
+    admin(dir, &["demo-data", "--patients", "5"]);
+    hearth(
+        dir,
+        &[
+            "--user",
+            "admin",
+            "user",
+            "add",
+            "desk",
+            "--role",
+            "front_desk",
+        ],
+        &format!("{ADMIN_PIN}\n13572468\n"),
+    );
+    hearth(
+        dir,
+        &["--user", "admin", "user", "add", "aud", "--role", "auditor"],
+        &format!("{ADMIN_PIN}\n11223344\n"),
+    );
+    admin(dir, &["db", "create", "other"]);
+    admin(dir, &["sync", "--remote", "local:other"]);
+    let id = "DocumentReference/p-000002-note-1";
+    for (db, text) in [
+        ("records", "edited on the tablet"),
+        ("other", "edited on the laptop"),
+    ] {
+        let doc = admin(dir, &["doc", "get", id, "--db", db]);
+        let mut v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        v["description"] = text.into();
+        admin(dir, &["doc", "put", &v.to_string(), "--db", db]);
+    }
+    admin(dir, &["sync", "--remote", "local:other"]);
+    let list = admin(dir, &["conflicts", "list"]);
+    assert!(list.contains(id), "the conflict is in the inbox: {list}");
+}
+
+#[test]
+fn patient_explorer_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("device");
+    prepare(&data);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["app", "--listen", "127.0.0.1:0", "--idle-seconds", "12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("the app printed its address").unwrap();
+        if let Some(i) = line.find("http://") {
+            break line[i..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let _app = Running(child);
+    let shots = std::env::var("HEARTH_SCREENSHOTS")
+        .map(|p| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(p)
+        })
+        .unwrap_or_else(|_| tmp.path().join("shots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg("explorer.mjs")
+        .arg(&url)
+        .arg(&shots)
+        .current_dir(browser_dir())
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shots.join("chart.png").exists());
+}

@@ -1,0 +1,142 @@
+// Patient Explorer in a real browser: Debian's Chromium, headless, driven by Playwright.
+// Usage: node explorer.mjs http://127.0.0.1:PORT SCREENSHOT_DIR
+// The data folder was prepared by crates/cli/tests/web.rs (users admin, desk, aud; a demo
+// clinic; one conflict on a progress note). Exits non-zero with the failed step on any error.
+
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+
+const [base, shots] = process.argv.slice(2);
+const ADMIN = { user: "admin", pin: "24681357" };
+const DESK = { user: "desk", pin: "13572468" };
+const AUD = { user: "aud", pin: "11223344" };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu"],
+});
+const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+page.setDefaultTimeout(15000);
+let step = "start";
+const shot = async (name) => {
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+};
+
+async function login(who) {
+  await page.goto(`${base}/login`);
+  await page.fill("#user", who.user);
+  await page.fill("#pin", who.pin);
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("button[type=submit]")]);
+}
+
+try {
+  step = "redirected to sign-in";
+  await page.goto(base + "/");
+  assert.match(page.url(), /\/login$/);
+  await shot("login");
+
+  step = "wrong PIN";
+  await login({ user: "admin", pin: "00000000" });
+  assert.match(await page.textContent("#login-error"), /wrong user or PIN/);
+
+  step = "sign in";
+  await login(ADMIN);
+  assert.match(page.url(), /\/patients$/);
+  await shot("patients");
+
+  step = "search a patient";
+  await page.fill("#q", "fernandez");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("form[role=search] button")]);
+  const rows = await page.locator("#patient-rows tr").allTextContents();
+  assert.ok(rows.some((r) => r.includes("Élodie Fernández")), rows.join(" | "));
+
+  step = "open the chart";
+  await page.click("text=Élodie Fernández");
+  await page.waitForSelector("#patient-name");
+  assert.equal(await page.textContent("#patient-name"), "Élodie Fernández");
+  const before = Number(await page.getAttribute('.vital[data-code="8867-4"] svg', "data-points"));
+
+  step = "record vitals and see the chart update";
+  await page.fill("#v-sys", "128");
+  await page.fill("#v-dia", "84");
+  await page.fill("#v-hr", "77");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("form[aria-label='Record vitals'] button")]);
+  assert.equal((await page.textContent('.vital[data-code="8867-4"] .latest')).trim(), "77");
+  const after = Number(await page.getAttribute('.vital[data-code="8867-4"] svg', "data-points"));
+  assert.equal(after, before + 1);
+  await shot("chart");
+
+  step = "write a note, then sign it";
+  await page.fill("#note", "Browser test: reviewed medications with the proxy.");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save note")]);
+  const draft = page.locator("article.note", { hasText: "Browser test: reviewed" });
+  assert.match(await draft.textContent(), /draft/);
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), draft.locator("button", { hasText: "Sign" }).click()]);
+  assert.match(
+    await page.locator("article.note", { hasText: "Browser test: reviewed" }).textContent(),
+    /signed by admin/,
+  );
+
+  step = "sign a consent on the pad";
+  const consentsBefore = await page.locator("#consents li").count();
+  await page.locator("#sigpad").scrollIntoViewIfNeeded();
+  const pad = await page.locator("#sigpad").boundingBox();
+  await page.mouse.move(pad.x + 20, pad.y + 100);
+  await page.mouse.down();
+  for (let i = 1; i <= 12; i++) await page.mouse.move(pad.x + 20 + i * 25, pad.y + 100 - Math.sin(i) * 40);
+  await page.mouse.up();
+  assert.match(await page.inputValue("#signature"), /^data:image\/png;base64,/);
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save signed consent")]);
+  assert.equal(await page.locator("#consents li").count(), consentsBefore + 1);
+
+  step = "resolve a conflict";
+  await page.goto(`${base}/inbox`);
+  await page.click("text=DocumentReference/p-000002-note-1");
+  await page.waitForSelector("#diff tr");
+  await shot("conflict");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.locator("button", { hasText: "Keep this version" }).first().click()]);
+  assert.match(await page.textContent("main"), /No conflicts wait for a person/);
+
+  step = "the front desk may not write a note";
+  await page.click("text=Log out");
+  await login(DESK);
+  await page.goto(`${base}/patients/p-000001`);
+  await page.fill("#note", "Front desk should not write this.");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save note")]);
+  assert.match(await page.textContent("h1"), /Not allowed/);
+
+  step = "break-glass";
+  await page.goto(`${base}/patients`);
+  await page.click("text=Log out");
+  await login(AUD);
+  await page.goto(`${base}/patients/p-000003`);
+  assert.match(await page.textContent("h1"), /Not allowed/);
+  await page.fill("#reason", "Patient collapsed in the waiting room; need allergies.");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Open chart in an emergency")]);
+  await page.waitForSelector("#patient-name");
+  await page.goto(`${base}/audit?break_glass=on`);
+  assert.match(await page.textContent("main"), /break-glass/);
+  await shot("audit");
+
+  step = "auto-lock after inactivity, then quick re-unlock";
+  await page.goto(`${base}/patients`);
+  await page.waitForURL(/\/locked$/, { timeout: 30000 });
+  await shot("locked");
+  await page.fill("#pin", AUD.pin);
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Unlock")]);
+  assert.match(page.url(), /\/patients$/);
+
+  step = "keyboard and screen reader basics";
+  const labelled = await page.$$eval("input:not([type=hidden]), select, textarea", (els) =>
+    els.every((e) => e.labels?.length > 0 || e.getAttribute("aria-label")),
+  );
+  assert.ok(labelled, "every form control has a label");
+
+  console.log(JSON.stringify({ ok: true }));
+} catch (e) {
+  console.error(`step failed: ${step}\n${e.stack || e}`);
+  try { await shot("failure"); } catch {}
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
