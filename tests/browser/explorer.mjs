@@ -44,6 +44,11 @@ try {
   assert.match(page.url(), /\/patients$/);
   await shot("patients");
 
+  step = "filters: open tasks";
+  await page.selectOption("#filter", "tasks");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("form[role=search] button")]);
+  assert.ok((await page.locator("#patient-rows tr a").count()) > 0, "patients with open tasks");
+
   step = "search a patient";
   await page.fill("#q", "fernandez");
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("form[role=search] button")]);
@@ -65,6 +70,19 @@ try {
   const after = Number(await page.getAttribute('.vital[data-code="8867-4"] svg', "data-points"));
   assert.equal(after, before + 1);
   await shot("chart");
+
+  step = "edit demographics";
+  await page.click("text=Edit demographics");
+  await page.fill("#d-phone", "555-4242");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save demographics")]);
+  assert.match(await page.textContent("section[aria-label=Summary]"), /555-4242/);
+
+  step = "export the chart";
+  const exported = await page.request.get(`${base}/patients/p-000001/export`);
+  assert.equal(exported.status(), 200);
+  const bundle = await exported.json();
+  assert.equal(bundle.resourceType, "Bundle");
+  assert.ok(bundle.entry.length > 10);
 
   step = "write a note, then sign it";
   await page.fill("#note", "Browser test: reviewed medications with the proxy.");
@@ -88,6 +106,14 @@ try {
   assert.match(await page.inputValue("#signature"), /^data:image\/png;base64,/);
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save signed consent")]);
   assert.equal(await page.locator("#consents li").count(), consentsBefore + 1);
+
+  step = "sync panel";
+  await page.goto(`${base}/sync`);
+  assert.match(await page.textContent("main"), /not paired with a clinic hub/);
+  await page.fill("#offer", "not-an-offer");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Pair with the hub")]);
+  assert.match(await page.textContent(".alert"), /hearth-pair:/);
+  await shot("sync");
 
   step = "resolve a conflict";
   await page.goto(`${base}/inbox`);

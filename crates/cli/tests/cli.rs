@@ -281,7 +281,7 @@ fn demo_runs_and_leaves_no_plaintext() {
     let tmp = tempfile::tempdir().unwrap();
     let folder = tmp.path().join("demo");
     let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["demo", "--folder"])
+        .args(["demo", "--no-app", "--folder"])
         .arg(&folder)
         .output()
         .unwrap();
@@ -293,7 +293,7 @@ fn demo_runs_and_leaves_no_plaintext() {
     assert!(text.contains("kept for review"), "{text}");
     // Running it again reuses the node.
     let again = ok(&Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["demo", "--folder"])
+        .args(["demo", "--no-app", "--folder"])
         .arg(&folder)
         .output()
         .unwrap());

@@ -411,6 +411,59 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
         "{human}"
     );
 
+    // The administration screens: sign in, status with the relay, a pairing QR code, devices,
+    // accounts.
+    let (status_code, _, page) = http("GET", &format!("{admin}/ui"), "", None);
+    assert_eq!(status_code, 200);
+    assert!(page.contains("Administrator account"));
+    let (_, _, page) = http(
+        "POST",
+        &format!("{admin}/ui/login"),
+        "name=admin%40clinic&password=wrong",
+        None,
+    );
+    assert!(page.contains("incorrect"), "{page}");
+    let (code, headers, _) = http(
+        "POST",
+        &format!("{admin}/ui/login"),
+        &format!("name=admin%40clinic&password={ADMIN_PW}"),
+        None,
+    );
+    assert_eq!(code, 303);
+    let cookie = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, _, page) = http("GET", &format!("{admin}/ui"), "", Some(&cookie));
+    assert!(
+        page.contains("Relaying to") && page.contains("devices paired"),
+        "{page}"
+    );
+    let (_, _, page) = http("POST", &format!("{admin}/ui/pair"), "", Some(&cookie));
+    assert!(
+        page.contains("<svg") && page.contains("hearth-pair:"),
+        "{page}"
+    );
+    let (_, _, page) = http("GET", &format!("{admin}/ui/devices"), "", Some(&cookie));
+    assert!(
+        page.contains("tablet A") && page.contains("Revoke"),
+        "{page}"
+    );
+    let (_, _, page) = http(
+        "POST",
+        &format!("{admin}/ui/accounts"),
+        "name=desk%40clinic&role=front_desk&password=desk-password-1",
+        Some(&cookie),
+    );
+    assert!(
+        page.contains("desk@clinic") && page.contains("front_desk"),
+        "{page}"
+    );
+
     // The hub's audit report answers across devices.
     let report = ok(&hearth(
         &hub_dir,
@@ -479,6 +532,37 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
     ));
     let err = fails(&sync(&b));
     assert!(err.contains("revoked"), "{err}");
+}
+
+/// A minimal HTTP/1.0 request to the loopback administration port: status, headers
+/// (lowercased names), body.
+fn http(method: &str, url: &str, form: &str, cookie: Option<&str>) -> (u16, String, String) {
+    let u = url.strip_prefix("http://").unwrap();
+    let (host, path) = u.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} /{path} HTTP/1.0\r\nHost: {host}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut s, &mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers = head
+        .lines()
+        .skip(1)
+        .map(|l| match l.split_once(':') {
+            Some((k, v)) => format!("{}: {}", k.to_ascii_lowercase(), v.trim()),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (status, headers, body.to_owned())
 }
 
 /// A minimal HTTP/1.0 GET (the administration port is plain loopback HTTP).

@@ -7,6 +7,7 @@
 //! GET  /admin/devices               paired devices, last contact      (hub administrator)
 //! POST /admin/devices/{id}/revoke   refuse a device from now on       (hub administrator)
 //! GET  /admin/audit?patient=P       audit entries from every device   (hub administrator)
+//! GET  /ui …                        the administration screens (see `admin_ui`)
 //! ```
 //!
 //! The administration calls take a hub administrator account (HTTP Basic) and are audited.
@@ -74,6 +75,8 @@ pub struct AdminState {
     pub db_file: PathBuf,
     /// When the hub started.
     pub started: Instant,
+    /// The administration screens' browser session.
+    pub ui: crate::admin_ui::UiState,
 }
 
 type AdminHandle = Arc<AdminState>;
@@ -87,6 +90,20 @@ pub fn router(state: AdminHandle) -> Router {
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{id}/revoke", post(revoke))
         .route("/admin/audit", get(audit_report))
+        .route("/ui", get(crate::admin_ui::home))
+        .route("/ui/login", post(crate::admin_ui::login))
+        .route("/ui/logout", post(crate::admin_ui::logout))
+        .route("/ui/pair", post(crate::admin_ui::pair))
+        .route("/ui/devices", get(crate::admin_ui::devices))
+        .route("/ui/devices/{id}/revoke", post(crate::admin_ui::revoke))
+        .route(
+            "/ui/accounts",
+            get(crate::admin_ui::accounts).post(crate::admin_ui::save_account),
+        )
+        .route(
+            "/ui/accounts/{name}/remove",
+            post(crate::admin_ui::remove_account),
+        )
         .fallback(|| async { CouchError::not_found("missing").into_response() })
         .with_state(state)
 }
@@ -329,8 +346,8 @@ async fn metrics(State(s): State<AdminHandle>) -> CouchResult<Response> {
     Ok(resp)
 }
 
-async fn new_offer(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchResult<Response> {
-    let p = require_admin(&s, &headers).await?;
+/// Records a one-time offer made by `p` and returns it.
+pub(crate) async fn make_offer(s: &AdminHandle, p: &Principal) -> CouchResult<Offer> {
     let token = vault::random_bytes::<16>()
         .map_err(|_| CouchError::bad_request("the system random number generator failed"))?;
     let exp = unix_now() + s.pairing_ttl;
@@ -341,7 +358,7 @@ async fn new_offer(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchRes
         hub.audit(&who, "pairing_offer", format!("expires={exp}"))
     })
     .await?;
-    let offer = Offer {
+    Ok(Offer {
         v: 1,
         addr: s.public_url.clone(),
         hub: s.hub.uuid.clone(),
@@ -349,9 +366,14 @@ async fn new_offer(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchRes
         tls: s.tls_fingerprint.clone(),
         token: hex::encode(token),
         exp,
-    };
+    })
+}
+
+async fn new_offer(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchResult<Response> {
+    let p = require_admin(&s, &headers).await?;
+    let offer = make_offer(&s, &p).await?;
     Ok(
-        axum::Json(json!({"offer": offer.encode(), "expires": exp, "addr": offer.addr}))
+        axum::Json(json!({"offer": offer.encode(), "expires": offer.exp, "addr": offer.addr}))
             .into_response(),
     )
 }

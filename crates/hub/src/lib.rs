@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admin_ui;
 pub mod auth;
 mod changes;
 pub mod config;
@@ -30,6 +31,7 @@ mod doc;
 pub mod error;
 mod multipart;
 pub mod params;
+pub mod qr;
 pub mod rpc;
 pub mod secrets;
 pub mod selector;

@@ -65,7 +65,8 @@ pub struct FhirError {
 }
 
 impl FhirError {
-    fn one(status: u16, code: IssueCode, expression: &str, diagnostics: &str) -> FhirError {
+    /// An error with one issue.
+    pub fn one(status: u16, code: IssueCode, expression: &str, diagnostics: &str) -> FhirError {
         FhirError {
             status,
             issues: vec![Issue::error(code, expression, diagnostics)],

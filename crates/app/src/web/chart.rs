@@ -139,7 +139,15 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
 <section class="card" aria-label="Summary"><div class="row">
 <div><strong>Born</strong><br>{}</div><div><strong>MRN</strong><br>{}</div><div><strong>Phone</strong><br>{}</div>
 <div><strong>Allergies</strong><br>{}</div><div><strong>Active medications</strong><br>{}</div><div><strong>Healthcare proxy</strong><br>{}</div>
-</div></section>"#,
+</div>
+<details><summary>Edit demographics</summary><form method="post" action="/patients/{pid}/demographics" class="row" aria-label="Demographics">
+<input type="hidden" name="version" value="{version}">
+<div><label for="d-given">Given names</label><input id="d-given" name="given" value="{given}"></div>
+<div><label for="d-family">Family name</label><input id="d-family" name="family" value="{family}"></div>
+<div><label for="d-birth">Born (YYYY-MM-DD)</label><input id="d-birth" name="birth_date" value="{birth}"></div>
+<div><label for="d-phone">Phone</label><input id="d-phone" name="phone" inputmode="tel" value="{phone_v}"></div>
+<button type="submit">Save demographics</button></form></details>
+<p><a class="button secondary" href="/patients/{pid}/export" download>Export chart (FHIR Bundle)</a></p></section>"#,
         esc(&patient_name(&p)),
         esc(p["birthDate"].as_str().unwrap_or("")),
         esc(&mrn(&p)),
@@ -154,7 +162,13 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
             "—".into()
         } else {
             proxies.join(", ")
-        }
+        },
+        pid = enc(&id),
+        version = esc(p["meta"]["versionId"].as_str().unwrap_or("")),
+        given = esc(&p["name"][0]["given"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")),
+        family = esc(p["name"][0]["family"].as_str().unwrap_or("")),
+        birth = esc(p["birthDate"].as_str().unwrap_or("")),
+        phone_v = esc(&phone(&p)),
     ));
     // Vitals: entry form and a trend per vital.
     let mut obs: Vec<&Value> = of("Observation").collect();
@@ -347,6 +361,113 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
         enc(&id)
     ));
     html(StatusCode::OK, page(&patient_name(&p), Some(&v), &body))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DemographicsForm {
+    version: String,
+    given: String,
+    family: String,
+    birth_date: String,
+    phone: String,
+}
+
+pub(crate) async fn edit_demographics(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Form(f): Form<DemographicsForm>,
+) -> Response {
+    let v = Viewer::of(&s);
+    let pid = id.clone();
+    let r = with_records(&s, move |r| {
+        let mut p = r.read("Patient", &pid)?.resource;
+        let given: Vec<&str> = f.given.split_whitespace().collect();
+        p["name"][0]["given"] = json!(given);
+        p["name"][0]["family"] = json!(f.family.trim());
+        if let Some(n) = p["name"][0].as_object_mut() {
+            n.remove("text");
+        }
+        if f.birth_date.trim().is_empty() {
+            if let Some(o) = p.as_object_mut() {
+                o.remove("birthDate");
+            }
+        } else {
+            p["birthDate"] = json!(f.birth_date.trim());
+        }
+        let phone = f.phone.trim();
+        let mut telecom: Vec<Value> = p["telecom"].as_array().cloned().unwrap_or_default();
+        match telecom.iter_mut().find(|t| t["system"] == "phone") {
+            Some(t) if phone.is_empty() => t["value"] = Value::Null,
+            Some(t) => t["value"] = json!(phone),
+            None if !phone.is_empty() => telecom.push(json!({"system": "phone", "value": phone})),
+            None => {}
+        }
+        telecom.retain(|t| !t["value"].is_null());
+        p["telecom"] = json!(telecom);
+        // If-Match: someone else's change since the form was shown is a 412, not overwritten.
+        r.update("Patient", &pid, p, Some(&f.version))
+    })
+    .await;
+    match r {
+        Ok(_) => redirect(&format!("/patients/{}", enc(&id))),
+        Err((status, msg)) => error_page(&v, status, &msg, ""),
+    }
+}
+
+pub(crate) async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let v = Viewer::of(&s);
+    let (user, role) = (v.user.clone(), v.role.clone());
+    let pid = id.clone();
+    let r = with_records(&s, move |r| {
+        if !r
+            .permissions()
+            .allows(&role, "Patient", records::Action::Export)
+        {
+            return Err(records::FhirError::one(
+                403,
+                fhir::IssueCode::Forbidden,
+                "Patient",
+                "your role may not export records",
+            ));
+        }
+        let b = r.everything(&pid, "urn:hearth")?;
+        r.store().audit_append(&[store::AuditEvent {
+            user,
+            role,
+            action: "export".into(),
+            outcome: "success".into(),
+            patient: Some(format!("Patient/{pid}")),
+            resource: None,
+            detail: Some("web app: chart as a Bundle".into()),
+            break_glass: false,
+        }])?;
+        Ok(b)
+    })
+    .await;
+    match r {
+        Ok(b) => {
+            let mut resp = axum::response::IntoResponse::into_response(
+                serde_json::to_vec_pretty(&b).unwrap_or_default(),
+            );
+            let h = resp.headers_mut();
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/fhir+json"),
+            );
+            if let Ok(d) = axum::http::HeaderValue::from_str(&format!(
+                "attachment; filename=\"patient-{}.json\"",
+                id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+            )) {
+                h.insert(axum::http::header::CONTENT_DISPOSITION, d);
+            }
+            h.insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            resp
+        }
+        Err((status, msg)) => error_page(&v, status, &msg, ""),
+    }
 }
 
 fn now_instant() -> String {

@@ -9,13 +9,16 @@
 //! POST /lock   POST /logout  POST /keepalive
 //! GET  /patients?q=&filter=&page=     search by name, MRN, phone or birth date
 //! GET  /patients/{id}                 the chart
-//! POST /patients/{id}/vitals | notes | notes/{nid}/sign | consents | communications | break-glass
+//! POST /patients/{id}/vitals | demographics | notes | notes/{nid}/sign | consents | communications | break-glass
+//! GET  /patients/{id}/export          the chart as a FHIR Bundle (download; audited as an export)
 //! GET  /inbox  GET /inbox/{type}/{id}  POST /inbox/{type}/{id}/resolve   (the conflict inbox)
 //! GET  /audit?patient=&user=&break_glass=       (admins and auditors)
+//! GET  /sync   POST /sync   POST /sync/pair     hub status, sync now, pair with an offer
 //! ```
 
 mod chart;
 mod pages;
+mod sync;
 
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +46,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/patients", get(pages::patients))
         .route("/patients/{id}", get(chart::chart))
         .route("/patients/{id}/vitals", post(chart::add_vitals))
+        .route(
+            "/patients/{id}/demographics",
+            post(chart::edit_demographics),
+        )
+        .route("/patients/{id}/export", get(chart::export))
         .route("/patients/{id}/notes", post(chart::add_note))
         .route("/patients/{id}/notes/{nid}/sign", post(chart::sign_note))
         .route("/patients/{id}/consents", post(chart::add_consent))
@@ -55,6 +63,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/inbox/{rt}/{id}", get(pages::conflict))
         .route("/inbox/{rt}/{id}/resolve", post(pages::resolve))
         .route("/audit", get(pages::audit))
+        .route("/sync", get(sync::panel).post(sync::sync_now))
+        .route("/sync/pair", post(sync::pair))
         .route("/lock", post(pages::lock))
         .route("/keepalive", post(pages::keepalive))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_login));
@@ -219,7 +229,7 @@ pub(crate) fn page(title: &str, v: Option<&Viewer>, body: &str) -> String {
     let nav = match v {
         Some(v) => format!(
             r#"<header class="top" role="banner"><strong>Hearth</strong>
-<nav aria-label="Main"><a href="/patients">Patients</a><a href="/inbox">Conflicts</a>{audit}</nav>
+<nav aria-label="Main"><a href="/patients">Patients</a><a href="/inbox">Conflicts</a><a href="/sync">Sync</a>{audit}</nav>
 <div class="who"><span>{user} <span class="pill">{role}</span></span>
 <form method="post" action="/lock"><button class="secondary" type="submit">Lock</button></form>
 <form method="post" action="/logout"><button class="secondary" type="submit">Log out</button></form></div></header>

@@ -283,15 +283,31 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
                     .or_else(|| rec.starts_with("Patient/").then_some(rec))
             })
             .collect();
-        if filter == "conflicts" {
+        // Filters by what needs doing: patients of requested tasks, or of medications due in
+        // the next 24 hours, or with unresolved conflicts.
+        let wanted: Option<std::collections::BTreeSet<String>> = match filter.as_str() {
+            "conflicts" => Some(conflicted.clone()),
+            "tasks" => Some(patients_of(r, "Task", &[("status", "requested")], "for")?),
+            "due" => {
+                let until = fhir::time::instant(fhir::time::now() + 86_400);
+                Some(patients_of(
+                    r,
+                    "MedicationRequest",
+                    &[("status", "active"), ("next-due", &format!("le{until}"))],
+                    "subject",
+                )?)
+            }
+            _ => None,
+        };
+        if let Some(wanted) = wanted {
             let mut rows = Vec::new();
-            for p in conflicted.iter().skip(page_no * PAGE).take(PAGE) {
+            for p in wanted.iter().skip(page_no * PAGE).take(PAGE) {
                 let id = p.trim_start_matches("Patient/");
                 if let Ok(st) = r.read("Patient", id) {
                     rows.push(st.resource);
                 }
             }
-            let more = conflicted.len() > (page_no + 1) * PAGE;
+            let more = wanted.len() > (page_no + 1) * PAGE;
             return Ok((rows, more, conflicted));
         }
         let b = r.search("Patient", &params, "/fhir")?;
@@ -370,9 +386,41 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
 <tbody id="patient-rows">{trs}</tbody></table><div class="pager">{pager}</div></div>"#,
         esc(&q.q),
         opt("", "All patients"),
-        opt("conflicts", "With conflicts"),
+        opt("conflicts", "With conflicts")
+            + &opt("tasks", "With open tasks")
+            + &opt("due", "Medications due in 24 h"),
     );
     html(StatusCode::OK, page("Patients", Some(&v), &body))
+}
+
+/// The patients referenced (by `field`) from resources of `rt` matching `params`.
+fn patients_of(
+    r: &records::Records,
+    rt: &str,
+    params: &[(&str, &str)],
+    field: &str,
+) -> Result<std::collections::BTreeSet<String>, records::FhirError> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut offset = 0;
+    loop {
+        let mut q: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        q.push(("_count".into(), "1000".into()));
+        q.push(("_offset".into(), offset.to_string()));
+        let b = r.search(rt, &q, "/fhir")?;
+        let entries = b["entry"].as_array().cloned().unwrap_or_default();
+        for e in &entries {
+            if let Some(p) = e["resource"][field]["reference"].as_str() {
+                out.insert(p.to_owned());
+            }
+        }
+        if entries.len() < 1000 || offset > 100_000 {
+            return Ok(out);
+        }
+        offset += 1000;
+    }
 }
 
 pub(crate) async fn conflicts(State(s): State<AppState>) -> Response {

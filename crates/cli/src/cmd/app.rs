@@ -56,11 +56,24 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
         token: Arc::new(token.clone()),
         web: Default::default(),
     };
+    serve(state, args.listen, &user, idle, None)
+}
+
+/// Serves the app (web and FHIR API) until Ctrl-C; with `open_browser`, points the desktop's
+/// browser at it (best effort).
+pub fn serve(
+    state: app::AppState,
+    listen: SocketAddr,
+    user: &str,
+    idle_secs: i64,
+    sign_in_hint: Option<&str>,
+) -> Result<()> {
+    let token = state.token.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener
             .local_addr()
             .context("cannot read the bound address")?;
@@ -68,14 +81,38 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
             "Hearth app for {user} listening on http://{addr}/ (FHIR API: http://{addr}/fhir)"
         );
         outln!("API token: {token}");
+        if let Some(hint) = sign_in_hint {
+            outln!("Open http://{addr}/ in a browser and sign in {hint}.");
+            // Best effort: a desktop session opens its browser; a server has none, and that is fine.
+            let _ = std::process::Command::new("xdg-open")
+                .arg(format!("http://{addr}/"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
         outln!(
-            "Locks after {} minutes without a request; press Ctrl-C to stop (the database is locked again).",
-            args.idle_minutes.max(1)
+            "Locks after {} s without a request; press Ctrl-C to stop (the database is locked again).",
+            idle_secs
         );
         app::serve(listener, app::router(state), async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
         .context("the server stopped with an error")
+    })
+}
+
+/// The app, locked, for the web sign-in page.
+pub fn locked_state(data_dir: &std::path::Path, idle_secs: i64) -> Result<app::AppState> {
+    let guard = app::Guard::locked(
+        data_dir.to_owned(),
+        super::DEFAULT_DB,
+        idle_secs,
+        Arc::new(fhir::time::now),
+    );
+    Ok(app::AppState {
+        guard: Arc::new(std::sync::Mutex::new(guard)),
+        token: Arc::new(app::new_token().context("cannot make an API token")?),
+        web: Default::default(),
     })
 }

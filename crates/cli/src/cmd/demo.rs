@@ -28,6 +28,12 @@ pub struct Args {
     /// How many demo patients.
     #[arg(long, default_value_t = 200)]
     pub patients: u64,
+    /// Do not open the Patient Explorer at the end (for scripts).
+    #[arg(long)]
+    pub no_app: bool,
+    /// Where the Patient Explorer listens (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8780")]
+    pub listen: std::net::SocketAddr,
 }
 
 fn entries(bundle: &Value) -> Vec<&Value> {
@@ -222,8 +228,23 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
         folder.display()
     );
     outln!(
-        "     hearth --data-dir {} --user {DEMO_USER} app    # the local FHIR API on http://127.0.0.1:8780/fhir",
+        "     hearth --data-dir {} app    # Patient Explorer and the FHIR API on http://127.0.0.1:8780/",
         folder.display()
     );
-    Ok(())
+    if args.no_app {
+        return Ok(());
+    }
+    app::check_loopback(&args.listen).map_err(|e| anyhow::anyhow!(e))?;
+    drop(r);
+    drop(node);
+    outln!("");
+    outln!("8. Opening the Patient Explorer (the web app clinicians use) on this device:");
+    let state = super::app::locked_state(&folder, 15 * 60)?;
+    super::app::serve(
+        state,
+        args.listen,
+        "the demo clinic",
+        15 * 60,
+        Some(&format!("as '{DEMO_USER}' with PIN {DEMO_PIN}")),
+    )
 }

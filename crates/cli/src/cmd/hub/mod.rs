@@ -2,7 +2,6 @@
 //! status); `pair`, `devices`, `status` and `audit report` talk to it while it runs; `account`
 //! and `upstream` change it while it is stopped; `serve` is the CouchDB API alone, on loopback.
 
-mod qr;
 mod relay;
 mod remote;
 mod start;

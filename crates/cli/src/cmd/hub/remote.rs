@@ -155,18 +155,18 @@ pub fn pair(ctx: &mut Context, a: PairArgs) -> Result<()> {
     )?;
     let offer = v["offer"].as_str().unwrap_or_default().to_owned();
     if let Some(p) = &a.png {
-        std::fs::write(p, super::qr::png(&offer, 6)?)
+        std::fs::write(p, hub::qr::png(&offer, 6)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     if let Some(p) = &a.svg {
-        std::fs::write(p, super::qr::svg(&offer)?)
+        std::fs::write(p, hub::qr::svg(&offer)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     if a.text {
         outln!("{offer}");
         return Ok(());
     }
-    outln!("{}", super::qr::terminal(&offer)?);
+    outln!("{}", hub::qr::terminal(&offer)?);
     outln!(
         "Pairing offer for {} (one use, expires {}):",
         v["addr"].as_str().unwrap_or(""),

@@ -363,6 +363,7 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
             databases: cfg.databases.clone(),
             db_file: store_path,
             started: Instant::now(),
+            ui: Default::default(),
         });
         let admin_l = bind(listen.admin, "administration").await?;
         outln!(

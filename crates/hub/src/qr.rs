@@ -1,12 +1,21 @@
 //! Pairing offers as QR codes: in the terminal (Unicode half blocks), as SVG, and as PNG
 //! (written here: 8-bit grayscale, one zlib stream, CRC-checked chunks).
 
-use anyhow::{Context as _, Result, anyhow};
+/// A QR rendering failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct QrError(String);
+
+type Result<T> = std::result::Result<T, QrError>;
+
+fn anyhow_like(e: impl std::fmt::Display) -> QrError {
+    QrError(e.to_string())
+}
 use qrcode::{Color, EcLevel, QrCode};
 
 fn code(text: &str) -> Result<QrCode> {
     QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
-        .map_err(|e| anyhow!("the offer does not fit a QR code: {e}"))
+        .map_err(|e| QrError(format!("the offer does not fit a QR code: {e}")))
 }
 
 /// The code drawn with Unicode half blocks (two modules per character row), with a quiet zone.
@@ -57,8 +66,8 @@ pub fn png(text: &str, scale: usize) -> Result<Vec<u8>> {
         }
     }
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut z, &raw).context("compressing the image")?;
-    let idat = z.finish().context("compressing the image")?;
+    std::io::Write::write_all(&mut z, &raw).map_err(anyhow_like)?;
+    let idat = z.finish().map_err(anyhow_like)?;
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&(side as u32).to_be_bytes());
