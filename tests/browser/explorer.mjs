@@ -71,6 +71,11 @@ try {
   assert.equal(after, before + 1);
   await shot("chart");
 
+  step = "mark a medication dose given";
+  const dose = page.locator("form[aria-label^='Dose of']").first();
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), dose.locator("button", { hasText: "Given" }).click()]);
+  assert.match(await page.textContent("#doses"), /given/);
+
   step = "edit demographics";
   await page.click("text=Edit demographics");
   await page.fill("#d-phone", "555-4242");

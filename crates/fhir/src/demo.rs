@@ -277,6 +277,17 @@ pub fn patient_bundle(n: u64, seed: u64, vitals_sets: u64) -> Vec<Value> {
                 "doseAndRate": [{"doseQuantity": quantity(json!(1), "tablet", "{tbl}")}]}]
         }));
     }
+    // The first dose of the first medication, given at the visit (draws nothing from `rng`, so
+    // the rest of the clinic is the same as before this resource existed).
+    out.push(json!({
+        "resourceType": "MedicationAdministration", "id": format!("{pid}-dose-0"), "status": "completed",
+        "medicationCodeableConcept": out.iter().rev().find(|r| r["id"] == format!("{pid}-med-0"))
+            .map(|m| m["medicationCodeableConcept"].clone()).unwrap_or(Value::Null),
+        "subject": {"reference": format!("Patient/{pid}")},
+        "effectiveDateTime": date_time(visit, 8 * 60),
+        "performer": [{"actor": {"reference": dr}}],
+        "request": {"reference": format!("MedicationRequest/{pid}-med-0")}
+    }));
     for s in 0..vitals_sets {
         let day = TODAY - (s as i64) * 7 - rng.below(3) as i64;
         let minute = 8 * 60 + rng.below(10 * 60);
@@ -406,6 +417,6 @@ mod tests {
                 report.issues
             );
         }
-        assert_eq!(all.len(), 5 + 13 + 12);
+        assert_eq!(all.len(), 5 + 14 + 12);
     }
 }

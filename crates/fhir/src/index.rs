@@ -226,6 +226,16 @@ pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
                 token(&mut out, rt, "next-due", time::instant(*next));
             }
         }
+        "MedicationAdministration" => {
+            compartment(&mut out, resource.get("subject").and_then(patient_ref));
+            if let Some(d) = resource
+                .get("effectiveDateTime")
+                .and_then(Value::as_str)
+                .and_then(as_instant)
+            {
+                token(&mut out, rt, "date", d);
+            }
+        }
         "Communication" => {
             compartment(&mut out, resource.get("subject").and_then(patient_ref));
             if let Some(d) = resource

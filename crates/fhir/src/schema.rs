@@ -738,6 +738,56 @@ const MEDICATION_REQUEST: &[El] = &[
     r("eventHistory", &["Provenance"], Many),
 ];
 
+/// A dose given, or not given (`not-done` with a reason): what the medication reminders record.
+const MEDICATION_ADMINISTRATION: &[El] = &[
+    c("identifier", IDENTIFIER, Many),
+    p("instantiates", Uri, Many),
+    r("partOf", ANY_REF, Many),
+    code(
+        "status",
+        Req,
+        &[
+            "in-progress",
+            "not-done",
+            "on-hold",
+            "completed",
+            "entered-in-error",
+            "stopped",
+            "unknown",
+        ],
+    ),
+    c("statusReason", CC, Many),
+    c("category", CC, Opt),
+    c(
+        "medication",
+        Ty::Choice(&[
+            ("CodeableConcept", CC),
+            ("Reference", Ty::Reference(&["Medication"])),
+        ]),
+        Req,
+    ),
+    r("subject", SUBJECT_REF, Req),
+    r("context", &["Encounter", "EpisodeOfCare"], Opt),
+    r("supportingInformation", ANY_REF, Many),
+    c(
+        "effective",
+        Ty::Choice(&[("DateTime", Ty::Prim(DateTime)), ("Period", PERIOD)]),
+        Req,
+    ),
+    c(
+        "performer",
+        Ty::Backbone(&[c("function", CC, Opt), r("actor", WHO_REF, Req)]),
+        Many,
+    ),
+    c("reasonCode", CC, Many),
+    r("reasonReference", &["Condition", "Observation", "DiagnosticReport"], Many),
+    r("request", &["MedicationRequest"], Opt),
+    r("device", &["Device"], Many),
+    c("note", ANNOTATION, Many),
+    c("dosage", Ty::Any, Opt),
+    r("eventHistory", &["Provenance"], Many),
+];
+
 const COMMUNICATION: &[El] = &[
     c("identifier", IDENTIFIER, Many),
     p("instantiatesCanonical", Uri, Many),
@@ -1032,6 +1082,7 @@ pub const RESOURCES: &[(&str, &[El])] = &[
     ("Condition", CONDITION),
     ("AllergyIntolerance", ALLERGY_INTOLERANCE),
     ("MedicationRequest", MEDICATION_REQUEST),
+    ("MedicationAdministration", MEDICATION_ADMINISTRATION),
     ("Communication", COMMUNICATION),
     ("Task", TASK),
     ("DocumentReference", DOCUMENT_REFERENCE),

@@ -18,6 +18,7 @@ pub const IMPORT_ORDER: &[&str] = &[
     "Condition",
     "AllergyIntolerance",
     "MedicationRequest",
+    "MedicationAdministration",
     "Observation",
     "Communication",
     "Task",

@@ -4,6 +4,7 @@
 //! case-insensitive), birthdate, identifier, phone, gender; `Observation`: patient|subject,
 //! code, date; `Task`: patient, status, due (Hearth: `restriction.period.end`);
 //! `MedicationRequest`: patient, status, next-due (Hearth: the next reminder);
+//! `MedicationAdministration`: patient, effective-time;
 //! `Communication`: patient, sent; `Encounter`, `Condition`, `DocumentReference`: patient,
 //! date; `AllergyIntolerance`, `Consent`: patient; `RelatedPerson`, `Practitioner`: name (and
 //! patient for RelatedPerson); `Provenance`: target. Every type: `_lastUpdated`, `_sort`,
@@ -107,6 +108,11 @@ fn params_of(rt: &str) -> &'static [(&'static str, &'static str, Kind)] {
             ("patient", "patient", Kind::PatientRef),
             ("subject", "patient", Kind::PatientRef),
             ("sent", "Communication.date", Kind::Instant),
+        ],
+        "MedicationAdministration" => &[
+            ("patient", "patient", Kind::PatientRef),
+            ("subject", "patient", Kind::PatientRef),
+            ("effective-time", "MedicationAdministration.date", Kind::Instant),
         ],
         "Encounter" => &[
             ("patient", "patient", Kind::PatientRef),

@@ -236,20 +236,55 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
     let mut med_rows = String::new();
     for m in &meds {
         let mid = m["id"].as_str().unwrap_or("");
-        let due: Vec<String> = reminders
+        let due: Vec<i64> = reminders
             .iter()
             .filter(|(r, _)| r == mid || r.ends_with(&format!("/{mid}")))
-            .map(|(_, t)| fhir::time::instant(*t))
+            .map(|(_, t)| *t)
             .collect();
+        let next = due.first().map(|t| {
+            format!(
+                r#"<form method="post" action="/patients/{pid}/medications/{m}/administer" class="row" aria-label="Dose of {name}">
+<input type="hidden" name="due" value="{due}"><button type="submit" name="outcome" value="given">Given</button>
+<button type="submit" name="outcome" value="skipped" class="secondary">Skipped</button></form>"#,
+                pid = enc(&id),
+                m = enc(mid),
+                name = esc(&text(&m["medicationCodeableConcept"])),
+                due = esc(&fhir::time::instant(*t)),
+            )
+        });
         med_rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&text(&m["medicationCodeableConcept"])),
             esc(m["dosageInstruction"][0]["text"].as_str().unwrap_or("")),
-            esc(&due.join(", "))
+            esc(&due
+                .iter()
+                .map(|t| fhir::time::instant(*t))
+                .collect::<Vec<_>>()
+                .join(", ")),
+            next.unwrap_or_default()
         ));
     }
+    let mut given: Vec<&Value> = of("MedicationAdministration").collect();
+    given.sort_by_key(|a| std::cmp::Reverse(a["effectiveDateTime"].as_str().unwrap_or("").to_owned()));
+    let given_rows: String = given
+        .iter()
+        .take(10)
+        .map(|a| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(a["effectiveDateTime"].as_str().unwrap_or("")),
+                esc(&text(&a["medicationCodeableConcept"])),
+                if a["status"] == "completed" {
+                    r#"<span class="pill ok">given</span>"#
+                } else {
+                    r#"<span class="pill warn">skipped</span>"#
+                }
+            )
+        })
+        .collect();
     body.push_str(&format!(
-        r#"<div class="grid"><section class="card"><h2>Medications</h2><table><thead><tr><th>Medication</th><th>Dosage</th><th>Next doses (UTC)</th></tr></thead><tbody>{med_rows}</tbody></table></section>"#
+        r#"<div class="grid"><section class="card"><h2>Medications</h2><table><thead><tr><th>Medication</th><th>Dosage</th><th>Next doses (UTC)</th><th>Next dose</th></tr></thead><tbody>{med_rows}</tbody></table>
+<h3>Recorded doses</h3><table id="doses"><tbody>{given_rows}</tbody></table></section>"#
     ));
     // Contacts and proxies.
     let contacts: String = of("RelatedPerson")
@@ -361,6 +396,50 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
         enc(&id)
     ));
     html(StatusCode::OK, page(&patient_name(&p), Some(&v), &body))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DoseForm {
+    outcome: String,
+    due: String,
+}
+
+pub(crate) async fn administer(
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+    Form(f): Form<DoseForm>,
+) -> Response {
+    let v = Viewer::of(&s);
+    let given = match f.outcome.as_str() {
+        "given" => true,
+        "skipped" => false,
+        _ => return error_page(&v, 400, "a dose is given or skipped", ""),
+    };
+    if fhir::time::parse(&f.due).is_none() {
+        return error_page(&v, 400, "the scheduled time is not a date-time", "");
+    }
+    let pid = id.clone();
+    let r = with_records(&s, move |r| {
+        let m = r.read("MedicationRequest", &mid)?.resource;
+        let mut a = json!({
+            "resourceType": "MedicationAdministration",
+            "status": if given { "completed" } else { "not-done" },
+            "medicationCodeableConcept": m["medicationCodeableConcept"].clone(),
+            "subject": {"reference": format!("Patient/{pid}")},
+            "effectiveDateTime": now_instant(),
+            "request": {"reference": format!("MedicationRequest/{mid}")},
+            "note": [{"text": format!("dose scheduled for {}", f.due)}]
+        });
+        if !given {
+            a["statusReason"] = json!([{"text": "skipped"}]);
+        }
+        r.create(a)
+    })
+    .await;
+    match r {
+        Ok(_) => redirect(&format!("/patients/{}", enc(&id))),
+        Err((status, msg)) => error_page(&v, status, &msg, ""),
+    }
 }
 
 #[derive(Deserialize)]

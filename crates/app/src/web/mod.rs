@@ -10,6 +10,7 @@
 //! GET  /patients?q=&filter=&page=     search by name, MRN, phone or birth date
 //! GET  /patients/{id}                 the chart
 //! POST /patients/{id}/vitals | demographics | notes | notes/{nid}/sign | consents | communications | break-glass
+//! POST /patients/{id}/medications/{mid}/administer   a reminder's dose given or skipped
 //! GET  /patients/{id}/export          the chart as a FHIR Bundle (download; audited as an export)
 //! GET  /inbox  GET /inbox/{type}/{id}  POST /inbox/{type}/{id}/resolve   (the conflict inbox)
 //! GET  /audit?patient=&user=&break_glass=       (admins and auditors)
@@ -52,6 +53,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/patients/{id}/export", get(chart::export))
         .route("/patients/{id}/notes", post(chart::add_note))
+        .route(
+            "/patients/{id}/medications/{mid}/administer",
+            post(chart::administer),
+        )
         .route("/patients/{id}/notes/{nid}/sign", post(chart::sign_note))
         .route("/patients/{id}/consents", post(chart::add_consent))
         .route(
