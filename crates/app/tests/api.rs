@@ -222,7 +222,11 @@ async fn search_and_everything_return_bundles() {
     );
     let (_, _, e) = call(&app, "GET", "/fhir/Patient/p-000001/$everything", None, &[]).await;
     assert_eq!(e["entry"][0]["resource"]["id"], "p-000001");
-    assert_eq!(e["entry"].as_array().unwrap().len(), 20, "the patient, proxies, vitals, medications, the dose given, …");
+    assert_eq!(
+        e["entry"].as_array().unwrap().len(),
+        20,
+        "the patient, proxies, vitals, medications, the dose given, …"
+    );
     let (s, _, oo) = call(&app, "GET", "/fhir/Patient?shoe=9", None, &[]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(

@@ -419,7 +419,7 @@ fn fhir_records_import_export_and_demo_data_through_the_binary() {
         &pin,
     ));
     assert!(
-        out.contains("Created 155 resources for 6 patients"),
+        out.contains("Created 161 resources for 6 patients"),
         "{out}"
     );
     // Search, read, $everything and reminders on the demo clinic.
@@ -434,7 +434,7 @@ fn fhir_records_import_export_and_demo_data_through_the_binary() {
         &["fhir", "everything", "p-000004"],
         &pin,
     )));
-    assert_eq!(everything["entry"].as_array().unwrap().len(), 25);
+    assert_eq!(everything["entry"].as_array().unwrap().len(), 26);
     let due = json(&ok(&hearth(
         &dir,
         &["fhir", "reminders", "p-000004", "--count", "1"],
@@ -471,7 +471,7 @@ fn fhir_records_import_export_and_demo_data_through_the_binary() {
         &["export", "--out", exported.to_str().unwrap()],
         &pin,
     ));
-    assert!(out.contains("Exported 155 resources"), "{out}");
+    assert!(out.contains("Exported 161 resources"), "{out}");
     let mut files: Vec<String> = std::fs::read_dir(&exported)
         .unwrap()
         .map(|e| e.unwrap().path().to_str().unwrap().to_owned())
@@ -489,7 +489,7 @@ fn fhir_records_import_export_and_demo_data_through_the_binary() {
     args.extend(files.iter().map(String::as_str));
     let imported = hearth(&second, &args, &pin);
     let out = ok(&imported);
-    assert!(out.contains("Imported 155 resources; rejected 2."), "{out}");
+    assert!(out.contains("Imported 161 resources; rejected 2."), "{out}");
     let err = String::from_utf8(imported.stderr).unwrap();
     assert!(
         err.contains("bad.ndjson:1: rejected: Task.intent: intent is required"),

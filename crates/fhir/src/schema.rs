@@ -780,7 +780,11 @@ const MEDICATION_ADMINISTRATION: &[El] = &[
         Many,
     ),
     c("reasonCode", CC, Many),
-    r("reasonReference", &["Condition", "Observation", "DiagnosticReport"], Many),
+    r(
+        "reasonReference",
+        &["Condition", "Observation", "DiagnosticReport"],
+        Many,
+    ),
     r("request", &["MedicationRequest"], Opt),
     r("device", &["Device"], Many),
     c("note", ANNOTATION, Many),

@@ -112,7 +112,11 @@ fn params_of(rt: &str) -> &'static [(&'static str, &'static str, Kind)] {
         "MedicationAdministration" => &[
             ("patient", "patient", Kind::PatientRef),
             ("subject", "patient", Kind::PatientRef),
-            ("effective-time", "MedicationAdministration.date", Kind::Instant),
+            (
+                "effective-time",
+                "MedicationAdministration.date",
+                Kind::Instant,
+            ),
         ],
         "Encounter" => &[
             ("patient", "patient", Kind::PatientRef),

@@ -359,7 +359,7 @@ fn clinical_searches_everything_and_reminders() {
     let all = r.everything("p-000002", BASE).unwrap();
     let got = ids(&all);
     assert_eq!(got[0], "Patient/p-000002");
-    assert_eq!(got.len(), 25, "{got:?}");
+    assert_eq!(got.len(), 26, "{got:?}");
     assert!(got.iter().all(|id| id.contains("p-000002")), "{got:?}");
     // Reminders: the twice-daily and the 8-hourly requests, soonest first.
     let now = fhir::time::parse("2026-11-25T12:00:00Z").unwrap();
@@ -793,7 +793,7 @@ fn break_glass_opens_one_chart_for_an_hour_and_flags_everything() {
         .len(),
         6
     );
-    assert_eq!(ids(&desk.everything("p-000000", BASE).unwrap()).len(), 19);
+    assert_eq!(ids(&desk.everything("p-000000", BASE).unwrap()).len(), 20);
     // ... only that patient's ...
     assert_eq!(
         desk.read("Observation", "p-000001-obs-0-hr")

@@ -265,7 +265,9 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
         ));
     }
     let mut given: Vec<&Value> = of("MedicationAdministration").collect();
-    given.sort_by_key(|a| std::cmp::Reverse(a["effectiveDateTime"].as_str().unwrap_or("").to_owned()));
+    given.sort_by_key(|a| {
+        std::cmp::Reverse(a["effectiveDateTime"].as_str().unwrap_or("").to_owned())
+    });
     let given_rows: String = given
         .iter()
         .take(10)
