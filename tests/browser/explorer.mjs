@@ -88,13 +88,20 @@ try {
   const bundle = await exported.json();
   assert.equal(bundle.resourceType, "Bundle");
   assert.ok(bundle.entry.length > 10);
+  const deid = await (await page.request.get(`${base}/patients/p-000001/export?deidentified=1`)).text();
+  assert.ok(deid.includes('"Bundle"') && !deid.includes("Fernández") && !deid.includes("555-4242"), "de-identified");
 
   step = "write a note, then sign it";
   await page.fill("#note", "Browser test: reviewed medications with the proxy.");
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save note")]);
   const draft = page.locator("article.note", { hasText: "Browser test: reviewed" });
   assert.match(await draft.textContent(), /draft/);
-  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), draft.locator("button", { hasText: "Sign" }).click()]);
+  await draft.locator("summary", { hasText: "Edit draft" }).click();
+  await draft.locator("textarea").fill("Browser test: reviewed medications with the proxy. Edited.");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), draft.locator("button", { hasText: "Save changes" }).click()]);
+  const edited = page.locator("article.note", { hasText: "Browser test: reviewed" });
+  assert.match(await edited.textContent(), /Edited\./);
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), edited.locator("button", { hasText: "Sign" }).click()]);
   assert.match(
     await page.locator("article.note", { hasText: "Browser test: reviewed" }).textContent(),
     /signed by admin/,

@@ -147,7 +147,8 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
 <div><label for="d-birth">Born (YYYY-MM-DD)</label><input id="d-birth" name="birth_date" value="{birth}"></div>
 <div><label for="d-phone">Phone</label><input id="d-phone" name="phone" inputmode="tel" value="{phone_v}"></div>
 <button type="submit">Save demographics</button></form></details>
-<p><a class="button secondary" href="/patients/{pid}/export" download>Export chart (FHIR Bundle)</a></p></section>"#,
+<p><a class="button secondary" href="/patients/{pid}/export" download>Export chart (FHIR Bundle)</a>
+<a class="button secondary" href="/patients/{pid}/export?deidentified=1" download>Export de-identified</a></p></section>"#,
         esc(&patient_name(&p)),
         esc(p["birthDate"].as_str().unwrap_or("")),
         esc(&mrn(&p)),
@@ -327,9 +328,13 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
             )
         } else {
             format!(
-                r#"<span class="pill warn">draft</span> <form method="post" action="/patients/{}/notes/{}/sign" style="display:inline"><button type="submit" class="secondary">Sign</button></form>"#,
-                enc(&id),
-                enc(nid)
+                r#"<span class="pill warn">draft</span> <form method="post" action="/patients/{pid}/notes/{n}/sign" style="display:inline"><button type="submit" class="secondary">Sign</button></form>
+<details><summary>Edit draft</summary><form method="post" action="/patients/{pid}/notes/{n}"><input type="hidden" name="version" value="{ver}">
+<label for="edit-{n}">Note</label><textarea id="edit-{n}" name="text" required>{text}</textarea><button type="submit">Save changes</button></form></details>"#,
+                pid = enc(&id),
+                n = enc(nid),
+                ver = esc(d["meta"]["versionId"].as_str().unwrap_or("")),
+                text = esc(&note_text(d))
             )
         };
         notes.push_str(&format!(
@@ -495,8 +500,19 @@ pub(crate) async fn edit_demographics(
     }
 }
 
-pub(crate) async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+pub(crate) struct ExportQuery {
+    #[serde(default)]
+    deidentified: String,
+}
+
+pub(crate) async fn export(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ExportQuery>,
+) -> Response {
     let v = Viewer::of(&s);
+    let deid = q.deidentified == "1";
     let (user, role) = (v.user.clone(), v.role.clone());
     let pid = id.clone();
     let r = with_records(&s, move |r| {
@@ -511,7 +527,26 @@ pub(crate) async fn export(State(s): State<AppState>, Path(id): Path<String>) ->
                 "your role may not export records",
             ));
         }
-        let b = r.everything(&pid, "urn:hearth")?;
+        let mut b = r.everything(&pid, "urn:hearth")?;
+        if deid {
+            // A fresh pseudonym key per download: exports cannot be linked to each other.
+            let mut red = fhir::deid::Redactions::default();
+            let entries = b["entry"].as_array().cloned().unwrap_or_default();
+            for e in &entries {
+                red.learn(&e["resource"]);
+            }
+            let key = crate::new_token().map_err(|_| {
+                records::FhirError::one(500, fhir::IssueCode::Exception, "key", "no randomness")
+            })?;
+            let (year, _, _) = fhir::time::civil_from_days(fhir::time::now().div_euclid(86_400));
+            let d = fhir::deid::Deidentifier::new(key.as_bytes(), red, year);
+            let out: Vec<Value> = entries
+                .iter()
+                .filter_map(|e| d.apply(&e["resource"]))
+                .map(|r| json!({"resource": r}))
+                .collect();
+            b = json!({"resourceType": "Bundle", "type": "collection", "entry": out});
+        }
         r.store().audit_append(&[store::AuditEvent {
             user,
             role,
@@ -519,7 +554,11 @@ pub(crate) async fn export(State(s): State<AppState>, Path(id): Path<String>) ->
             outcome: "success".into(),
             patient: Some(format!("Patient/{pid}")),
             resource: None,
-            detail: Some("web app: chart as a Bundle".into()),
+            detail: Some(if deid {
+                "web app: de-identified chart".into()
+            } else {
+                "web app: chart as a Bundle".into()
+            }),
             break_glass: false,
         }])?;
         Ok(b)
@@ -671,6 +710,41 @@ pub(crate) async fn add_note(
         note["extension"] = signature_ext(&v.user);
     }
     match with_records(&s, move |r| r.create(note)).await {
+        Ok(_) => redirect(&format!("/patients/{}", enc(&id))),
+        Err((status, msg)) => error_page(&v, status, &msg, ""),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EditNoteForm {
+    version: String,
+    text: String,
+}
+
+pub(crate) async fn edit_note(
+    State(s): State<AppState>,
+    Path((id, nid)): Path<(String, String)>,
+    Form(f): Form<EditNoteForm>,
+) -> Response {
+    let v = Viewer::of(&s);
+    let r = with_records(&s, move |r| {
+        let st = r.read("DocumentReference", &nid)?;
+        if st.resource["docStatus"] == "final" {
+            return Err(records::FhirError::one(
+                409,
+                fhir::IssueCode::Conflict,
+                "DocumentReference.docStatus",
+                "a signed note cannot be edited; write an addendum",
+            ));
+        }
+        let mut note = st.resource;
+        note["content"][0]["attachment"]["data"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(f.text.as_bytes()));
+        note["date"] = json!(now_instant());
+        r.update("DocumentReference", &nid, note, Some(&f.version))
+    })
+    .await;
+    match r {
         Ok(_) => redirect(&format!("/patients/{}", enc(&id))),
         Err((status, msg)) => error_page(&v, status, &msg, ""),
     }

@@ -11,7 +11,8 @@
 //! GET  /patients/{id}                 the chart
 //! POST /patients/{id}/vitals | demographics | notes | notes/{nid}/sign | consents | communications | break-glass
 //! POST /patients/{id}/medications/{mid}/administer   a reminder's dose given or skipped
-//! GET  /patients/{id}/export          the chart as a FHIR Bundle (download; audited as an export)
+//! POST /patients/{id}/notes/{nid}      edit a draft note
+//! GET  /patients/{id}/export[?deidentified=1]   the chart as a FHIR Bundle (download; audited)
 //! GET  /inbox  GET /inbox/{type}/{id}  POST /inbox/{type}/{id}/resolve   (the conflict inbox)
 //! GET  /audit?patient=&user=&break_glass=       (admins and auditors)
 //! GET  /sync   POST /sync   POST /sync/pair     hub status, sync now, pair with an offer
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(chart::administer),
         )
         .route("/patients/{id}/notes/{nid}/sign", post(chart::sign_note))
+        .route("/patients/{id}/notes/{nid}", post(chart::edit_note))
         .route("/patients/{id}/consents", post(chart::add_consent))
         .route(
             "/patients/{id}/communications",

@@ -194,6 +194,8 @@ pub(crate) struct ListQuery {
     #[serde(default)]
     filter: String,
     #[serde(default)]
+    sort: String,
+    #[serde(default)]
     page: usize,
 }
 
@@ -271,8 +273,10 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
     params.push(("_offset".into(), (page_no * PAGE).to_string()));
     // Browsing is in name order; a name search is not re-sorted (ranking every match of a
     // short prefix is the slow case of search at 100,000 patients, docs/benchmarks.md).
-    if q.q.trim().is_empty() {
-        params.push(("_sort".into(), "name".into()));
+    match q.sort.as_str() {
+        "birthdate" | "-birthdate" | "name" => params.push(("_sort".into(), q.sort.clone())),
+        _ if q.q.trim().is_empty() => params.push(("_sort".into(), "name".into())),
+        _ => {}
     }
     let result = with_records(&s, move |r| {
         let conflicted: std::collections::BTreeSet<String> = r
@@ -355,9 +359,10 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
     }
     let link = |n: usize| {
         format!(
-            "/patients?q={}&filter={}&page={n}",
+            "/patients?q={}&filter={}&sort={}&page={n}",
             enc(&q.q),
-            enc(&q.filter)
+            enc(&q.filter),
+            enc(&q.sort)
         )
     };
     let mut pager = String::new();
@@ -385,6 +390,7 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
 <form class="card row" method="get" action="/patients" role="search">
 <div><label for="q">Search</label><input id="q" name="q" value="{}" placeholder="Name, MRN, phone or YYYY-MM-DD" autofocus></div>
 <div><label for="filter">Show</label><select id="filter" name="filter">{}{}</select></div>
+<div><label for="sort">Sort</label><select id="sort" name="sort">{sorts}</select></div>
 <button type="submit">Search</button></form>
 <div class="card"><table><caption class="sr-only">Patients</caption><thead><tr><th scope="col">Name</th><th scope="col">Born</th><th scope="col">MRN</th><th scope="col">Phone</th></tr></thead>
 <tbody id="patient-rows">{trs}</tbody></table><div class="pager">{pager}</div></div>"#,
@@ -393,6 +399,18 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
         opt("conflicts", "With conflicts")
             + &opt("tasks", "With open tasks")
             + &opt("due", "Medications due in 24 h"),
+        sorts = [
+            ("", "Best match"),
+            ("name", "Name"),
+            ("birthdate", "Oldest first"),
+            ("-birthdate", "Youngest first")
+        ]
+        .iter()
+        .map(|(val, label)| format!(
+            r#"<option value="{val}"{}>{label}</option>"#,
+            if q.sort == *val { " selected" } else { "" }
+        ))
+        .collect::<String>(),
     );
     html(StatusCode::OK, page("Patients", Some(&v), &body))
 }
