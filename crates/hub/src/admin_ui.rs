@@ -86,17 +86,6 @@ fn see(to: &str) -> Response {
     r
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == "hearth_hub")
-        .map(|(_, v)| v.to_owned())
-}
-
 fn same_origin(headers: &HeaderMap) -> bool {
     match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         None => true,
@@ -112,7 +101,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// The signed-in administrator, if the cookie is current (refreshes its idle timer).
 fn who(s: &Handle, headers: &HeaderMap) -> Option<Principal> {
-    let c = cookie(headers)?;
+    let c = crate::cookie(headers, "hearth_hub")?;
     let mut g = s.ui.session.lock().unwrap_or_else(|p| p.into_inner());
     let now = unix_now();
     match g.as_mut() {

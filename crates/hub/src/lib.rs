@@ -294,16 +294,21 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The `AuthSession` cookie of a request.
-pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The value of the cookie `name` in a request.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == "AuthSession")
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+/// The `AuthSession` cookie of a request.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, "AuthSession")
 }
 
 /// Resolves the principal of a request from Basic credentials or a session cookie.

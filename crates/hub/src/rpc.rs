@@ -434,16 +434,6 @@ fn split_plain(plain: &[u8]) -> Option<(Value, &[u8])> {
     Some((head, plain.get(nl + 1..).unwrap_or(&[])))
 }
 
-/// Whether a CouchDB call only reads (and so belongs on `/rpc/query`).
-pub fn is_read(method: &str, path: &str) -> bool {
-    let p = path.split('?').next().unwrap_or("");
-    method == "GET"
-        || (method == "POST"
-            && ["/_changes", "/_revs_diff", "/_bulk_get", "/_all_docs"]
-                .iter()
-                .any(|s| p.ends_with(s)))
-}
-
 async fn answer(
     rpc: &RpcState,
     route: Route,
@@ -572,7 +562,7 @@ async fn http(rpc: &RpcState, route: Route, p: Principal, head: &Value, body: &[
             "continuous feeds are not carried over RPC; use feed=longpoll",
         );
     }
-    let read = is_read(method, path);
+    let read = Route::for_call(method, path) == Route::Query;
     if read != (route == Route::Query) {
         return Answer::error(
             400,

@@ -382,11 +382,7 @@ impl RpcClient {
         path: &str,
         body: Option<bytes::Bytes>,
     ) -> Result<Reply, Error> {
-        let route = if hub_is_read(method, path) {
-            Route::Query
-        } else {
-            Route::Command
-        };
+        let route = Route::for_call(method, path);
         let head = json!({"op": "http", "method": method, "path": path});
         self.call(route, head, body.as_deref().unwrap_or(&[])).await
     }
@@ -428,14 +424,4 @@ impl RpcClient {
         }
         Ok(v.get("stored").and_then(Value::as_u64).unwrap_or(0))
     }
-}
-
-/// Whether a CouchDB call only reads (the hub checks the same rule).
-fn hub_is_read(method: &str, path: &str) -> bool {
-    let p = path.split('?').next().unwrap_or("");
-    method == "GET"
-        || (method == "POST"
-            && ["/_changes", "/_revs_diff", "/_bulk_get", "/_all_docs"]
-                .iter()
-                .any(|s| p.ends_with(s)))
 }

@@ -380,6 +380,19 @@ pub enum Route {
 }
 
 impl Route {
+    /// The route of a CouchDB API call: reads (`GET`, and the `POST`s that only read:
+    /// `_changes`, `_revs_diff`, `_bulk_get`, `_all_docs`) are queries, the rest commands.
+    /// Both ends apply this rule.
+    pub fn for_call(method: &str, path: &str) -> Route {
+        let p = path.split('?').next().unwrap_or("");
+        let read = method == "GET"
+            || (method == "POST"
+                && ["/_changes", "/_revs_diff", "/_bulk_get", "/_all_docs"]
+                    .iter()
+                    .any(|s| p.ends_with(s)));
+        if read { Route::Query } else { Route::Command }
+    }
+
     fn tag(self) -> &'static str {
         match self {
             Route::Query => "query",

@@ -90,20 +90,25 @@ fn panel_page(v: &Viewer, f: &Facts, up: bool, message: &str) -> String {
     )
 }
 
-pub(crate) async fn panel(State(s): State<AppState>) -> Response {
-    let v = Viewer::of(&s);
-    let f = match facts(&s).await {
+/// The panel with `message` on top.
+async fn render(s: &AppState, v: &Viewer, status: StatusCode, message: &str) -> Response {
+    let f = match facts(s).await {
         Ok(f) => f,
-        Err((status, msg)) => return error_page(&v, status, &msg, ""),
+        Err((code, msg)) => return error_page(v, code, &msg, ""),
     };
     let up = match &f.pairing {
         Some(p) => reachable(&p.addr).await,
         None => false,
     };
     html(
-        StatusCode::OK,
-        page("Sync", Some(&v), &panel_page(&v, &f, up, "")),
+        status,
+        page("Sync", Some(v), &panel_page(v, &f, up, message)),
     )
+}
+
+pub(crate) async fn panel(State(s): State<AppState>) -> Response {
+    let v = Viewer::of(&s);
+    render(&s, &v, StatusCode::OK, "").await
 }
 
 #[derive(Deserialize)]
@@ -167,23 +172,12 @@ pub(crate) async fn sync_now(State(s): State<AppState>, Form(form): Form<SyncFor
             esc(e)
         ),
     };
-    let f = match facts(&s).await {
-        Ok(f) => f,
-        Err((status, msg)) => return error_page(&v, status, &msg, ""),
-    };
-    let up = match &f.pairing {
-        Some(p) => reachable(&p.addr).await,
-        None => false,
-    };
     let status = if result.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::BAD_GATEWAY
     };
-    html(
-        status,
-        page("Sync", Some(&v), &panel_page(&v, &f, up, &message)),
-    )
+    render(&s, &v, status, &message).await
 }
 
 #[derive(Deserialize)]
