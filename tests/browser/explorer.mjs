@@ -96,6 +96,7 @@ try {
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save note")]);
   const draft = page.locator("article.note", { hasText: "Browser test: reviewed" });
   assert.match(await draft.textContent(), /draft/);
+  assert.match(await page.textContent("#alerts"), /Unsigned note/);
   await draft.locator("summary", { hasText: "Edit draft" }).click();
   await draft.locator("textarea").fill("Browser test: reviewed medications with the proxy. Edited.");
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), draft.locator("button", { hasText: "Save changes" }).click()]);
@@ -106,6 +107,11 @@ try {
     await page.locator("article.note", { hasText: "Browser test: reviewed" }).textContent(),
     /signed by admin/,
   );
+
+  step = "my patients";
+  await page.goto(`${base}/patients?filter=mine`);
+  assert.match(await page.textContent("#patient-rows"), /Élodie Fernández/);
+  await page.goto(`${base}/patients/p-000001`);
 
   step = "sign a consent on the pad";
   const consentsBefore = await page.locator("#consents li").count();
@@ -131,6 +137,7 @@ try {
   await page.goto(`${base}/inbox`);
   await page.click("text=DocumentReference/p-000002-note-1");
   await page.waitForSelector("#diff tr");
+  assert.match(await page.textContent("main"), /Or merge by hand/);
   await shot("conflict");
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.locator("button", { hasText: "Keep this version" }).first().click()]);
   assert.match(await page.textContent("main"), /No conflicts wait for a person/);

@@ -134,8 +134,46 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
         })
         .map(|rp| esc(&patient_name(rp)))
         .collect();
+    // Alerts: what needs attention before anything else.
+    let now_s = fhir::time::instant(fhir::time::now());
+    let mut alerts = Vec::new();
+    if of("AllergyIntolerance").any(|a| a["criticality"] == "high") {
+        alerts.push(r#"<span class="pill bad">High-risk allergy</span>"#.to_owned());
+    }
+    let overdue = of("Task")
+        .filter(|t| {
+            matches!(
+                t["status"].as_str(),
+                Some("requested" | "accepted" | "in-progress")
+            )
+        })
+        .filter(|t| {
+            t["restriction"]["period"]["end"]
+                .as_str()
+                .is_some_and(|d| d < now_s.as_str())
+        })
+        .count();
+    if overdue > 0 {
+        alerts.push(format!(
+            r#"<span class="pill warn">{overdue} overdue task(s)</span>"#
+        ));
+    }
+    if of("DocumentReference").any(|d| d["docStatus"] == "preliminary") {
+        alerts.push(r#"<span class="pill warn">Unsigned note</span>"#.to_owned());
+    }
+    if !proxies.is_empty() {
+        alerts.push(r#"<span class="pill">Has a healthcare proxy</span>"#.to_owned());
+    }
+    let alerts_html = if alerts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<p id="alerts" aria-label="Alerts">{}</p>"#,
+            alerts.join(" ")
+        )
+    };
     body.push_str(&format!(
-        r#"<h1 id="patient-name">{}</h1>
+        r#"<h1 id="patient-name">{}</h1>{alerts_html}
 <section class="card" aria-label="Summary"><div class="row">
 <div><strong>Born</strong><br>{}</div><div><strong>MRN</strong><br>{}</div><div><strong>Phone</strong><br>{}</div>
 <div><strong>Allergies</strong><br>{}</div><div><strong>Active medications</strong><br>{}</div><div><strong>Healthcare proxy</strong><br>{}</div>

@@ -295,6 +295,18 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
         // the next 24 hours, or with unresolved conflicts.
         let wanted: Option<std::collections::BTreeSet<String>> = match filter.as_str() {
             "conflicts" => Some(conflicted.clone()),
+            // The patients this user wrote or signed something for, from this device's trail.
+            "mine" => Some(
+                r.store()
+                    .audit_list(&store::AuditFilter {
+                        user: Some(r.user().to_owned()),
+                        ..Default::default()
+                    })?
+                    .into_iter()
+                    .filter(|e| matches!(e.event.action.as_str(), "create" | "update"))
+                    .filter_map(|e| e.event.patient)
+                    .collect(),
+            ),
             "tasks" => Some(patients_of(r, "Task", &[("status", "requested")], "for")?),
             "due" => {
                 let until = fhir::time::instant(fhir::time::now() + 86_400);
@@ -395,7 +407,7 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
 <div class="card"><table><caption class="sr-only">Patients</caption><thead><tr><th scope="col">Name</th><th scope="col">Born</th><th scope="col">MRN</th><th scope="col">Phone</th></tr></thead>
 <tbody id="patient-rows">{trs}</tbody></table><div class="pager">{pager}</div></div>"#,
         esc(&q.q),
-        opt("", "All patients"),
+        opt("", "All patients") + &opt("mine", "My patients (I recorded for)"),
         opt("conflicts", "With conflicts")
             + &opt("tasks", "With open tasks")
             + &opt("due", "Medications due in 24 h"),
@@ -539,17 +551,29 @@ pub(crate) async fn conflict(
     let body = format!(
         r#"<h1>Conflict: {}</h1><p>Policy: <span class="pill">{}</span></p>
 <div class="card"><h2>Fields that differ</h2><table><thead><tr><th scope="col">Field</th><th scope="col">Ancestor</th><th scope="col" colspan="{}">Versions</th></tr></thead><tbody id="diff">{diff}</tbody></table></div>
-<div class="versions">{cols}</div>{ancestor}"#,
+<div class="versions">{cols}</div>{ancestor}
+<section class="card"><h2>Or merge by hand</h2><form method="post" action="/inbox/{}/{}/resolve">
+<label for="merged">The resource as it should be (starts from the current version)</label><textarea id="merged" name="merged" rows="16">{}</textarea>
+<p><button type="submit">Save the merged version</button></p></form></section>"#,
         esc(&reference),
         esc(c.policy.name()),
-        c.versions.len()
+        c.versions.len(),
+        enc(&rt),
+        enc(&id),
+        c.versions
+            .first()
+            .map(|v| pretty(&v.resource))
+            .unwrap_or_default()
     );
     html(StatusCode::OK, page("Conflict", Some(&v), &body))
 }
 
 #[derive(Deserialize)]
 pub(crate) struct ResolveForm {
+    #[serde(default)]
     keep: String,
+    #[serde(default)]
+    merged: String,
 }
 
 pub(crate) async fn resolve(
@@ -560,7 +584,20 @@ pub(crate) async fn resolve(
     let v = Viewer::of(&s);
     let reference = format!("{rt}/{id}");
     let r2 = reference.clone();
-    match with_records(&s, move |r| r.resolve_conflict(&r2, Some(&f.keep), None)).await {
+    let merged = if f.keep.is_empty() {
+        match serde_json::from_str::<Value>(&f.merged) {
+            Ok(v @ Value::Object(_)) => Some(v),
+            _ => return error_page(&v, 400, "the merged version is not a JSON object", ""),
+        }
+    } else {
+        None
+    };
+    let keep = (!f.keep.is_empty()).then_some(f.keep);
+    match with_records(&s, move |r| {
+        r.resolve_conflict(&r2, keep.as_deref(), merged)
+    })
+    .await
+    {
         Ok(_) => redirect("/inbox"),
         Err((status, msg)) => error_page(&v, status, &msg, ""),
     }
