@@ -355,6 +355,8 @@ pub struct AuditFilter {
     pub user: Option<String>,
     /// Only break-glass entries.
     pub break_glass: bool,
+    /// Only the newest this many (still returned oldest first).
+    pub newest: Option<usize>,
 }
 
 /// How long audit entries must be kept: six years (HIPAA §164.316(b)(2)).
@@ -491,7 +493,10 @@ impl Store {
         if f.break_glass {
             sql.push_str(" AND break_glass = 1");
         }
-        sql.push_str(" ORDER BY seq");
+        match f.newest {
+            Some(n) => sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", n.min(1_000_000))),
+            None => sql.push_str(" ORDER BY seq"),
+        }
         let mut st = inner.conn.prepare(&sql)?;
         let rows = st.query_map(rusqlite::params_from_iter(args), read_entry)?;
         let mut out = Vec::new();
@@ -500,6 +505,9 @@ impl Store {
             e.prev = prev.try_into().unwrap_or([0; 32]);
             e.hash = hash.try_into().unwrap_or([0; 32]);
             out.push(e);
+        }
+        if f.newest.is_some() {
+            out.reverse();
         }
         Ok(out)
     }

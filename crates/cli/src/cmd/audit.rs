@@ -83,6 +83,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
                 patient,
                 user: by,
                 break_glass: false,
+                newest: None,
             })? {
                 outln!("{}", records::audit_event(&e));
             }
@@ -101,6 +102,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
                 patient,
                 user,
                 break_glass,
+                newest: None,
             })?;
             outln!("seq\ttime\tdevice\tuser\trole\taction\toutcome\tpatient\tresource\tdetail");
             for e in entries {
