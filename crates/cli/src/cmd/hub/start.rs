@@ -182,10 +182,9 @@ const DEFAULT_TOML: &str = "# Hearth hub settings. Every key is optional; HEARTH
 # pairing_ttl_secs = 600\n\
 # relay_interval_secs = 10\n";
 
-/// Reads the passphrase once; opens the secrets vault and the store with it.
-fn unlock_hub(
-    ctx: &mut Context,
-) -> Result<(store::Unlocked, HubSecrets, zeroize::Zeroizing<String>)> {
+/// Reads the passphrase once; opens the secrets vault and the store with it (the passphrase is
+/// dropped, zeroized, on return).
+fn unlock_hub(ctx: &mut Context) -> Result<(store::Unlocked, HubSecrets)> {
     let user = hub_user(ctx);
     let dir = DataDir::open(&ctx.data_dir)
         .with_context(|| format!("cannot open the hub in {}", ctx.data_dir.display()))?;
@@ -196,7 +195,7 @@ fn unlock_hub(
     if node.role != "admin" {
         bail!("{user} is not an administrator of this hub");
     }
-    Ok((node, secrets, pass.expose()))
+    Ok((node, secrets))
 }
 
 pub fn upstream(ctx: &mut Context, cmd: UpstreamCommand) -> Result<()> {
@@ -275,7 +274,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
 
 pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
     let (cfg, listen) = a.config.load(&ctx.data_dir)?;
-    let (node, secrets, _pass) = unlock_hub(ctx)?;
+    let (node, secrets) = unlock_hub(ctx)?;
     node.store.set_cache_mib(cfg.cache_mib)?;
     for db in &cfg.databases {
         node.store.ensure_db(db)?;
