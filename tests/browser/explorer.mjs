@@ -6,7 +6,8 @@
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
-const [base, shots] = process.argv.slice(2);
+const [base, shots, offer] = process.argv.slice(2);
+assert.ok(offer?.startsWith("hearth-pair:"), "the test passes a pairing offer");
 const ADMIN = { user: "admin", pin: "24681357" };
 const DESK = { user: "desk", pin: "13572468" };
 const AUD = { user: "aud", pin: "11223344" };
@@ -131,6 +132,16 @@ try {
   await page.fill("#offer", "not-an-offer");
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Pair with the hub")]);
   assert.match(await page.textContent(".alert"), /hearth-pair:/);
+  await page.goto(`${base}/sync`);
+  await page.fill("#offer", offer);
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Pair with the hub")]);
+  assert.match(await page.textContent("#hub-state"), /reachable/);
+  await page.fill("#account", "nurse@clinic");
+  await page.fill("#password", "nurse-password-1");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Sync now")]);
+  await page.waitForFunction(() => /Synced:/.test(document.getElementById("sync-result")?.textContent || ""), null, { timeout: 60000 });
+  const synced = await page.textContent("#sync-result");
+  assert.ok(Number(/(\d+) sent/.exec(synced)[1]) > 50, synced);
   await shot("sync");
 
   step = "resolve a conflict";

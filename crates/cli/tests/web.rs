@@ -118,11 +118,86 @@ fn prepare(dir: &Path) {
     assert!(list.contains(id), "the conflict is in the inbox: {list}");
 }
 
+/// A clinic hub for the sync panel: started on loopback, with a nurse account; returns the
+/// process and a one-time pairing offer.
+fn hub(dir: &Path) -> (Running, String) {
+    hearth(
+        dir,
+        &["hub", "init", "--account", "admin@clinic"],
+        "hub-passphrase-1\nadmin-password-1\n",
+    );
+    hearth(
+        dir,
+        &[
+            "hub",
+            "account",
+            "add",
+            "nurse@clinic",
+            "--role",
+            "clinician",
+        ],
+        "hub-passphrase-1\nnurse-password-1\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--pin-stdin",
+            "hub",
+            "start",
+            "--rpc-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--couch-listen", "", "--couch-tls-listen", ""])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.as_mut().unwrap(), "hub-passphrase-1").unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines
+            .next()
+            .expect("the hub printed its addresses")
+            .unwrap();
+        if line.contains("status and metrics") {
+            let url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .unwrap();
+            break url.trim_end_matches("/status").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let offer = String::from_utf8(
+        hearth(
+            dir,
+            &[
+                "hub",
+                "pair",
+                "--text",
+                "--admin-url",
+                &admin,
+                "--account",
+                "admin@clinic",
+            ],
+            "admin-password-1\n",
+        )
+        .stdout,
+    )
+    .unwrap();
+    (Running(child), offer.trim().to_owned())
+}
+
 #[test]
 fn patient_explorer_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("device");
     prepare(&data);
+    let (_hub, offer) = hub(&tmp.path().join("hub"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("--data-dir")
         .arg(&data)
@@ -157,6 +232,7 @@ fn patient_explorer_in_chromium() {
         .arg("explorer.mjs")
         .arg(&url)
         .arg(&shots)
+        .arg(&offer)
         .current_dir(browser_dir())
         .output()
         .expect("node runs");

@@ -42,3 +42,17 @@
     if (clear) clear.addEventListener("click", function () { ctx.clearRect(0, 0, pad.width, pad.height); field.value = ""; drawn = false; });
   }
 })();
+// Live sync progress: while a "sync now" runs, poll its counts and show them; reload when done.
+(function () {
+  "use strict";
+  var box = document.getElementById("sync-result");
+  if (!box || box.dataset.running !== "true") return;
+  var poll = function () {
+    fetch("/sync/progress").then(function (r) { return r.json(); }).then(function (j) {
+      if (!j.running) { window.location.reload(); return; }
+      box.textContent = "Syncing (" + j.phase + "): " + j.sent + " sent, " + j.received + " received, " + j.refused + " refused.";
+      setTimeout(poll, 500);
+    }).catch(function () { setTimeout(poll, 1000); });
+  };
+  setTimeout(poll, 500);
+})();

@@ -15,7 +15,8 @@
 //! GET  /patients/{id}/export[?deidentified=1]   the chart as a FHIR Bundle (download; audited)
 //! GET  /inbox  GET /inbox/{type}/{id}  POST /inbox/{type}/{id}/resolve   (the conflict inbox)
 //! GET  /audit?patient=&user=&break_glass=       (admins and auditors)
-//! GET  /sync   POST /sync   POST /sync/pair     hub status, sync now, pair with an offer
+//! GET  /sync   POST /sync   POST /sync/pair     hub status, sync now (in the background), pair
+//! GET  /sync/progress                          the running sync's counts (JSON, polled by the page)
 //! ```
 
 mod chart;
@@ -40,6 +41,8 @@ pub const COOKIE: &str = "hearth_session";
 #[derive(Clone, Default)]
 pub struct WebState {
     cookie: Arc<Mutex<Option<String>>>,
+    /// The last "sync now", running or finished.
+    job: Arc<Mutex<Option<sync::SyncJob>>>,
 }
 
 /// The web routes (merged into the app's router).
@@ -72,6 +75,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/audit", get(pages::audit))
         .route("/sync", get(sync::panel).post(sync::sync_now))
         .route("/sync/pair", post(sync::pair))
+        .route("/sync/progress", get(sync::progress))
         .route("/lock", post(pages::lock))
         .route("/keepalive", post(pages::keepalive))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_login));

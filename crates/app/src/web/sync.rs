@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication};
 use serde::Deserialize;
 
@@ -108,7 +108,13 @@ async fn render(s: &AppState, v: &Viewer, status: StatusCode, message: &str) -> 
 
 pub(crate) async fn panel(State(s): State<AppState>) -> Response {
     let v = Viewer::of(&s);
-    render(&s, &v, StatusCode::OK, "").await
+    let job = s.web.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let message = job.as_ref().map(job_html).unwrap_or_default();
+    let status = match &job {
+        Some(j) if j.error.is_some() => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::OK,
+    };
+    render(&s, &v, status, &message).await
 }
 
 #[derive(Deserialize)]
@@ -117,6 +123,57 @@ pub(crate) struct SyncForm {
     password: String,
 }
 
+/// A "sync now" in progress or finished, shown live on the panel.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncJob {
+    /// Still running.
+    pub running: bool,
+    /// `push`, `pull`, `audit` or `done`.
+    pub phase: String,
+    /// Documents sent so far.
+    pub sent: u64,
+    /// Documents received so far.
+    pub received: u64,
+    /// Documents the other end refused.
+    pub refused: u64,
+    /// Audit entries the hub witnessed.
+    pub audit: u64,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
+fn job_html(j: &SyncJob) -> String {
+    if let Some(e) = &j.error {
+        return format!(
+            r#"<div class="alert" role="alert" id="sync-result">Sync failed: {}</div>"#,
+            esc(e)
+        );
+    }
+    let what = if j.running {
+        format!("Syncing ({}):", esc(&j.phase))
+    } else {
+        "Synced:".to_owned()
+    };
+    format!(
+        r#"<div class="notice" role="status" aria-live="polite" id="sync-result" data-running="{}">{what} {} sent, {} received, {} refused{}.</div>"#,
+        j.running,
+        j.sent,
+        j.received,
+        j.refused,
+        if j.running {
+            String::new()
+        } else {
+            format!("; {} audit entries witnessed by the hub", j.audit)
+        }
+    )
+}
+
+pub(crate) async fn progress(State(s): State<AppState>) -> Response {
+    let j = s.web.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    axum::Json(j.unwrap_or_default()).into_response()
+}
+
+/// Starts a sync in the background; the panel shows its progress.
 pub(crate) async fn sync_now(State(s): State<AppState>, Form(form): Form<SyncForm>) -> Response {
     let v = Viewer::of(&s);
     let store = {
@@ -126,58 +183,92 @@ pub(crate) async fn sync_now(State(s): State<AppState>, Form(form): Form<SyncFor
             Err(_) => return super::redirect("/locked"),
         }
     };
-    let result = async {
-        let client = Arc::new(
-            replicate::rpc::RpcClient::from_store(&store, &form.account, &form.password)
-                .map_err(|e| e.to_string())?,
-        );
-        let remote =
-            Endpoint::Http(HttpDb::over_rpc(client.clone(), "records").map_err(|e| e.to_string())?);
-        let local = Endpoint::Local(LocalDb {
-            store: store.clone(),
-            db: "records".into(),
-            actor: Actor {
-                user: v.user.clone(),
-                role: v.role.clone(),
-            },
-        });
-        let push = Replication::new(local.clone(), remote.clone())
-            .run_once(|_| {})
-            .await
-            .map_err(|e| format!("push: {e}"))?;
-        let pull = Replication::new(remote, local)
-            .run_once(|_| {})
-            .await
-            .map_err(|e| format!("pull: {e}"))?;
-        let audit = client
-            .push_audit(&store)
-            .await
-            .map_err(|e| format!("audit: {e}"))?;
-        Ok::<_, String>((push, pull, audit))
-    }
-    .await;
-    let message = match &result {
-        Ok((push, pull, audit)) => {
-            let seq = store.update_seq("records").unwrap_or(0);
-            let _ = store.put_secret(LAST_SYNC, format!("{seq} {}", fhir::time::now()).as_bytes());
-            format!(
-                r#"<div class="notice" role="status" id="sync-result">Synced: {} sent, {} received, {} refused; {audit} audit entries witnessed by the hub.</div>"#,
-                push.docs_written,
-                pull.docs_written,
-                push.doc_write_failures + pull.doc_write_failures
-            )
+    {
+        let mut job = s.web.job.lock().unwrap_or_else(|p| p.into_inner());
+        if job.as_ref().is_some_and(|j| j.running) {
+            return super::redirect("/sync");
         }
-        Err(e) => format!(
-            r#"<div class="alert" role="alert" id="sync-result">Sync failed: {}</div>"#,
-            esc(e)
-        ),
+        *job = Some(SyncJob {
+            running: true,
+            phase: "push".into(),
+            ..Default::default()
+        });
+    }
+    let job = s.web.job.clone();
+    let set = move |f: &dyn Fn(&mut SyncJob)| {
+        if let Some(j) = job.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            f(j);
+        }
     };
-    let status = if result.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_GATEWAY
-    };
-    render(&s, &v, status, &message).await
+    tokio::spawn(async move {
+        let result = async {
+            let client = Arc::new(
+                replicate::rpc::RpcClient::from_store(&store, &form.account, &form.password)
+                    .map_err(|e| e.to_string())?,
+            );
+            let remote = Endpoint::Http(
+                HttpDb::over_rpc(client.clone(), "records").map_err(|e| e.to_string())?,
+            );
+            let local = Endpoint::Local(LocalDb {
+                store: store.clone(),
+                db: "records".into(),
+                actor: Actor {
+                    user: v.user.clone(),
+                    role: v.role.clone(),
+                },
+            });
+            let push = Replication::new(local.clone(), remote.clone())
+                .run_once(|p| {
+                    let (n, f) = (p.stats.docs_written, p.stats.doc_write_failures);
+                    set(&|j| {
+                        j.sent = n;
+                        j.refused = f;
+                    })
+                })
+                .await
+                .map_err(|e| format!("push: {e}"))?;
+            set(&|j| j.phase = "pull".into());
+            let refused = push.doc_write_failures;
+            let pull = Replication::new(remote, local)
+                .run_once(|p| {
+                    let (n, f) = (p.stats.docs_written, p.stats.doc_write_failures);
+                    set(&|j| {
+                        j.received = n;
+                        j.refused = refused + f;
+                    })
+                })
+                .await
+                .map_err(|e| format!("pull: {e}"))?;
+            set(&|j| j.phase = "audit".into());
+            let audit = client
+                .push_audit(&store)
+                .await
+                .map_err(|e| format!("audit: {e}"))?;
+            Ok::<_, String>((push, pull, audit))
+        }
+        .await;
+        match result {
+            Ok((push, pull, audit)) => {
+                let seq = store.update_seq("records").unwrap_or(0);
+                let _ =
+                    store.put_secret(LAST_SYNC, format!("{seq} {}", fhir::time::now()).as_bytes());
+                set(&|j| {
+                    j.sent = push.docs_written;
+                    j.received = pull.docs_written;
+                    j.refused = push.doc_write_failures + pull.doc_write_failures;
+                    j.audit = audit;
+                    j.phase = "done".into();
+                    j.running = false;
+                });
+            }
+            Err(e) => set(&|j| {
+                j.error = Some(e.clone());
+                j.phase = "done".into();
+                j.running = false;
+            }),
+        }
+    });
+    super::redirect("/sync")
 }
 
 #[derive(Deserialize)]
