@@ -583,3 +583,79 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+#[test]
+fn a_hub_can_wait_for_its_passphrase_in_the_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hub");
+    init_hub(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "hub",
+            "start",
+            "--unlock-in-browser",
+            "--rpc-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--couch-listen",
+            "",
+            "--couch-tls-listen",
+            "",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _running = Running(child);
+    let unlock = loop {
+        let line = lines
+            .next()
+            .expect("the hub says where to unlock it")
+            .unwrap();
+        if let Some(i) = line.find("http://") {
+            break line[i..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let base = unlock.trim_end_matches("/ui").to_owned();
+    let (code, _, page) = http("GET", &unlock, "", None);
+    assert_eq!(code, 200);
+    assert!(page.contains("Unlock the hub"), "{page}");
+    // Nothing else is served while locked.
+    let (code, _, _) = http("GET", &format!("{base}/status"), "", None);
+    assert_eq!(code, 303);
+    let (code, _, page) = http(
+        "POST",
+        &format!("{base}/ui/unlock"),
+        "passphrase=not-it",
+        None,
+    );
+    assert_eq!(code, 401);
+    assert!(page.contains("wrong hub passphrase"), "{page}");
+    let (code, _, page) = http(
+        "POST",
+        &format!("{base}/ui/unlock"),
+        &format!("passphrase={PASS}"),
+        None,
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Unlocked"));
+    // The hub starts, its administration port on the same address.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("status and metrics") {
+            assert!(line.contains(&base), "{line} vs {base}");
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let (code, _, page) = http("GET", &format!("{base}/status"), "", None);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("\"sessions_open\""), "{page}");
+}

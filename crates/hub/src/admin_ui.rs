@@ -113,6 +113,42 @@ fn who(s: &Handle, headers: &HeaderMap) -> Option<Principal> {
     }
 }
 
+/// The page a hub started with `--unlock-in-browser` shows until its passphrase is entered.
+pub fn unlock_page(error: &str) -> Response {
+    let e = if error.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<p class="alert" role="alert">{}</p>"#, esc(error))
+    };
+    let mut r = page(
+        "Unlock",
+        false,
+        &format!(
+            r#"<div class="card"><h1>Unlock the hub</h1><p>The hub's data and secrets are encrypted at rest. Enter the hub passphrase to start serving devices.</p>{e}
+<form method="post" action="/ui/unlock"><label for="passphrase">Hub passphrase</label><input id="passphrase" name="passphrase" type="password" autocomplete="current-password" required autofocus>
+<p><button type="submit">Unlock and start</button></p></form></div>"#
+        ),
+    );
+    if !error.is_empty() {
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+    }
+    r
+}
+
+/// What the unlock page answers once the hub is unlocked.
+pub fn unlock_done() -> Response {
+    page(
+        "Unlocked",
+        false,
+        r#"<div class="card"><h1>Unlocked</h1><p>The hub is starting. <a href="/ui">Sign in to the administration screens</a>.</p></div>"#,
+    )
+}
+
+/// Whether a form post comes from this page's own origin.
+pub fn same_origin_post(headers: &HeaderMap) -> bool {
+    same_origin(headers)
+}
+
 fn login_form(error: &str) -> Response {
     let e = if error.is_empty() {
         String::new()

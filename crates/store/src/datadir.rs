@@ -405,6 +405,11 @@ impl Unlocked {
         &self.dir.vault
     }
 
+    /// The node's device secret (see [`DataDir::device_secret`]).
+    pub fn device_secret(&self) -> &vault::DeviceSecret {
+        &self.dir.device
+    }
+
     /// The data folder.
     pub fn path(&self) -> &Path {
         &self.dir.path

@@ -95,6 +95,10 @@ pub struct InitArgs {
 pub struct StartArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Wait for the passphrase on the administration port's web page
+    /// (http://127.0.0.1:4002/ui) instead of the console.
+    #[arg(long)]
+    pub unlock_in_browser: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -186,16 +190,109 @@ const DEFAULT_TOML: &str = "# Hearth hub settings. Every key is optional; HEARTH
 /// dropped, zeroized, on return).
 fn unlock_hub(ctx: &mut Context) -> Result<(store::Unlocked, HubSecrets)> {
     let user = hub_user(ctx);
-    let dir = DataDir::open(&ctx.data_dir)
-        .with_context(|| format!("cannot open the hub in {}", ctx.data_dir.display()))?;
     let pass = ctx.input.pin(&format!("Hub passphrase (user {user}): "))?;
+    open_hub(&ctx.data_dir, &user, &pass)
+}
+
+fn open_hub(
+    data_dir: &Path,
+    user: &str,
+    pass: &vault::Pin,
+) -> Result<(store::Unlocked, HubSecrets)> {
+    let dir = DataDir::open(data_dir)
+        .with_context(|| format!("cannot open the hub in {}", data_dir.display()))?;
+    // The store first: its vault counts and throttles wrong passphrases.
+    let node = dir.unlock(user, pass).map_err(|e| match e {
+        store::Error::Vault(vault::Error::WrongCredentials | vault::Error::WrongPin) => {
+            anyhow!("wrong hub passphrase")
+        }
+        e => anyhow::Error::new(e).context("cannot unlock the hub"),
+    })?;
     let secrets =
-        HubSecrets::open(dir.path(), &pass, dir.device_secret()).map_err(|e| anyhow!("{e}"))?;
-    let node = dir.unlock(&user, &pass).context("cannot unlock the hub")?;
+        HubSecrets::open(node.path(), pass, node.device_secret()).map_err(|e| anyhow!("{e}"))?;
     if node.role != "admin" {
         bail!("{user} is not an administrator of this hub");
     }
     Ok((node, secrets))
+}
+
+/// Serves only the unlock page on the administration address until the right passphrase is
+/// entered; returns the unlocked hub and the address used (kept for the real port).
+fn unlock_in_browser(
+    data_dir: &Path,
+    user: &str,
+    admin: SocketAddr,
+) -> Result<(store::Unlocked, HubSecrets, SocketAddr)> {
+    use axum::extract::State;
+    type Slot = Arc<Mutex<Option<(store::Unlocked, HubSecrets)>>>;
+    #[derive(Clone)]
+    struct S {
+        dir: PathBuf,
+        user: String,
+        slot: Slot,
+        done: Arc<tokio::sync::Notify>,
+    }
+    #[derive(serde::Deserialize)]
+    struct F {
+        passphrase: String,
+    }
+    async fn post(
+        State(s): State<S>,
+        headers: axum::http::HeaderMap,
+        axum::Form(f): axum::Form<F>,
+    ) -> axum::response::Response {
+        if !hub::admin_ui::same_origin_post(&headers) {
+            return hub::admin_ui::unlock_page("cross-origin form posts are refused");
+        }
+        let pass = vault::Pin::from(f.passphrase.as_str());
+        drop(zeroize::Zeroizing::new(f.passphrase));
+        let s2 = s.clone();
+        let r = tokio::task::spawn_blocking(move || open_hub(&s2.dir, &s2.user, &pass)).await;
+        match r {
+            Ok(Ok(opened)) => {
+                *s.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(opened);
+                s.done.notify_one();
+                hub::admin_ui::unlock_done()
+            }
+            Ok(Err(e)) => hub::admin_ui::unlock_page(&format!("{e:#}")),
+            Err(_) => hub::admin_ui::unlock_page("the unlock failed"),
+        }
+    }
+    let state = S {
+        dir: data_dir.to_owned(),
+        user: user.to_owned(),
+        slot: Arc::new(Mutex::new(None)),
+        done: Arc::new(tokio::sync::Notify::new()),
+    };
+    let slot = state.slot.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    let addr = rt.block_on(async {
+        let l = bind(admin, "the unlock page").await?;
+        let addr = l.local_addr()?;
+        outln!("Hub locked. Unlock it at http://{addr}/ui (loopback only).");
+        let done = state.done.clone();
+        let router = axum::Router::new()
+            .route(
+                "/ui",
+                axum::routing::get(|| async { hub::admin_ui::unlock_page("") }),
+            )
+            .route("/ui/unlock", axum::routing::post(post))
+            .fallback(|| async { axum::response::Redirect::to("/ui") })
+            .with_state(state);
+        hub::serve(l, router, async move { done.notified().await })
+            .await
+            .context("the unlock page stopped with an error")?;
+        Ok::<_, anyhow::Error>(addr)
+    })?;
+    let opened = slot
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| anyhow!("the hub was not unlocked"))?;
+    Ok((opened.0, opened.1, addr))
 }
 
 pub fn upstream(ctx: &mut Context, cmd: UpstreamCommand) -> Result<()> {
@@ -273,8 +370,16 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
 }
 
 pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
-    let (cfg, listen) = a.config.load(&ctx.data_dir)?;
-    let (node, secrets) = unlock_hub(ctx)?;
+    let (cfg, mut listen) = a.config.load(&ctx.data_dir)?;
+    let (node, secrets) = if a.unlock_in_browser {
+        let user = hub_user(ctx);
+        let (node, secrets, admin) = unlock_in_browser(&ctx.data_dir, &user, listen.admin)?;
+        // The administration port comes back on the same address.
+        listen.admin = admin;
+        (node, secrets)
+    } else {
+        unlock_hub(ctx)?
+    };
     node.store.set_cache_mib(cfg.cache_mib)?;
     for db in &cfg.databases {
         node.store.ensure_db(db)?;
