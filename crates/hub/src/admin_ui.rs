@@ -187,7 +187,26 @@ pub(crate) async fn login(
     let p = match blocking(move || hub.auth.login(&hub.store, &name, &pw)).await {
         Ok(p) if p.admin => p,
         Ok(_) => return login_form("this needs a hub administrator account"),
-        Err(e) => return login_form(&e.reason),
+        Err(e) => {
+            // Failed sign-ins are audited like every other login failure.
+            let hub = s.hub.clone();
+            let who = f.name.clone();
+            let _ = blocking(move || {
+                hub.store.audit_append(&[store::AuditEvent {
+                    user: who,
+                    role: String::new(),
+                    action: "login_failed".into(),
+                    outcome: "failure".into(),
+                    patient: None,
+                    resource: None,
+                    detail: Some("hub administration screens".into()),
+                    break_glass: false,
+                }])?;
+                Ok(())
+            })
+            .await;
+            return login_form(&e.reason);
+        }
     };
     let Ok(c) = vault::random_bytes::<16>().map(hex::encode) else {
         return login_form("the system random number generator failed");
