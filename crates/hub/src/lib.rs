@@ -278,6 +278,7 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
         .fallback(db::not_found)
         .layer(middleware::from_fn_with_state(hub.clone(), authenticate))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(couch_errors))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(
             // The fastest level: on a clinic LAN, CPU is scarcer than bandwidth.
@@ -339,6 +340,37 @@ pub(crate) async fn principal_of(
         }));
     }
     Ok(None)
+}
+
+/// Errors produced before a handler runs (a body over the limit, a malformed query string)
+/// come from the framework as plain text; clients of a CouchDB API expect `{"error","reason"}`.
+async fn couch_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "bad_content_type",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        s if s.is_server_error() => "internal_server_error",
+        _ => "bad_request",
+    };
+    let reason = match axum::body::to_bytes(resp.into_body(), 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    json(
+        status,
+        serde_json::json!({"error": error, "reason": reason}),
+    )
 }
 
 async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next) -> Response {

@@ -816,3 +816,200 @@ async fn long_listings_stream_across_pages() {
     assert_eq!(results[2499]["doc"]["i"], 2499);
     assert_eq!(v["pending"], 0);
 }
+
+/// Hostile input on the CouchDB API: every answer is a 4xx with CouchDB's `{"error","reason"}`,
+/// never a 5xx, and nothing is partly written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
+    let h = start().await;
+    assert_eq!(
+        h.call(Method::PUT, "/bad", None).await.0,
+        StatusCode::CREATED
+    );
+    // None when the server closed the connection before the client finished sending (what a
+    // server may do once it has answered 413 to an oversized body).
+    // No connection reuse: the server may close one after refusing a body.
+    let fresh = Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let raw = |method: Method, path: &str, ctype: &str, body: Vec<u8>| {
+        let req = fresh
+            .request(method, format!("{}{path}", h.url))
+            .basic_auth("admin", Some("admin-password"))
+            .header("Content-Type", ctype.to_owned())
+            .body(body);
+        async move {
+            let resp = req.send().await.ok()?;
+            let status = resp.status();
+            let text = resp.text().await.ok()?;
+            Some((
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+            ))
+        }
+    };
+    let cases: Vec<(&str, Method, &str, &str, Vec<u8>)> = vec![
+        (
+            "oversized body",
+            Method::POST,
+            "/bad/_bulk_docs",
+            "application/json",
+            {
+                let mut b = br#"{"docs":[{"_id":"big","x":""#.to_vec();
+                b.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
+                b.extend_from_slice(br#""}]}"#);
+                b
+            },
+        ),
+        (
+            "deep nesting",
+            Method::PUT,
+            "/bad/deep",
+            "application/json",
+            {
+                let mut b = br#"{"x":"#.to_vec();
+                b.extend(std::iter::repeat_n(b'[', 100_000));
+                b.extend(std::iter::repeat_n(b']', 100_000));
+                b.push(b'}');
+                b
+            },
+        ),
+        (
+            "invalid UTF-8",
+            Method::PUT,
+            "/bad/utf",
+            "application/json",
+            b"{\"x\":\"\xff\xfe\"}".to_vec(),
+        ),
+        (
+            "not JSON",
+            Method::POST,
+            "/bad/_bulk_docs",
+            "application/json",
+            b"{docs:".to_vec(),
+        ),
+        (
+            "wrong content type",
+            Method::POST,
+            "/bad/_bulk_docs",
+            "text/plain",
+            br#"{"docs":[]}"#.to_vec(),
+        ),
+        (
+            "docs not a list",
+            Method::POST,
+            "/bad/_bulk_docs",
+            "application/json",
+            br#"{"docs":{}}"#.to_vec(),
+        ),
+        (
+            "reserved id",
+            Method::PUT,
+            "/bad/_bogus",
+            "application/json",
+            b"{}".to_vec(),
+        ),
+        (
+            "bad rev",
+            Method::PUT,
+            "/bad/x?rev=zz",
+            "application/json",
+            b"{}".to_vec(),
+        ),
+        (
+            "bad attachment name",
+            Method::PUT,
+            "/bad/x/_evil",
+            "application/octet-stream",
+            b"data".to_vec(),
+        ),
+        (
+            "bad database name",
+            Method::PUT,
+            "/BAD..",
+            "application/json",
+            Vec::new(),
+        ),
+        (
+            "huge limit",
+            Method::GET,
+            "/bad/_changes?limit=-1",
+            "application/json",
+            Vec::new(),
+        ),
+        (
+            "bad since",
+            Method::GET,
+            "/bad/_changes?since=%00",
+            "application/json",
+            Vec::new(),
+        ),
+        (
+            "bad selector",
+            Method::POST,
+            "/bad/_changes?filter=_selector",
+            "application/json",
+            br#"{"selector":{"$nope":1}}"#.to_vec(),
+        ),
+        (
+            "revs_diff not an object",
+            Method::POST,
+            "/bad/_revs_diff",
+            "application/json",
+            b"[1,2]".to_vec(),
+        ),
+    ];
+    for (what, method, path, ctype, body) in cases {
+        let Some((status, v)) = raw(method, path, ctype, body).await else {
+            assert_eq!(what, "oversized body", "{what}: the connection failed");
+            continue;
+        };
+        assert!(
+            status.is_client_error(),
+            "{what}: expected a 4xx, got {status} {v}"
+        );
+        let (error, reason) = err(&v);
+        assert!(error != "<none>" && reason != "<none>", "{what}: {v}");
+    }
+    // _bulk_get answers a bad entry in place, as CouchDB does.
+    let (s, v) = raw(
+        Method::POST,
+        "/bad/_bulk_get",
+        "application/json",
+        br#"{"docs":[{"id":"a","rev":7}]}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["results"][0]["docs"][0]["error"]["error"], "bad_request",
+        "{v}"
+    );
+    // Ids are opaque strings, never file paths: a "path trick" is just an odd id, stored and
+    // read back as itself.
+    let (s, _) = h
+        .call(Method::PUT, "/bad/..%2F..%2Fetc", Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = h.call(Method::GET, "/bad/..%2F..%2Fetc", None).await;
+    assert_eq!((s, v["_id"].as_str()), (StatusCode::OK, Some("../../etc")));
+    // A _bulk_docs batch with one bad document writes the good ones and names the bad one; a
+    // batch refused as a whole writes nothing.
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/bad/_bulk_docs",
+            Some(json!({"docs": [{"_id": "good", "a": 1}, {"_id": "_nope"}, "not an object"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(v[0]["ok"], true);
+    assert!(
+        v[1]["error"].is_string() && v[2]["error"].is_string(),
+        "{v}"
+    );
+    let (_, info) = h.call(Method::GET, "/bad", None).await;
+    assert_eq!(
+        info["doc_count"], 2,
+        "the odd id and the good document: {info}"
+    );
+}
