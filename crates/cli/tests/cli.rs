@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod common;
+
+use common::ok;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -18,34 +21,9 @@ fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {
 
 /// Runs `hearth` as `user`, the PIN (and any further answers) on stdin.
 fn hearth_as(dir: &Path, user: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--user", user, "--pin-stdin"])
-        .args(args)
-        .env_remove("HEARTH_DATA_DIR")
-        .env_remove("HEARTH_USER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hearth starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "hearth failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    let mut a = vec!["--user", user, "--pin-stdin"];
+    a.extend_from_slice(args);
+    common::run(dir, &a, stdin)
 }
 
 fn fail(out: &Output) -> String {

@@ -5,22 +5,15 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod common;
+
+use common::{Running, ok};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 const PIN: &str = "864209";
 const HUB_PASSWORD: &str = "hub-sync-password";
-
-/// A child process ended (by its PID) when the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn interop_dir() -> PathBuf {
     // Tests run in parallel threads: install once, and let the others wait for it.
@@ -90,33 +83,9 @@ fn start_hub(dir: &Path) -> (Running, String) {
 }
 
 fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--user", "nurse", "--pin-stdin"])
-        .args(args)
-        .env_remove("HEARTH_REMOTE_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "hearth failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    let mut a = vec!["--user", "nurse", "--pin-stdin"];
+    a.extend_from_slice(args);
+    common::run(dir, &a, stdin)
 }
 
 fn device(dir: &Path) {
