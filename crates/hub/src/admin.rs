@@ -147,31 +147,7 @@ struct Snapshot {
 }
 
 fn conflicted(store: &store::Store, db: &str) -> Result<u64, store::Error> {
-    let mut n = 0;
-    let mut cursor = 0;
-    loop {
-        let page = store.changes(
-            db,
-            &store::ChangesQuery {
-                since: cursor,
-                limit: Some(1000),
-                style: store::Style::AllDocs,
-                ..Default::default()
-            },
-        )?;
-        if page.results.is_empty() {
-            return Ok(n);
-        }
-        cursor = page.last_seq;
-        for c in page.results {
-            if c.changes.len() > 1
-                && !c.deleted
-                && !store.rev_tree(db, &c.id)?.conflicts().is_empty()
-            {
-                n += 1;
-            }
-        }
-    }
+    Ok(store.conflicted(db, 0)?.len() as u64)
 }
 
 async fn snapshot(s: &AdminHandle) -> CouchResult<Snapshot> {

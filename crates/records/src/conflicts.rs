@@ -353,32 +353,7 @@ impl Records {
 
     /// Documents with more than one live leaf, among the changes after `since` (0: all).
     pub fn conflicted(&self, since: u64) -> Result<Vec<DocId>, FhirError> {
-        let mut out = Vec::new();
-        let mut cursor = since;
-        loop {
-            let page = self.store.changes(
-                &self.db,
-                &store::ChangesQuery {
-                    since: cursor,
-                    limit: Some(1000),
-                    style: store::Style::AllDocs,
-                    ..Default::default()
-                },
-            )?;
-            if page.results.is_empty() {
-                break;
-            }
-            cursor = page.last_seq;
-            for c in page.results {
-                if c.changes.len() > 1 && !c.deleted {
-                    let tree = self.store.rev_tree(&self.db, &c.id)?;
-                    if !tree.conflicts().is_empty() {
-                        out.push(c.id);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.store.conflicted(&self.db, since)?)
     }
 
     /// The unresolved conflicts, optionally of one patient or one resource type (the inbox).

@@ -107,8 +107,8 @@ pub struct SearchQuery {
     pub id_prefix: Option<String>,
     /// All must hold.
     pub filters: Vec<Filter>,
-    /// Sort keys: a parameter (its smallest value for the document) and descending; ties and
-    /// the default order are by document id.
+    /// Sort keys: a parameter (its smallest value for the document) and descending; ties are
+    /// in storage order (reversed when the first key descends); unsorted, by document id.
     pub sort: Vec<(String, bool)>,
     /// Page size.
     pub limit: usize,
@@ -189,6 +189,23 @@ impl Store {
     pub fn search(&self, db: &str, q: &SearchQuery) -> Result<SearchPage, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;
+        if let [(param, desc)] = q.sort.as_slice() {
+            // Browsing a whole list in order, or a worklist bounded on its own sort key ("due
+            // before tomorrow, soonest first"): walk the sort key's index and stop after the page.
+            // Not within one patient's compartment or a text match: those are small, and the
+            // general query that starts from them is faster.
+            let bounded = q
+                .filters
+                .iter()
+                .any(|f| matches!(f, Filter::Range { param: p, to: Some(_), .. } if p == param));
+            let narrow = q.filters.iter().any(|f| {
+                matches!(f, Filter::Text(_))
+                    || matches!(f, Filter::Eq { param, .. } if param == "patient")
+            });
+            if q.filters.is_empty() || (bounded && !narrow) {
+                return sorted_walk(&inner.conn, meta.id, q, param, *desc);
+            }
+        }
         // With a filter to drive the search, keep SQLite from walking the id index instead
         // (unary `+` makes a term unusable for an index).
         // Full-text and range matches can be dense: there, walking ids in order and testing
@@ -219,51 +236,7 @@ impl Store {
         let mut filters: Vec<&Filter> = q.filters.iter().collect();
         filters.sort_by_key(|f| rank(f));
         for (i, f) in filters.into_iter().enumerate() {
-            let drive = i == 0;
-            let open = if drive {
-                " AND d.id IN (SELECT doc FROM terms WHERE param = ?"
-            } else {
-                " AND EXISTS (SELECT 1 FROM terms WHERE doc = d.id AND param = ?"
-            };
-            match f {
-                Filter::Eq { param, value } => {
-                    sql.push_str(open);
-                    sql.push_str(" AND value = ?)");
-                    args.push(SqlValue::Text(param.clone()));
-                    args.push(SqlValue::Text(value.clone()));
-                }
-                Filter::Prefix { param, value } => {
-                    sql.push_str(open);
-                    sql.push_str(" AND value >= ? AND value < ?)");
-                    args.push(SqlValue::Text(param.clone()));
-                    args.push(SqlValue::Text(value.clone()));
-                    args.push(SqlValue::Text(prefix_end(value)));
-                }
-                Filter::Range { param, from, to } => {
-                    sql.push_str(open);
-                    args.push(SqlValue::Text(param.clone()));
-                    if let Some(f) = from {
-                        sql.push_str(" AND value >= ?");
-                        args.push(SqlValue::Text(f.clone()));
-                    }
-                    if let Some(t) = to {
-                        sql.push_str(" AND value < ?");
-                        args.push(SqlValue::Text(t.clone()));
-                    }
-                    sql.push(')');
-                }
-                Filter::Text(text) => {
-                    let Some(fts) = fts_query(text) else {
-                        return Err(Error::BadRequest("the search text has no words".into()));
-                    };
-                    sql.push_str(if drive {
-                        " AND d.id IN (SELECT rowid FROM text_index WHERE text_index MATCH ?)"
-                    } else {
-                        " AND d.id IN (SELECT rowid FROM text_index WHERE text_index MATCH ? AND rowid = d.id)"
-                    });
-                    args.push(SqlValue::Text(fts));
-                }
-            }
+            filter_sql(f, i == 0, &mut sql, &mut args)?;
         }
         sql.push_str(" ORDER BY ");
         for (param, desc) in &q.sort {
@@ -275,24 +248,189 @@ impl Store {
             });
             args.push(SqlValue::Text(param.clone()));
         }
-        sql.push_str("d.doc_id LIMIT ? OFFSET ?");
+        // Ties in storage order (what an index walk of the sort key yields without sorting),
+        // reversed for a descending sort; unsorted, in id order.
+        sql.push_str(match q.sort.first() {
+            None => "d.doc_id",
+            Some((_, false)) => "d.id",
+            Some((_, true)) => "d.id DESC",
+        });
+        sql.push_str(" LIMIT ? OFFSET ?");
         let limit = q.limit.clamp(1, 10_000);
         args.push(SqlValue::Integer(limit as i64 + 1));
         args.push(SqlValue::Integer(q.offset.min(i64::MAX as usize) as i64));
-        let mut st = inner.conn.prepare_cached(&sql)?;
-        let mut ids = st
-            .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
-            .map(|r| {
-                r.map_err(Error::from).and_then(|s| {
-                    DocId::parse(&s)
-                        .map_err(|_| Error::Corrupt("a stored document id is invalid".into()))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        Ok(SearchPage { ids, more })
+        page_of(read_ids(&inner.conn, &sql, args)?, limit)
     }
+}
+
+/// Appends one filter's condition on the document `d`: as the driving `IN` (the first, most
+/// selective filter of the general search) or as a per-candidate check.
+fn filter_sql(
+    f: &Filter,
+    drive: bool,
+    sql: &mut String,
+    args: &mut Vec<SqlValue>,
+) -> Result<(), Error> {
+    let open = if drive {
+        " AND d.id IN (SELECT doc FROM terms WHERE param = ?"
+    } else {
+        " AND EXISTS (SELECT 1 FROM terms WHERE doc = d.id AND param = ?"
+    };
+    match f {
+        Filter::Eq { param, value } => {
+            sql.push_str(open);
+            sql.push_str(" AND value = ?)");
+            args.push(SqlValue::Text(param.clone()));
+            args.push(SqlValue::Text(value.clone()));
+        }
+        Filter::Prefix { param, value } => {
+            sql.push_str(open);
+            sql.push_str(" AND value >= ? AND value < ?)");
+            args.push(SqlValue::Text(param.clone()));
+            args.push(SqlValue::Text(value.clone()));
+            args.push(SqlValue::Text(prefix_end(value)));
+        }
+        Filter::Range { param, from, to } => {
+            sql.push_str(open);
+            args.push(SqlValue::Text(param.clone()));
+            if let Some(f) = from {
+                sql.push_str(" AND value >= ?");
+                args.push(SqlValue::Text(f.clone()));
+            }
+            if let Some(t) = to {
+                sql.push_str(" AND value < ?");
+                args.push(SqlValue::Text(t.clone()));
+            }
+            sql.push(')');
+        }
+        Filter::Text(text) => {
+            let Some(fts) = fts_query(text) else {
+                return Err(Error::BadRequest("the search text has no words".into()));
+            };
+            sql.push_str(if drive {
+                " AND d.id IN (SELECT rowid FROM text_index WHERE text_index MATCH ?)"
+            } else {
+                " AND d.id IN (SELECT rowid FROM text_index WHERE text_index MATCH ? AND rowid = d.id)"
+            });
+            args.push(SqlValue::Text(fts));
+        }
+    }
+    Ok(())
+}
+
+fn read_ids(conn: &Connection, sql: &str, args: Vec<SqlValue>) -> Result<Vec<String>, Error> {
+    let mut st = conn.prepare_cached(sql)?;
+    let rows = st
+        .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Parses up to `limit + 1` ids read into a page (the extra one says whether more follow).
+fn page_of(ids: Vec<String>, limit: usize) -> Result<SearchPage, Error> {
+    let mut ids = ids
+        .iter()
+        .map(|s| {
+            DocId::parse(s).map_err(|_| Error::Corrupt("a stored document id is invalid".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = ids.len() > limit;
+    ids.truncate(limit);
+    Ok(SearchPage { ids, more })
+}
+
+/// A search with one sort key, walking the `(param, value)` index in order and stopping after
+/// the page instead of ranking every match first. Same order as the general query: each
+/// document at its smallest value, ties in storage order (reversed when descending: ties are
+/// common, e.g. doses due at 08:00, and any other tie-break would sort them all), documents
+/// without the key last in the same order.
+/// Filters are checked per step; an upper bound on the sort key itself bounds the walk (a
+/// document's smallest value is below any of its values in range).
+fn sorted_walk(
+    conn: &Connection,
+    db_id: i64,
+    q: &SearchQuery,
+    param: &str,
+    desc: bool,
+) -> Result<SearchPage, Error> {
+    let limit = q.limit.clamp(1, 10_000);
+    let want = limit as i64 + 1;
+    let offset = q.offset.min(i64::MAX as usize) as i64;
+    let (lo, hi) = match &q.id_prefix {
+        Some(p) => (p.clone(), prefix_end(p)),
+        None => (String::new(), prefix_end("")),
+    };
+    // The conditions on the document, shared by the walk, its count and the tail.
+    let mut cond =
+        String::from(" AND d.db_id = ? AND d.deleted = 0 AND d.doc_id >= ? AND d.doc_id < ?");
+    let mut cond_args = vec![
+        SqlValue::Integer(db_id),
+        SqlValue::Text(lo),
+        SqlValue::Text(hi),
+    ];
+    for f in &q.filters {
+        filter_sql(f, false, &mut cond, &mut cond_args)?;
+    }
+    let upper = q
+        .filters
+        .iter()
+        .filter_map(|f| match f {
+            Filter::Range { param: p, to, .. } if p == param => to.clone(),
+            _ => None,
+        })
+        .min();
+    // CROSS JOIN keeps the terms index outermost: left to itself, SQLite starts from the
+    // documents' id range and sorts them all, which is what the walk is here to avoid.
+    let mut walk_from =
+        "FROM terms t CROSS JOIN docs d ON d.id = t.doc WHERE t.param = ?".to_owned();
+    let mut walk_args = vec![SqlValue::Text(param.to_owned())];
+    if let Some(u) = upper {
+        walk_from.push_str(" AND t.value < ?");
+        walk_args.push(SqlValue::Text(u));
+    }
+    walk_from.push_str(&cond);
+    walk_args.extend(cond_args.iter().cloned());
+    // The row of each document's smallest value is the one that places it; the rowid picks
+    // one when a value repeats.
+    let order = if desc { "DESC" } else { "ASC" };
+    let walk = format!(
+        "SELECT d.doc_id {walk_from} \
+         AND t.rowid = (SELECT m.rowid FROM terms m WHERE m.doc = t.doc AND m.param = t.param \
+                        ORDER BY m.value LIMIT 1) \
+         ORDER BY t.value {order}, t.doc {order} LIMIT ? OFFSET ?"
+    );
+    let mut args = walk_args.clone();
+    args.extend([SqlValue::Integer(want), SqlValue::Integer(offset)]);
+    let mut ids = read_ids(conn, &walk, args)?;
+    let keyless_match = !q.filters.iter().any(|f| match f {
+        Filter::Eq { param: p, .. }
+        | Filter::Prefix { param: p, .. }
+        | Filter::Range { param: p, .. } => p == param,
+        Filter::Text(_) => false,
+    });
+    if (ids.len() as i64) < want && keyless_match {
+        // The walk ran out: the page continues with the documents that lack the key.
+        let walked = if ids.is_empty() {
+            let sql = format!("SELECT count(DISTINCT t.doc) {walk_from}");
+            conn.prepare_cached(&sql)?
+                .query_row(params_from_iter(walk_args), |r| r.get::<_, i64>(0))?
+        } else {
+            offset + ids.len() as i64
+        };
+        let tail = format!(
+            "SELECT d.doc_id FROM docs d WHERE NOT EXISTS \
+             (SELECT 1 FROM terms WHERE doc = d.id AND param = ?){cond} \
+             ORDER BY d.id {order} LIMIT ? OFFSET ?"
+        );
+        let mut args = vec![SqlValue::Text(param.to_owned())];
+        args.extend(cond_args);
+        args.extend([
+            SqlValue::Integer(want - ids.len() as i64),
+            SqlValue::Integer((offset - walked).max(0)),
+        ]);
+        ids.extend(read_ids(conn, &tail, args)?);
+    }
+    page_of(ids, limit)
 }
 
 #[cfg(test)]

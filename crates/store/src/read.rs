@@ -450,6 +450,22 @@ impl Store {
     }
 
     /// The revision tree of a document.
+    /// The documents with unresolved conflicts (more than one live leaf) whose latest change is
+    /// after `since` (0: all), in changes order. Read from the table every write keeps, not by
+    /// walking revision trees.
+    pub fn conflicted(&self, db: &str, since: u64) -> Result<Vec<DocId>, Error> {
+        let mut inner = self.lock();
+        let meta = inner.meta(db)?;
+        let mut st = inner.conn.prepare_cached(
+            "SELECT d.doc_id FROM conflicts c JOIN docs d ON d.id = c.doc \
+             WHERE c.db_id = ?1 AND d.seq > ?2 ORDER BY d.seq",
+        )?;
+        let ids = st
+            .query_map(params![meta.id, since as i64], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.iter().map(|s| DocId::parse(s)).collect()
+    }
+
     pub fn rev_tree(&self, db: &str, id: &DocId) -> Result<RevTree, Error> {
         let mut inner = self.lock();
         let meta = inner.meta(db)?;

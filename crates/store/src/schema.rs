@@ -46,6 +46,9 @@
 //! pairing_offers  one-time pairing tokens (SHA-256 only), expiry, who made it, used_by
 //! device_audit the audit entries devices pushed, verified, append-only (triggers)
 //! node_secrets this node's own secrets by name (a device's channel key and its paired hub)
+//! conflicts    documents with more than one live leaf, kept by every write (the inbox and the
+//!              conflicts filter read it instead of scanning every revision tree)
+//!   db_id, doc   primary key (doc is docs.id)
 //! ```
 
 use rusqlite::Connection;
@@ -216,7 +219,35 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         value BLOB NOT NULL
     );",
+    // 7: the documents in conflict, kept with every write; filled from the revision trees by
+    // `backfill` below.
+    "CREATE TABLE conflicts (
+        db_id INTEGER NOT NULL REFERENCES dbs(id) ON DELETE CASCADE,
+        doc INTEGER NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
+        PRIMARY KEY (db_id, doc)
+    ) WITHOUT ROWID;",
 ];
+
+/// Steps a migration needs that SQL alone cannot do, run in the same transaction right after
+/// migration `version`'s SQL (decoding revision trees, for one).
+fn backfill(tx: &Connection, version: u32) -> Result<(), Error> {
+    if version == 7 {
+        let mut read = tx.prepare("SELECT id, db_id, tree FROM docs WHERE deleted = 0")?;
+        let mut add = tx.prepare("INSERT INTO conflicts (db_id, doc) VALUES (?1, ?2)")?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            let tree = revtree::RevTree::decode(&row.get::<_, Vec<u8>>(2)?)
+                .map_err(|e| Error::Corrupt(format!("a revision tree does not decode: {e}")))?;
+            if !tree.conflicts().is_empty() {
+                add.execute(rusqlite::params![
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(0)?
+                ])?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The schema version this build writes.
 pub fn latest_version() -> u32 {
@@ -251,6 +282,7 @@ fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), Error> {
         .skip(current as usize)
     {
         tx.execute_batch(sql)?;
+        backfill(&tx, i as u32 + 1)?;
         tx.pragma_update(None, "user_version", i as u32 + 1)?;
     }
     tx.commit()?;
@@ -304,6 +336,45 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, latest_version());
+    }
+
+    #[test]
+    fn upgrade_to_7_fills_the_conflicts_table_from_the_trees() {
+        use revtree::{Rev, RevTree};
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate_to(&mut c, 6).unwrap();
+        c.execute(
+            "INSERT INTO dbs (name, uuid, created_at) VALUES ('d', 'u', 0)",
+            [],
+        )
+        .unwrap();
+        let r1: Rev = "1-aa".parse().unwrap();
+        let mut plain = RevTree::new();
+        plain.merge_path(&[r1.clone()], false).unwrap();
+        let mut forked = plain.clone();
+        forked
+            .merge_path(&["2-bb".parse().unwrap(), r1.clone()], false)
+            .unwrap();
+        forked
+            .merge_path(&["2-cc".parse().unwrap(), r1.clone()], false)
+            .unwrap();
+        for (i, (id, tree)) in [("a", &plain), ("b", &forked)].into_iter().enumerate() {
+            c.execute(
+                "INSERT INTO docs (db_id, doc_id, seq, winner, winner_row, deleted, tree) \
+                 VALUES (1, ?1, ?2, 'x', 0, 0, ?3)",
+                rusqlite::params![id, i as i64 + 1, tree.encode()],
+            )
+            .unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let ids: Vec<String> = c
+            .prepare("SELECT d.doc_id FROM conflicts JOIN docs d ON d.id = conflicts.doc")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, vec!["b".to_owned()]);
     }
 
     #[test]

@@ -333,6 +333,7 @@ fn save(
         None => (None, RevTree::new()),
     };
     let before = tree.winner();
+    let conflicted_before = rowid.is_some() && !tree.conflicts().is_empty();
     let deleted_before = before.as_ref().map(|w| w.deleted);
     let winner_before = before.map(|w| w.rev);
     tree.merge_path(path, new.deleted)?;
@@ -423,6 +424,16 @@ fn save(
     };
     conn.prepare_cached("UPDATE docs SET seq = ?1, winner = ?2, winner_row = ?3, deleted = ?4, tree = ?5 WHERE id = ?6")?
         .execute(params![c.seq, winner.rev.to_string(), winner_row, winner.deleted, tree_bytes, rowid])?;
+    // The conflicts table follows the tree (schema 7): written only when the answer changes.
+    let conflicted = !tree.conflicts().is_empty();
+    if conflicted != conflicted_before {
+        let sql = if conflicted {
+            "INSERT OR IGNORE INTO conflicts (db_id, doc) VALUES (?1, ?2)"
+        } else {
+            "DELETE FROM conflicts WHERE db_id = ?1 AND doc = ?2"
+        };
+        conn.prepare_cached(sql)?.execute(params![meta.id, rowid])?;
+    }
     if !stemmed.is_empty() {
         let mut del = conn.prepare_cached("DELETE FROM revs WHERE doc = ?1 AND rev = ?2")?;
         for r in stemmed {

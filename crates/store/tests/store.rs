@@ -175,8 +175,13 @@ fn replicated_revisions_make_conflicts_with_a_deterministic_winner() {
     let mut w = DocWrite::from_json(json!({"_id": "Patient/p2", "name": "C"}), None).unwrap();
     w.rev = Some(foreign.clone());
     w.revisions = Revisions::from_path(&[foreign.clone(), r1.clone()]);
+    assert!(s.conflicted(DB, 0).unwrap().is_empty());
     let res = s.bulk_docs(DB, vec![w.clone()], false).unwrap();
     assert_eq!(res[0].as_ref().unwrap(), &foreign);
+    // The conflicts table knows at once, and `since` limits it to later changes.
+    assert_eq!(s.conflicted(DB, 0).unwrap(), vec![id("Patient/p2")]);
+    let after = s.update_seq(DB).unwrap();
+    assert!(s.conflicted(DB, after).unwrap().is_empty());
     // Replaying the same revision changes nothing.
     let seq = s.update_seq(DB).unwrap();
     s.bulk_docs(DB, vec![w], false).unwrap();
@@ -221,6 +226,10 @@ fn replicated_revisions_make_conflicts_with_a_deterministic_winner() {
         .unwrap();
     assert_eq!(d.conflicts, Some(vec![]));
     assert_eq!(d.deleted_conflicts.unwrap().len(), 1);
+    assert!(
+        s.conflicted(DB, 0).unwrap().is_empty(),
+        "resolved: out of the table"
+    );
 
     // open_revs=all lists every leaf; missing revs are reported as missing.
     let all = s
@@ -890,7 +899,12 @@ impl store::Indexer for TestIndexer {
             out.push(store::IndexTerm::Text(n.to_owned()));
         }
         for k in ["kind", "n"] {
-            if let Some(x) = v[k].as_str() {
+            // A string, or several values (a document sorts by its smallest).
+            let values = match &v[k] {
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                x => x.as_str().into_iter().collect::<Vec<_>>(),
+            };
+            for x in values {
                 out.push(store::IndexTerm::Token {
                     param: k.into(),
                     value: x.into(),
@@ -1035,6 +1049,114 @@ fn search_index_follows_the_winning_revision() {
         Vec::<String>::new()
     );
     assert_eq!(ids(q(vec![Filter::Text("fresh".into())])), vec!["P/9"]);
+}
+
+#[test]
+fn sorted_searches_page_the_same_by_index_walk_and_by_ranking() {
+    use store::{Filter, SearchQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let s = &n.store;
+    s.set_indexer(std::sync::Arc::new(TestIndexer));
+    // Several values per document, repeated values, many ties between documents, documents
+    // without the key, deleted documents, and another id prefix that must stay out.
+    struct Row {
+        stored: u32,
+        id: String,
+        kind: &'static str,
+        keys: Vec<String>,
+    }
+    let mut rows = Vec::new();
+    let mut docs = Vec::new();
+    for i in 0..300u32 {
+        let id = format!("P/{:04}", (i * 37) % 300);
+        let key = |j: u32| format!("{:03}", (i * 13 + j * 101) % 31);
+        let kind = if i % 3 == 0 { "a" } else { "b" };
+        let keys = match i % 5 {
+            0 => vec![],
+            1 => vec![key(1), key(2), key(1)],
+            _ => vec![key(0)],
+        };
+        docs.push(DocWrite::from_json(json!({"_id": id, "kind": kind, "n": keys}), None).unwrap());
+        if i % 11 != 3 {
+            rows.push(Row {
+                stored: i,
+                id,
+                kind,
+                keys,
+            });
+        }
+    }
+    for i in 0..20 {
+        docs.push(DocWrite::from_json(json!({"_id": format!("Q/{i}"), "n": "000"}), None).unwrap());
+    }
+    s.bulk_docs(DB, docs, true).unwrap();
+    for i in (0..300u32).filter(|i| i % 11 == 3) {
+        let id = id(&format!("P/{:04}", (i * 37) % 300));
+        let rev = s.get(DB, &id, &Default::default()).unwrap().rev;
+        s.put(DB, DocWrite::deletion(id, rev)).unwrap();
+    }
+    let kind_a = Filter::Eq {
+        param: "kind".into(),
+        value: "a".into(),
+    };
+    let before_020 = Filter::Range {
+        param: "n".into(),
+        from: None,
+        to: Some("020".into()),
+    };
+    // No filter and a bounded worklist walk the index; a filter alone ranks every match.
+    let cases: [(Vec<Filter>, &dyn Fn(&Row) -> bool); 3] = [
+        (vec![], &|_| true),
+        (vec![before_020, kind_a.clone()], &|r| {
+            r.kind == "a" && r.keys.iter().any(|k| k.as_str() < "020")
+        }),
+        (vec![kind_a], &|r| r.kind == "a"),
+    ];
+    for (filters, keep) in cases {
+        for desc in [false, true] {
+            // Each document at its smallest value; ties in storage order, reversed when
+            // descending; documents without the key last.
+            let mut want: Vec<(Option<&String>, u32, &str)> = rows
+                .iter()
+                .filter(|r| keep(r))
+                .map(|r| (r.keys.iter().min(), r.stored, r.id.as_str()))
+                .collect();
+            want.sort_by(|a, b| {
+                let by_key = match (a.0, b.0) {
+                    (Some(x), Some(y)) => x.cmp(y),
+                    (Some(_), None) => return std::cmp::Ordering::Less,
+                    (None, Some(_)) => return std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                };
+                let ord = by_key.then(a.1.cmp(&b.1));
+                if desc { ord.reverse() } else { ord }
+            });
+            let want: Vec<&str> = want.into_iter().map(|(_, _, id)| id).collect();
+            assert!(want.len() > 20);
+            // Pages of 7 cross the boundary between keyed and key-less documents mid-page.
+            let mut got = Vec::new();
+            for page in 0.. {
+                let p = s
+                    .search(
+                        DB,
+                        &SearchQuery {
+                            id_prefix: Some("P/".into()),
+                            filters: filters.clone(),
+                            sort: vec![("n".into(), desc)],
+                            limit: 7,
+                            offset: page * 7,
+                        },
+                    )
+                    .unwrap();
+                got.extend(p.ids.iter().map(ToString::to_string));
+                if !p.more {
+                    break;
+                }
+            }
+            assert_eq!(got, want, "descending: {desc}, filters: {filters:?}");
+        }
+    }
 }
 
 #[test]
