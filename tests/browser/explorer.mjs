@@ -6,8 +6,9 @@
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
-const [base, shots, offer] = process.argv.slice(2);
+const [base, shots, offer, hubAdmin] = process.argv.slice(2);
 assert.ok(offer?.startsWith("hearth-pair:"), "the test passes a pairing offer");
+assert.ok(hubAdmin?.startsWith("http://127.0.0.1:"), "the test passes the hub's administration URL");
 const ADMIN = { user: "admin", pin: "24681357" };
 const DESK = { user: "desk", pin: "13572468" };
 const AUD = { user: "aud", pin: "11223344" };
@@ -143,6 +144,45 @@ try {
   const synced = await page.textContent("#sync-result");
   assert.ok(Number(/(\d+) sent/.exec(synced)[1]) > 50, synced);
   await shot("sync");
+
+  step = "hub administration screens";
+  const hub = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  hub.setDefaultTimeout(15000);
+  const hubShot = async (name) => {
+    if (shots) await hub.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  };
+  await hub.goto(`${hubAdmin}/ui`);
+  await hub.fill("#name", "admin@clinic");
+  await hub.fill("#password", "wrong-password-9");
+  await Promise.all([hub.waitForNavigation({ waitUntil: "load" }), hub.click("button[type=submit]")]);
+  assert.doesNotMatch(await hub.textContent("body"), /Relay/);
+  await hub.fill("#name", "admin@clinic");
+  await hub.fill("#password", "admin-password-1");
+  await Promise.all([hub.waitForNavigation({ waitUntil: "load" }), hub.click("button[type=submit]")]);
+  assert.match(await hub.textContent("main"), /1 devices paired/);
+  assert.match(await hub.textContent("main"), /Relay/);
+  await hubShot("hub-status");
+  await Promise.all([hub.waitForNavigation({ waitUntil: "load" }), hub.click("text=Show a pairing code")]);
+  assert.equal(await hub.locator(".qr svg").count(), 1);
+  assert.match(await hub.textContent("main"), /hearth-pair:/);
+  await hubShot("hub-pairing");
+  await hub.goto(`${hubAdmin}/ui/accounts`);
+  assert.match(await hub.textContent("tbody"), /nurse@clinic\s*clinician/);
+  await hubShot("hub-accounts");
+  await hub.goto(`${hubAdmin}/ui/devices`);
+  const row = hub.locator("tbody tr").first();
+  assert.match(await row.textContent(), /s ago/, "the device's last contact is shown");
+  await hubShot("hub-devices");
+  await Promise.all([hub.waitForNavigation({ waitUntil: "load" }), row.locator("text=Revoke").click()]);
+  assert.match(await hub.locator("tbody tr").first().textContent(), /revoked/);
+  await hub.close();
+  step = "a revoked device cannot sync";
+  await page.goto(`${base}/sync`);
+  await page.fill("#account", "nurse@clinic");
+  await page.fill("#password", "nurse-password-1");
+  await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Sync now")]);
+  await page.waitForFunction(() => /Sync failed/.test(document.getElementById("sync-result")?.textContent || ""), null, { timeout: 60000 });
+  assert.match(await page.textContent("#sync-result"), /revoked/i);
 
   step = "resolve a conflict";
   await page.goto(`${base}/inbox`);

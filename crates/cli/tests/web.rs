@@ -95,8 +95,8 @@ fn prepare(dir: &Path) {
 }
 
 /// A clinic hub for the sync panel: started on loopback, with a nurse account; returns the
-/// process and a one-time pairing offer.
-fn hub(dir: &Path) -> (Running, String) {
+/// process, a one-time pairing offer and the administration URL.
+fn hub(dir: &Path) -> (Running, String, String) {
     hearth(
         dir,
         &["hub", "init", "--account", "admin@clinic"],
@@ -165,7 +165,7 @@ fn hub(dir: &Path) -> (Running, String) {
         .stdout,
     )
     .unwrap();
-    (Running(child), offer.trim().to_owned())
+    (Running(child), offer.trim().to_owned(), admin)
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn patient_explorer_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("device");
     prepare(&data);
-    let (_hub, offer) = hub(&tmp.path().join("hub"));
+    let (_hub, offer, hub_admin) = hub(&tmp.path().join("hub"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("--data-dir")
         .arg(&data)
@@ -209,6 +209,7 @@ fn patient_explorer_in_chromium() {
         .arg(&url)
         .arg(&shots)
         .arg(&offer)
+        .arg(&hub_admin)
         .current_dir(browser_dir())
         .output()
         .expect("node runs");
