@@ -52,7 +52,7 @@ pub struct Unlocked {
     pub user: String,
     /// Their role.
     pub role: String,
-    dek: Dek,
+    pub(crate) dek: Dek,
     dir: DataDir,
 }
 
@@ -97,6 +97,23 @@ fn write_atomic(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), Err
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Writes a new private file (mode 0600 on Unix), synced: a node file restored from a backup.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .map_err(|e| Error::Io("writing a restored node file", e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::Io("writing a restored node file", e))
 }
 
 #[cfg(unix)]
@@ -380,6 +397,10 @@ impl Unlocked {
 
     /// Records an account or key change (the user concerned goes in `detail`: staff names are
     /// not PHI).
+    pub(crate) fn audit_event(&self, action: &str, detail: String) -> Result<(), Error> {
+        self.audit(action, detail)
+    }
+
     fn audit(&self, action: &str, detail: String) -> Result<(), Error> {
         self.store.audit_append(&[crate::AuditEvent {
             user: self.user.clone(),
@@ -392,7 +413,7 @@ impl Unlocked {
         Ok(())
     }
 
-    fn require_admin(&self) -> Result<(), Error> {
+    pub(crate) fn require_admin(&self) -> Result<(), Error> {
         if self.role == ADMIN_ROLE {
             Ok(())
         } else {

@@ -23,6 +23,7 @@
 mod accounts;
 mod attachments;
 mod audit;
+pub mod backup;
 mod changes;
 mod datadir;
 mod devices;
@@ -125,6 +126,9 @@ pub enum Error {
     /// A file operation failed.
     #[error("{0}: {1}")]
     Io(&'static str, #[source] std::io::Error),
+    /// A backup or restore was refused (damaged, altered, or the wrong place).
+    #[error("{0}")]
+    BadBackup(String),
     /// The data folder has no Hearth node in it.
     #[error("no Hearth data found in this folder; run `hearth init` first")]
     NotInitialized,

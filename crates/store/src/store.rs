@@ -25,6 +25,34 @@ pub struct Store {
     watchers: Mutex<HashMap<i64, watch::Sender<u64>>>,
     path: PathBuf,
     encrypted: bool,
+    /// The owner lock on `<file>.lock`, held while the store is open (ADR 4).
+    _owner: std::fs::File,
+}
+
+/// Takes the owner lock beside the database file: one process owns a node's file at a time.
+/// Another holder gets `wait` to let go before the store reports it in use.
+fn take_owner_lock(path: &Path, wait: std::time::Duration) -> Result<std::fs::File, Error> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Io("cannot open the database lock file", e))?;
+    let until = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::InUse),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::Io("cannot lock the database file", e));
+            }
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -95,6 +123,7 @@ impl Store {
     }
 
     fn open_inner(path: &Path, key: Option<&Dek>, cache_mib: u32) -> Result<Store, Error> {
+        let owner = take_owner_lock(path, std::time::Duration::from_secs(2))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -110,9 +139,9 @@ impl Store {
             ));
             conn.execute_batch(&sql)?;
         }
-        // One process owns the file while it has it open (docs/adr/0004): no per-statement file
-        // locking, no shared-memory WAL index on disk. Set before the first access.
-        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;")?;
+        // One process owns the file (the lock above, ADR 4); SQLite's own locking stays normal so
+        // a second connection can read a consistent snapshot while this one writes (online
+        // backups, ADR 20).
         // The first read proves the key: a wrong key or a plaintext file fails here.
         match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
             r.get::<_, i64>(0)
@@ -148,6 +177,7 @@ impl Store {
             watchers: Mutex::new(HashMap::new()),
             path: path.to_owned(),
             encrypted: key.is_some(),
+            _owner: owner,
         })
     }
 
@@ -267,6 +297,19 @@ impl Store {
         )?;
         inner.dbs.remove(name);
         Ok(())
+    }
+
+    /// Counts a database's live documents row by row (a check on `doc_count`, which is kept
+    /// by every write).
+    pub fn count_live(&self, name: &str) -> Result<u64, Error> {
+        let mut inner = self.lock();
+        let id = inner.meta(name)?.id;
+        let n: i64 = inner.conn.query_row(
+            "SELECT count(*) FROM docs WHERE db_id = ?1 AND deleted = 0",
+            [id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
     }
 
     /// Writes the WAL back into the main file and truncates it.

@@ -78,19 +78,19 @@ pub fn fingerprint(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
-fn unb64(s: &str, what: &'static str) -> Result<Vec<u8>, Error> {
+pub(crate) fn unb64(s: &str, what: &'static str) -> Result<Vec<u8>, Error> {
     B64.decode(s).map_err(|_| Error::Channel(what))
 }
 
-fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], Error> {
+pub(crate) fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], Error> {
     bytes.try_into().map_err(|_| Error::Channel(what))
 }
 
-fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
+pub(crate) fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
     let shared = secret.diffie_hellman(&PublicKey::from(*public));
     // A low-order point gives an all-zero secret: refuse it.
     if !shared.was_contributory() {
@@ -99,7 +99,7 @@ fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, E
     Ok(Zeroizing::new(shared.to_bytes()))
 }
 
-fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Result<Zeroizing<[u8; 32]>, Error> {
+pub(crate) fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Result<Zeroizing<[u8; 32]>, Error> {
     let mut out = Zeroizing::new([0u8; 32]);
     Hkdf::<Sha256>::new(Some(salt), ikm)
         .expand(info, out.as_mut())
@@ -113,14 +113,14 @@ fn nonce(counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     Nonce::from(n)
 }
 
-fn seal(key: &[u8; 32], counter: u64, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn seal(key: &[u8; 32], counter: u64, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, Error> {
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| Error::Kdf)?;
     cipher
         .encrypt(&nonce(counter), Payload { msg: plain, aad })
         .map_err(|_| Error::Kdf)
 }
 
-fn open(
+pub(crate) fn open(
     key: &[u8; 32],
     counter: u64,
     aad: &[u8],
@@ -134,7 +134,7 @@ fn open(
         .map_err(|_| Error::Channel(what))
 }
 
-fn transcript(parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn transcript(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(LABEL);
     for p in parts {

@@ -20,6 +20,7 @@
 //! assert!(vault.open("admin", &Pin::from("000000"), &device).is_err());
 //! ```
 
+pub mod backup;
 pub mod channel;
 mod file;
 mod keys;
@@ -109,4 +110,7 @@ pub enum Error {
     /// Stored key material is malformed.
     #[error("vault data is corrupt: {0}")]
     Corrupt(&'static str),
+    /// A backup or backup key was refused.
+    #[error("{0}")]
+    Backup(&'static str),
 }
