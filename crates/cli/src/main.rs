@@ -93,6 +93,11 @@ enum Command {
     Audit(cmd::audit::AuditCommand),
     /// Check the database file's integrity (SQLite and SQLCipher page authentication).
     Check,
+    /// Encrypted backups: make a backup key, take a snapshot while running, verify, list.
+    #[command(subcommand)]
+    Backup(cmd::backup::BackupCommand),
+    /// Restore a backup into a new data folder (--data-dir) and verify it before declaring success.
+    Restore(cmd::backup::RestoreArgs),
 }
 
 fn write_stdout(args: std::fmt::Arguments<'_>) {
@@ -128,6 +133,8 @@ fn main() -> ExitCode {
         Command::User(c) => cmd::user::run(&mut ctx, c),
         Command::Rekey => cmd::user::rekey(&mut ctx),
         Command::Check => cmd::db::check(&mut ctx),
+        Command::Backup(c) => cmd::backup::run(&mut ctx, c),
+        Command::Restore(a) => cmd::backup::restore(&mut ctx, a),
         Command::Audit(c) => cmd::audit::run(&mut ctx, c),
         Command::Roles(c) => cmd::fhir::roles(&mut ctx, c),
         Command::BreakGlass(a) => cmd::fhir::break_glass(&mut ctx, a),

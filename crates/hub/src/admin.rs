@@ -7,6 +7,7 @@
 //! GET  /admin/devices               paired devices, last contact      (hub administrator)
 //! POST /admin/devices/{id}/revoke   refuse a device from now on       (hub administrator)
 //! GET  /admin/audit?patient=P       audit entries from every device   (hub administrator)
+//! POST /admin/backup                take a backup now (ADR 20)        (hub administrator)
 //! GET  /ui …                        the administration screens (see `admin_ui`)
 //! ```
 //!
@@ -77,6 +78,8 @@ pub struct AdminState {
     pub started: Instant,
     /// The administration screens' browser session.
     pub ui: crate::admin_ui::UiState,
+    /// Scheduled backups, when a backup key is configured.
+    pub backups: Option<Arc<crate::backup::Backups>>,
 }
 
 type AdminHandle = Arc<AdminState>;
@@ -90,6 +93,7 @@ pub fn router(state: AdminHandle) -> Router {
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{id}/revoke", post(revoke))
         .route("/admin/audit", get(audit_report))
+        .route("/admin/backup", post(backup_now))
         .route("/ui", get(crate::admin_ui::home))
         .route("/ui/login", post(crate::admin_ui::login))
         .route("/ui/logout", post(crate::admin_ui::logout))
@@ -195,6 +199,7 @@ async fn status(State(s): State<AdminHandle>) -> CouchResult<Response> {
         "docs_in": m.docs_in.load(Ordering::Relaxed),
         "docs_out": m.docs_out.load(Ordering::Relaxed),
         "storage_bytes": snap.storage,
+        "backup": backup_json(&s),
         "relay": {
             "upstream": relay.upstream,
             "last_success": relay.last_success,
@@ -308,6 +313,33 @@ async fn metrics(State(s): State<AdminHandle>) -> CouchResult<Response> {
         "Relay rounds that failed.",
         one(relay.errors),
     );
+    if let Some(b) = &s.backups {
+        let b = b.state();
+        metric(
+            "hearth_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When the last good backup was taken (0: never).",
+            one(b.last_success.unwrap_or(0)),
+        );
+        metric(
+            "hearth_backup_last_size_bytes",
+            "gauge",
+            "Size of the last good backup's snapshot.",
+            one(b.last_bytes),
+        );
+        metric(
+            "hearth_backup_last_duration_milliseconds",
+            "gauge",
+            "How long the last good backup took.",
+            one(b.last_duration_ms),
+        );
+        metric(
+            "hearth_backup_failures_total",
+            "counter",
+            "Backups that failed since start.",
+            one(b.failures),
+        );
+    }
     metric(
         "hearth_relay_last_success_timestamp_seconds",
         "gauge",
@@ -383,6 +415,64 @@ async fn revoke(
         ));
     }
     Ok(axum::Json(json!({"ok": true})).into_response())
+}
+
+/// The backup section of `/status` (`null` when no backup key is configured).
+pub(crate) fn backup_json(s: &AdminState) -> Value {
+    let Some(b) = &s.backups else {
+        return Value::Null;
+    };
+    let b = b.state();
+    json!({
+        "dir": b.dir,
+        "last_success": b.last_success,
+        "last_backup": b.last_name,
+        "last_bytes": b.last_bytes,
+        "last_documents": b.last_documents,
+        "last_duration_ms": b.last_duration_ms,
+        "last_error": b.last_error.as_ref().map(|(t, e)| json!({"time": t, "error": e})),
+        "failures": b.failures,
+        "next_due": b.next_due,
+    })
+}
+
+async fn backup_now(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchResult<Response> {
+    let p = require_admin(&s, &headers).await?;
+    let Some(b) = s.backups.clone() else {
+        return Err(CouchError::new(
+            StatusCode::CONFLICT,
+            "no_backup_key",
+            "this hub has no backup key: set backup_key in hub.toml (from `hearth backup keygen`)",
+        ));
+    };
+    let hub = s.hub.clone();
+    let who = p.name.clone();
+    blocking(move || {
+        Ok(hub.store.audit_append(&[store::AuditEvent {
+            user: who,
+            role: "admin".into(),
+            action: "backup_request".into(),
+            outcome: "success".into(),
+            ..Default::default()
+        }])?)
+    })
+    .await?;
+    match b.run_now().await {
+        Ok(st) => Ok(axum::Json(json!({
+            "ok": true,
+            "backup": st.last_name,
+            "dir": st.dir,
+            "bytes": st.last_bytes,
+            "documents": st.last_documents,
+            "duration_ms": st.last_duration_ms,
+        }))
+        .into_response()),
+        Err(e) => Err(CouchError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backup_failed",
+            &e,
+        )),
+    }
 }
 
 async fn audit_report(

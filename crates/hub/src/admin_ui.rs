@@ -275,6 +275,21 @@ pub(crate) async fn home(State(s): State<Handle>, headers: HeaderMap) -> Respons
                 .unwrap_or_default()
         ),
     };
+    let backup_html = match &s.backups {
+        None => "<p>No backup key: this hub takes no scheduled backups (<code>backup_key</code> in hub.toml, from <code>hearth backup keygen</code>).</p>".to_owned(),
+        Some(b) => {
+            let b = b.state();
+            format!(
+                "<p>Into <code>{}</code>. Last good backup: <strong id=\"last-backup\">{}</strong>{}. Next due in {}. Failures since start: {}.</p>{}",
+                esc(&b.dir),
+                b.last_success.map_or("never".into(), |t| format!("{} s ago", unix_now().saturating_sub(t))),
+                b.last_name.as_ref().map(|n| format!(" (<code>{}</code>, {} documents, {} bytes)", esc(n), b.last_documents, b.last_bytes)).unwrap_or_default(),
+                b.next_due.map_or("—".into(), |t| format!("{} s", t.saturating_sub(unix_now()))),
+                b.failures,
+                b.last_error.as_ref().map(|(_, e)| format!(r#"<p class="alert">Last failure: {}</p>"#, esc(e))).unwrap_or_default()
+            )
+        }
+    };
     page(
         "Status",
         true,
@@ -282,6 +297,7 @@ pub(crate) async fn home(State(s): State<Handle>, headers: HeaderMap) -> Respons
             r#"<h1>Hub {}</h1><div class="card"><h2>Server</h2><p>Devices connect to <code>{}</code>. {devices} devices paired; {} sessions open. Up {} s.</p>
 <table><thead><tr><th>Database</th><th>Documents</th><th>Sequence</th></tr></thead><tbody>{dbrows}</tbody></table></div>
 <div class="card"><h2>Relay</h2>{relay_html}</div>
+<div class="card"><h2>Backups</h2>{backup_html}</div>
 <div class="card"><h2>Pair a device</h2><form method="post" action="/ui/pair"><button type="submit">Show a pairing code</button></form></div>"#,
             esc(&s.hub.uuid),
             esc(&s.public_url),

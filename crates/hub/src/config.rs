@@ -16,6 +16,10 @@
 //! relay_interval_secs = 10
 //! max_body_mib = 64
 //! cache_mib = 64
+//! backup_key = ""                    # hearth-backup-key:… ("" = no scheduled backups)
+//! backup_dir = ""                    # where backups go (default: <data-dir>/backups)
+//! backup_interval_secs = 86400       # daily (RPO ≤ 24 h)
+//! backup_keep = 7                    # newest backups kept; older ones are removed
 //! ```
 
 use std::net::SocketAddr;
@@ -51,6 +55,14 @@ pub struct HubConfig {
     pub max_body_mib: usize,
     /// Database page cache.
     pub cache_mib: u32,
+    /// The backup public key (`hearth-backup-key:…`); empty: no scheduled backups.
+    pub backup_key: String,
+    /// Where scheduled backups go; empty: `<data-dir>/backups`.
+    pub backup_dir: String,
+    /// Time between scheduled backups.
+    pub backup_interval_secs: u64,
+    /// How many backups to keep.
+    pub backup_keep: u64,
 }
 
 impl Default for HubConfig {
@@ -68,6 +80,10 @@ impl Default for HubConfig {
             relay_interval_secs: 10,
             max_body_mib: 64,
             cache_mib: 64,
+            backup_key: String::new(),
+            backup_dir: String::new(),
+            backup_interval_secs: 86_400,
+            backup_keep: 7,
         }
     }
 }
@@ -136,6 +152,10 @@ impl HubConfig {
             "relay_interval_secs" => self.relay_interval_secs = num(v)?,
             "max_body_mib" => self.max_body_mib = num(v)? as usize,
             "cache_mib" => self.cache_mib = num(v)? as u32,
+            "backup_key" => self.backup_key = v.into(),
+            "backup_dir" => self.backup_dir = v.into(),
+            "backup_interval_secs" => self.backup_interval_secs = num(v)?,
+            "backup_keep" => self.backup_keep = num(v)?,
             other => return Err(ConfigError(format!("unknown setting {other:?}"))),
         }
         Ok(())
@@ -182,6 +202,15 @@ impl HubConfig {
             || self.public_url.starts_with("https://");
         if !url_ok {
             return Err(ConfigError("public_url must start with http://".into()));
+        }
+        if !self.backup_key.is_empty() {
+            vault::backup::parse_public(&self.backup_key)
+                .map_err(|e| ConfigError(format!("backup_key: {e}")))?;
+        }
+        if self.backup_interval_secs < 1 || self.backup_keep < 1 {
+            return Err(ConfigError(
+                "backup_interval_secs and backup_keep must be at least 1".into(),
+            ));
         }
         Ok(Listeners {
             rpc,

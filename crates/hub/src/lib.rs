@@ -24,6 +24,7 @@ pub mod access;
 pub mod admin;
 pub mod admin_ui;
 pub mod auth;
+pub mod backup;
 mod changes;
 pub mod config;
 mod db;

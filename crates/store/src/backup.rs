@@ -28,9 +28,9 @@ use vault::backup::{BackupKey, SealedForBackup, seal_for_backup};
 use vault::{Dek, Pin};
 use zeroize::Zeroizing;
 
-use crate::datadir::{DB_FILE, DataDir, DEVICE_SECRET_FILE, Unlocked, VAULT_FILE};
-use crate::store::Store;
 use crate::Error;
+use crate::datadir::{DB_FILE, DEVICE_SECRET_FILE, DataDir, Unlocked, VAULT_FILE};
+use crate::store::Store;
 
 /// The manifest's format name.
 pub const FORMAT: &str = "hearth-backup/1";
@@ -41,7 +41,12 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Backup folders are named `hearth-backup-<UTC time>`.
 pub const BACKUP_PREFIX: &str = "hearth-backup-";
 /// The node's small files carried (sealed) in a backup, when present.
-const NODE_FILES: &[&str] = &[VAULT_FILE, DEVICE_SECRET_FILE, "hub-secrets.json", "hub.toml"];
+const NODE_FILES: &[&str] = &[
+    VAULT_FILE,
+    DEVICE_SECRET_FILE,
+    "hub-secrets.json",
+    "hub.toml",
+];
 
 /// One named database in a snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -117,7 +122,9 @@ impl Manifest {
         let bytes = fs::read(backup.join(MANIFEST_FILE))
             .map_err(|e| Error::Io("reading the backup's manifest.json", e))?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::BadBackup(format!("manifest.json is not a Hearth backup manifest: {e}"))
+            Error::BadBackup(format!(
+                "manifest.json is not a Hearth backup manifest: {e}"
+            ))
         })?;
         if m.format != FORMAT {
             return Err(Error::BadBackup(format!(
@@ -461,7 +468,8 @@ pub fn restore(
     if target.exists() {
         fs::remove_dir(target).map_err(|e| Error::Io("replacing the empty target folder", e))?;
     }
-    fs::rename(&staging, target).map_err(|e| Error::Io("moving the restored node into place", e))?;
+    fs::rename(&staging, target)
+        .map_err(|e| Error::Io("moving the restored node into place", e))?;
     Ok(report)
 }
 
@@ -501,7 +509,9 @@ fn restore_into(
     }
     for (name, data) in &secrets.files {
         if !NODE_FILES.contains(&name.as_str()) {
-            return Err(Error::BadBackup(format!("unexpected file '{name}' in the backup")));
+            return Err(Error::BadBackup(format!(
+                "unexpected file '{name}' in the backup"
+            )));
         }
         let bytes = Zeroizing::new(
             b64()

@@ -72,7 +72,9 @@ fn a_backup_taken_during_writes_restores_everything_acknowledged_before_it() {
     }
     let key = BackupKey::generate().unwrap();
     let before: Vec<u64> = acked.lock().unwrap().clone();
-    let report = n.backup(&tmp.path().join("backups"), &key.public()).unwrap();
+    let report = n
+        .backup(&tmp.path().join("backups"), &key.public())
+        .unwrap();
     let during = acked.lock().unwrap().len() - before.len();
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
@@ -122,19 +124,24 @@ fn a_backup_taken_during_writes_restores_everything_acknowledged_before_it() {
 fn restores_refuse_damage_other_keys_wrong_pins_and_live_folders() {
     let tmp = tempfile::tempdir().unwrap();
     let n = node(&tmp.path().join("node"));
-    n.store.bulk_docs(DB, (0..100).map(doc).collect(), true).unwrap();
+    n.store
+        .bulk_docs(DB, (0..100).map(doc).collect(), true)
+        .unwrap();
     let key = BackupKey::generate().unwrap();
     let report = n.backup(&tmp.path().join("b"), &key.public()).unwrap();
     let pin = Pin::from("135790");
 
     // Over a node (here, the live one): refused, untouched.
-    let e = backup::restore(&report.path, &key, &tmp.path().join("node"), "admin", &pin)
-        .unwrap_err();
-    assert!(matches!(e, Error::BadBackup(ref m) if m.contains("holds a Hearth node")), "{e}");
+    let e =
+        backup::restore(&report.path, &key, &tmp.path().join("node"), "admin", &pin).unwrap_err();
+    assert!(
+        matches!(e, Error::BadBackup(ref m) if m.contains("holds a Hearth node")),
+        "{e}"
+    );
     // Another backup key.
     let other = BackupKey::generate().unwrap();
-    let e = backup::restore(&report.path, &other, &tmp.path().join("r1"), "admin", &pin)
-        .unwrap_err();
+    let e =
+        backup::restore(&report.path, &other, &tmp.path().join("r1"), "admin", &pin).unwrap_err();
     assert!(e.to_string().contains("different backup key"), "{e}");
     // A wrong PIN: nothing left behind.
     let e = backup::restore(
@@ -162,8 +169,7 @@ fn restores_refuse_damage_other_keys_wrong_pins_and_live_folders() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
     std::fs::write(&snap, &bytes).unwrap();
-    let e = backup::restore(&report.path, &key, &tmp.path().join("r4"), "admin", &pin)
-        .unwrap_err();
+    let e = backup::restore(&report.path, &key, &tmp.path().join("r4"), "admin", &pin).unwrap_err();
     assert!(e.to_string().contains("does not match its manifest"), "{e}");
     assert!(!tmp.path().join("r4").exists());
     // Only administrators take backups.

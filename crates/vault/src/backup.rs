@@ -123,7 +123,11 @@ impl BackupKey {
             &data,
             "the backup's sealed part does not authenticate (altered, or another backup's)",
         )
-        .map_err(|_| Error::Backup("the backup's sealed part does not authenticate (altered, or not this backup's)"))
+        .map_err(|_| {
+            Error::Backup(
+                "the backup's sealed part does not authenticate (altered, or not this backup's)",
+            )
+        })
     }
 }
 
@@ -151,7 +155,9 @@ pub fn parse_public(text: &str) -> Result<[u8; 32], Error> {
     let rest = text
         .trim()
         .strip_prefix(PUBLIC_PREFIX)
-        .ok_or(Error::Backup("a backup key starts with 'hearth-backup-key:'"))?;
+        .ok_or(Error::Backup(
+            "a backup key starts with 'hearth-backup-key:'",
+        ))?;
     let bytes = unb64(rest, "").map_err(|_| Error::Backup("the backup key is not base64url"))?;
     key32(&bytes, "").map_err(|_| Error::Backup("a backup key is 32 bytes"))
 }
@@ -191,7 +197,10 @@ mod tests {
         let public = parse_public(&file.public).unwrap();
         let m = seal_for_backup(&public, b"manifest facts", b"the snapshot key").unwrap();
         let opened = BackupKey::from_file(&file, &Pin::from("correct horse")).unwrap();
-        assert_eq!(&opened.open(b"manifest facts", &m).unwrap()[..], b"the snapshot key");
+        assert_eq!(
+            &opened.open(b"manifest facts", &m).unwrap()[..],
+            b"the snapshot key"
+        );
         // Other facts, a flipped byte, another key, a wrong passphrase: all refused.
         assert!(opened.open(b"other facts", &m).is_err());
         let mut bad = m.clone();
@@ -200,7 +209,10 @@ mod tests {
         bad.data = b64(&raw);
         assert!(opened.open(b"manifest facts", &bad).is_err());
         let other = BackupKey::generate().unwrap();
-        assert!(matches!(other.open(b"manifest facts", &m), Err(Error::Backup(_))));
+        assert!(matches!(
+            other.open(b"manifest facts", &m),
+            Err(Error::Backup(_))
+        ));
         assert!(matches!(
             BackupKey::from_file(&file, &Pin::from("wrong horse")),
             Err(Error::WrongPin)

@@ -113,7 +113,12 @@ fn nonce(counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     Nonce::from(n)
 }
 
-pub(crate) fn seal(key: &[u8; 32], counter: u64, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn seal(
+    key: &[u8; 32],
+    counter: u64,
+    aad: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>, Error> {
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| Error::Kdf)?;
     cipher
         .encrypt(&nonce(counter), Payload { msg: plain, aad })

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod changes;
 pub mod conflicts;
 pub mod db;

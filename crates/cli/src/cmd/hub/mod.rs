@@ -31,6 +31,8 @@ pub enum HubCommand {
     /// Audit entries the devices pushed (the hub must be running).
     #[command(subcommand)]
     Audit(remote::HubAuditCommand),
+    /// Take a backup now (the hub must be running with a backup_key; scheduled ones are daily).
+    Backup(remote::AdminArgs),
     /// The upstream the hub relays to (kept in its secrets vault; the hub must be stopped).
     #[command(subcommand)]
     Upstream(start::UpstreamCommand),
@@ -136,6 +138,7 @@ pub fn run(ctx: &mut Context, cmd: HubCommand) -> Result<()> {
         HubCommand::Devices(c) => remote::devices(ctx, c),
         HubCommand::Status(a) => remote::status(a),
         HubCommand::Audit(c) => remote::audit(ctx, c),
+        HubCommand::Backup(a) => remote::backup(ctx, a),
         HubCommand::Upstream(c) => start::upstream(ctx, c),
         HubCommand::Serve(a) => serve(ctx, a),
         HubCommand::Account(c) => account(ctx, c),

@@ -218,6 +218,19 @@ pub fn devices(ctx: &mut Context, cmd: DevicesCommand) -> Result<()> {
     Ok(())
 }
 
+pub fn backup(ctx: &mut Context, a: AdminArgs) -> Result<()> {
+    let v = call(ctx, &a, reqwest::Method::POST, "/admin/backup")?;
+    outln!(
+        "Backup {} written in {} ({} documents, {} bytes, {} ms); the hub kept serving.",
+        v["backup"].as_str().unwrap_or(""),
+        v["dir"].as_str().unwrap_or(""),
+        v["documents"],
+        v["bytes"],
+        v["duration_ms"]
+    );
+    Ok(())
+}
+
 pub fn audit(ctx: &mut Context, cmd: HubAuditCommand) -> Result<()> {
     let HubAuditCommand::Report {
         patient,
@@ -328,6 +341,25 @@ pub fn status(a: StatusArgs) -> Result<()> {
                     when(&r["last_error"]["time"])
                 );
             }
+        }
+    }
+    let b = &v["backup"];
+    if b.is_null() {
+        outln!("  backups         off (no backup_key)");
+    } else {
+        outln!(
+            "  backups         last good {} ({}, {} documents), {} failures, into {}",
+            when(&b["last_success"]),
+            b["last_backup"].as_str().unwrap_or("none yet"),
+            b["last_documents"],
+            b["failures"],
+            b["dir"].as_str().unwrap_or("")
+        );
+        if let Some(e) = b["last_error"]["error"].as_str() {
+            outln!(
+                "                  last failure {}: {e}",
+                when(&b["last_error"]["time"])
+            );
         }
     }
     Ok(())

@@ -381,6 +381,23 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
         unlock_hub(ctx)?
     };
     node.store.set_cache_mib(cfg.cache_mib)?;
+    let node = Arc::new(node);
+    let backups = if cfg.backup_key.is_empty() {
+        None
+    } else {
+        let dir = if cfg.backup_dir.is_empty() {
+            ctx.data_dir.join("backups")
+        } else {
+            PathBuf::from(&cfg.backup_dir)
+        };
+        Some(Arc::new(hub::backup::Backups::new(
+            node.clone(),
+            dir,
+            vault::backup::parse_public(&cfg.backup_key)?,
+            cfg.backup_keep as usize,
+            Duration::from_secs(cfg.backup_interval_secs),
+        )))
+    };
     for db in &cfg.databases {
         node.store.ensure_db(db)?;
     }
@@ -468,6 +485,7 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
             db_file: store_path,
             started: Instant::now(),
             ui: Default::default(),
+            backups: backups.clone(),
         });
         let admin_l = bind(listen.admin, "administration").await?;
         outln!(
@@ -493,6 +511,22 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
                 relay_task.run(stop).await;
                 Ok(())
             });
+        }
+        match &backups {
+            Some(b) => {
+                outln!(
+                    "  backups              {} (every {} s, newest {} kept)",
+                    b.state().dir,
+                    cfg.backup_interval_secs,
+                    cfg.backup_keep
+                );
+                let (b, stop) = (b.clone(), stop_tx.subscribe());
+                tasks.spawn(async move {
+                    b.schedule(stop).await;
+                    Ok(())
+                });
+            }
+            None => outln!("  backups              off (no backup_key in hub.toml)"),
         }
         outln!("Press Ctrl-C to stop (the hub is locked again).");
         shutdown_signal().await;
