@@ -248,10 +248,31 @@ impl DataDir {
     /// Unlocks with a PIN and, where the user or their role requires it, an authenticator code
     /// (RFC 6238, checked offline). A wrong code counts as a failed attempt.
     pub fn unlock_with_code(
+        self,
+        user: &str,
+        pin: &Pin,
+        code: Option<&str>,
+    ) -> Result<Unlocked, Error> {
+        self.unlock_inner(user, pin, code, false)
+    }
+
+    /// Unlocks beside a running app or hub that owns the file ([`Store::open_alongside`]): for
+    /// taking a backup without stopping it. Same checks and audit as [`DataDir::unlock`].
+    pub fn unlock_alongside(
+        self,
+        user: &str,
+        pin: &Pin,
+        code: Option<&str>,
+    ) -> Result<Unlocked, Error> {
+        self.unlock_inner(user, pin, code, true)
+    }
+
+    fn unlock_inner(
         mut self,
         user: &str,
         pin: &Pin,
         code: Option<&str>,
+        alongside: bool,
     ) -> Result<Unlocked, Error> {
         let t = crate::store::now_secs().max(0) as u64;
         if let Gate::Wait(secs) = self.vault.gate(user, t)? {
@@ -261,7 +282,12 @@ impl DataDir {
         self.save_vault()?;
         let dek = self.vault.open(user, pin, &self.device)?;
         self.vault.check_totp(&dek, user, code, t as i64)?;
-        let store = match Store::open(&self.path.join(DB_FILE), &dek) {
+        let opened = if alongside {
+            Store::open_alongside(&self.path.join(DB_FILE), &dek)
+        } else {
+            Store::open(&self.path.join(DB_FILE), &dek)
+        };
+        let store = match opened {
             Ok(s) => s,
             Err(Error::NotADatabase) if self.path.join(PENDING_VAULT_FILE).exists() => {
                 return self.finish_interrupted_rekey(user, pin, code, t as i64);

@@ -25,8 +25,9 @@ pub struct Store {
     watchers: Mutex<HashMap<i64, watch::Sender<u64>>>,
     path: PathBuf,
     encrypted: bool,
-    /// The owner lock on `<file>.lock`, held while the store is open (ADR 4).
-    _owner: std::fs::File,
+    /// The owner lock on `<file>.lock`, held while the store is open (ADR 4); `None` for a
+    /// store opened alongside the owner.
+    _owner: Option<std::fs::File>,
 }
 
 /// Takes the owner lock beside the database file: one process owns a node's file at a time.
@@ -111,6 +112,26 @@ impl Store {
         Store::open_inner(path, Some(key), DEFAULT_CACHE_MIB)
     }
 
+    /// Opens the file alongside the process that owns it (a running app or hub), for a backup:
+    /// SQLite's locking keeps the two connections safe, the snapshot reads one consistent
+    /// state, and the backup's audit entries are appended in their own transactions. No
+    /// migration: the schema must already be this version's.
+    pub fn open_alongside(path: &Path, key: &Dek) -> Result<Store, Error> {
+        let s = Store::open_conn(path, Some(key), 16, None)?;
+        let v: u32 = s
+            .lock()
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if v != schema::latest_version() {
+            return Err(Error::BadRequest(format!(
+                "the database's schema is version {v}, this Hearth writes {}; open it once with \
+                 this version (stop the running process first)",
+                schema::latest_version()
+            )));
+        }
+        Ok(s)
+    }
+
     /// Opens with a chosen page-cache size in MiB.
     pub fn open_with_cache(path: &Path, key: &Dek, cache_mib: u32) -> Result<Store, Error> {
         Store::open_inner(path, Some(key), cache_mib)
@@ -124,12 +145,27 @@ impl Store {
 
     fn open_inner(path: &Path, key: Option<&Dek>, cache_mib: u32) -> Result<Store, Error> {
         let owner = take_owner_lock(path, std::time::Duration::from_secs(2))?;
+        let s = Store::open_conn(path, key, cache_mib, Some(owner))?;
+        schema::migrate(&mut s.lock().conn)?;
+        Ok(s)
+    }
+
+    fn open_conn(
+        path: &Path,
+        key: Option<&Dek>,
+        cache_mib: u32,
+        owner: Option<std::fs::File>,
+    ) -> Result<Store, Error> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags)?;
-        // Another process holding the file gets this long to let go before we report it.
-        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        let conn = Connection::open_with_flags(path, flags)?;
+        // A writer in another connection gets this long to finish before we report it.
+        conn.busy_timeout(std::time::Duration::from_secs(if owner.is_some() {
+            2
+        } else {
+            10
+        }))?;
         // SQLCipher prints "hmac check failed" to stderr on a wrong key unless told not to.
         conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
         if let Some(key) = key {
@@ -167,7 +203,6 @@ impl Store {
              PRAGMA cache_size = -{};",
             u64::from(cache_mib) * 1024
         ))?;
-        schema::migrate(&mut conn)?;
         Ok(Store {
             inner: Mutex::new(Inner {
                 conn,

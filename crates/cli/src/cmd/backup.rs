@@ -157,7 +157,8 @@ fn with_elapsed<T>(what: &str, f: impl FnOnce() -> T) -> T {
 
 fn create(ctx: &mut Context, to: &Path, key: &str) -> Result<()> {
     let recipient = parse_public(key)?;
-    let node = ctx.unlock()?;
+    // Beside a running `hearth app` or hub if there is one: it keeps serving.
+    let node = ctx.unlock_alongside()?;
     let report = with_elapsed("Taking the snapshot", || node.backup(to, &recipient))
         .context("the backup failed")?;
     outln!("Backup written to {}", report.path.display());

@@ -50,6 +50,15 @@ impl Context {
 
     /// Opens the data folder and unlocks it with the user's PIN.
     pub fn unlock(&mut self) -> Result<Unlocked> {
+        self.unlock_as(false)
+    }
+
+    /// Unlocks beside a running app or hub (for a backup; see `Store::open_alongside`).
+    pub fn unlock_alongside(&mut self) -> Result<Unlocked> {
+        self.unlock_as(true)
+    }
+
+    fn unlock_as(&mut self, alongside: bool) -> Result<Unlocked> {
         let user = self.user()?;
         let dir = DataDir::open(&self.data_dir)
             .with_context(|| format!("cannot open the data folder {}", self.data_dir.display()))?;
@@ -61,9 +70,13 @@ impl Context {
             None
         };
         let code = code.as_ref().map(|c| c.expose());
-        let node = dir
-            .unlock_with_code(&user, &pin, code.as_ref().map(|c| c.as_str()))
-            .context("cannot unlock the vault")?;
+        let code = code.as_ref().map(|c| c.as_str());
+        let node = if alongside {
+            dir.unlock_alongside(&user, &pin, code)
+        } else {
+            dir.unlock_with_code(&user, &pin, code)
+        }
+        .context("cannot unlock the vault")?;
         Ok(node)
     }
 }
