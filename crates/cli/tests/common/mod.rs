@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses its own part
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+pub mod hub;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
