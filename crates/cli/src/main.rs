@@ -114,7 +114,7 @@ fn write_stdout(args: std::fmt::Arguments<'_>) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut ctx = cmd::Context::new(cli.data_dir, cli.user, cli.pin_stdin);
+    let mut ctx = cmd::Context::new(cli.data_dir.clone(), cli.user, cli.pin_stdin);
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(&mut ctx, a),
         Command::Init(a) => cmd::init::run(&mut ctx, a),
@@ -142,6 +142,16 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // SQLite's "disk I/O error" does not say why: a full disk and a read-only mount are
+            // told apart by trying to write in the data folder.
+            let io_failure = e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<store::Error>())
+                .any(store::Error::is_io_failure);
+            if io_failure && let Some(clear) = store::diagnose_disk(&cli.data_dir) {
+                eprintln!("error: {e}: {clear}");
+                return ExitCode::FAILURE;
+            }
             eprint!("error: {e}");
             for cause in e.chain().skip(1) {
                 eprint!(": {cause}");

@@ -429,7 +429,11 @@ fn replication_through_a_faulty_network_completes_without_duplicates_or_losses()
             let why = String::from_utf8_lossy(&out.stderr);
             eprintln!(
                 "sync under faults: {} in {:.1} s {}",
-                if out.status.success() { "completed" } else { "failed" },
+                if out.status.success() {
+                    "completed"
+                } else {
+                    "failed"
+                },
                 t.elapsed().as_secs_f64(),
                 why.lines().last().unwrap_or("")
             );
@@ -462,4 +466,165 @@ fn replication_through_a_faulty_network_completes_without_duplicates_or_losses()
     for d in [&a, &b] {
         check_sound(d, "nurse1", PIN);
     }
+}
+
+/// A small tmpfs of our own (unmounted when dropped): a disk that can fill up and go read-only.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, mib: u32) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "mounting a tmpfs (the test runs as root in CI)"
+        );
+        SmallDisk(at.to_owned())
+    }
+
+    fn remount(&self, mode: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Fills the disk, leaving about `leave_kib`.
+    fn fill(&self, leave_kib: u64) {
+        let out = Command::new("df")
+            .args(["-k", "--output=avail"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        let avail: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let chunk = vec![0u8; 1024];
+        for _ in 0..avail.saturating_sub(leave_kib) {
+            if f.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn a_full_or_read_only_disk_gives_a_clear_error_and_no_corruption() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a small disk needs root (CI runs as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&tmp.path().join("disk"), 16);
+    let dev = disk.0.join("device");
+    ok(&hearth(
+        &dev,
+        &[
+            "--user",
+            "nurse1",
+            "init",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ],
+        &format!("{PIN}\n"),
+    ));
+    let file = tmp.path().join("load.ndjson");
+    let lines: String = (0..20_000)
+        .map(|i| format!("{{\"_id\":\"d{i:06}\",\"pad\":\"{}\"}}\n", "y".repeat(300)))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let load = |dev: &Path| {
+        hearth(
+            dev,
+            &[
+                "--user",
+                "nurse1",
+                "doc",
+                "load",
+                "--batch-size",
+                "500",
+                file.to_str().unwrap(),
+            ],
+            &format!("{PIN}\n"),
+        )
+    };
+
+    // The disk fills up during an import: a clear error, whole batches only, a sound file.
+    disk.fill(2 * 1024);
+    let out = load(&dev);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the disk is full"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    disk.free();
+    check_sound(&dev, "nurse1", PIN);
+    let kept = local_count(&dev);
+    assert_eq!(kept % 500, 0, "a batch was partly written: {kept}");
+    assert!(kept < 20_000);
+
+    // A full disk at unlock: clear too.
+    disk.fill(0);
+    let out = hearth(
+        &dev,
+        &["--user", "nurse1", "db", "info", "records"],
+        &format!("{PIN}\n"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("the disk is full"),
+        "{err}"
+    );
+    disk.free();
+
+    // Read-only: every command says so; nothing changes.
+    disk.remount("ro");
+    let out = hearth(
+        &dev,
+        &["--user", "nurse1", "doc", "put", r#"{"_id":"ro-1"}"#],
+        &format!("{PIN}\n"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("read-only"), "{err}");
+    disk.remount("rw");
+
+    // Space is back: the import finishes (what was written stays, the rest arrives).
+    let out = load(&dev);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("Loaded {} documents", 20_000 - kept)),
+        "{said}"
+    );
+    assert_eq!(local_count(&dev), 20_000);
+    check_sound(&dev, "nurse1", PIN);
 }

@@ -58,9 +58,17 @@ pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};
 /// Errors from the store. Messages are specific and never contain document contents or keys.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// SQLite or SQLCipher reported an error.
+    /// SQLite or SQLCipher reported an error (its message is the whole story: not chained).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The disk is full: the write was rolled back.
+    #[error("the disk is full: nothing of this write was kept; free some space and try again")]
+    DiskFull,
+    /// The disk or folder is read-only.
+    #[error(
+        "the data folder is on a read-only disk or mount: nothing can be written until it is writable again"
+    )]
+    ReadOnly,
     /// The file did not open with this key, or is not a database.
     #[error("the database file could not be decrypted with this key, or is not a Hearth database")]
     NotADatabase,
@@ -123,9 +131,9 @@ pub enum Error {
     /// Too many failed attempts recently.
     #[error("too many failed attempts; wait {0} s and try again")]
     Throttled(u64),
-    /// A file operation failed.
+    /// A file operation failed (the cause is in the message, not chained again).
     #[error("{0}: {1}")]
-    Io(&'static str, #[source] std::io::Error),
+    Io(&'static str, std::io::Error),
     /// A backup or restore was refused (damaged, altered, or the wrong place).
     #[error("{0}")]
     BadBackup(String),
@@ -161,6 +169,13 @@ impl Error {
 
     /// CouchDB's HTTP status and `error` name for this error.
     pub fn couch_status(&self) -> (u16, &'static str) {
+        if let Error::Io(_, e) = self {
+            match e.raw_os_error() {
+                Some(28) => return (507, "insufficient_storage"),
+                Some(30) => return (503, "read_only"),
+                _ => {}
+            }
+        }
         match self {
             Error::DbNotFound | Error::NotFound(_) => (404, "not_found"),
             Error::DbExists => (412, "file_exists"),
@@ -174,11 +189,52 @@ impl Error {
             Error::AuditChain(_) => (409, "audit_chain"),
             Error::MissingStub(_) => (412, "missing_stub"),
             Error::Throttled(_) => (429, "too_many_requests"),
+            Error::DiskFull => (507, "insufficient_storage"),
+            Error::ReadOnly => (503, "read_only"),
             Error::NotAdmin => (403, "forbidden"),
             Error::Vault(vault::Error::WrongCredentials | vault::Error::WrongPin) => {
                 (401, "unauthorized")
             }
             _ => (500, "internal_server_error"),
         }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    /// A full or read-only disk gets its own clear error; everything else stays SQLite's.
+    fn from(e: rusqlite::Error) -> Error {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                rusqlite::ErrorCode::DiskFull => Error::DiskFull,
+                rusqlite::ErrorCode::ReadOnly => Error::ReadOnly,
+                _ => Error::Sqlite(e),
+            },
+            _ => Error::Sqlite(e),
+        }
+    }
+}
+
+impl Error {
+    /// Whether this is SQLite's generic I/O error (which does not say why).
+    pub fn is_io_failure(&self) -> bool {
+        matches!(self, Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::SystemIoFailure)
+            || matches!(self, Error::Io(..))
+    }
+}
+
+/// Tells why writing in `dir` fails, by trying: a full disk or a read-only mount (SQLite's
+/// "disk I/O error" does not say which). `None` when a write there works.
+pub fn diagnose_disk(dir: &std::path::Path) -> Option<Error> {
+    let probe = dir.join(".hearth-space-probe");
+    let result = std::fs::File::create(&probe).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, &[0u8; 256 * 1024])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    match result.err().and_then(|io| io.raw_os_error()) {
+        Some(28) => Some(Error::DiskFull),
+        Some(30) => Some(Error::ReadOnly),
+        _ => None,
     }
 }
