@@ -8,8 +8,11 @@ use std::sync::OnceLock;
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// A fuzz target: any bytes in, nothing out; it must not panic.
+pub type Target = fn(&[u8]);
+
 /// The targets by name (the names of `fuzz/fuzz_targets/*.rs`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("couch_document", couch_document),
     ("revisions", revisions),
     ("changes_params", changes_params),

@@ -350,7 +350,7 @@ mod tests {
         .unwrap();
         let r1: Rev = "1-aa".parse().unwrap();
         let mut plain = RevTree::new();
-        plain.merge_path(&[r1.clone()], false).unwrap();
+        plain.merge_path(std::slice::from_ref(&r1), false).unwrap();
         let mut forked = plain.clone();
         forked
             .merge_path(&["2-bb".parse().unwrap(), r1.clone()], false)

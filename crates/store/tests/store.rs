@@ -1106,7 +1106,8 @@ fn sorted_searches_page_the_same_by_index_walk_and_by_ranking() {
         to: Some("020".into()),
     };
     // No filter and a bounded worklist walk the index; a filter alone ranks every match.
-    let cases: [(Vec<Filter>, &dyn Fn(&Row) -> bool); 3] = [
+    type Keep = dyn Fn(&Row) -> bool;
+    let cases: [(Vec<Filter>, &Keep); 3] = [
         (vec![], &|_| true),
         (vec![before_020, kind_a.clone()], &|r| {
             r.kind == "a" && r.keys.iter().any(|k| k.as_str() < "020")

@@ -288,14 +288,12 @@ async fn main() -> Result<()> {
     );
     println!("| operation | requests | errors | p50 ms | p95 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for k in 0..5 {
-        let mut l = all.lat[k].clone();
+    for ((op, lat), errors) in OPS.iter().zip(&all.lat).zip(all.errors) {
+        let mut l = lat.clone();
         l.sort_unstable();
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            OPS[k],
+            "| {op} | {} | {errors} | {:.1} | {:.1} | {:.1} | {:.1} |",
             l.len(),
-            all.errors[k],
             pct(&l, 0.5),
             pct(&l, 0.95),
             pct(&l, 0.99),
