@@ -5,12 +5,18 @@
 //! revision a replica acknowledged is a leaf everywhere (a winner or a kept conflict) or an
 //! ancestor of one, and every surviving leaf has exactly the body that was written.
 //!
+//! A third mode runs every replication through a hub behind a fault-injecting proxy (dropped
+//! connections, lost answers, truncated answers, delays) and crashes replications mid-flight
+//! (the future dropped at a random moment, as `kill -9` of the replicator would); the faults stop
+//! before the final round, which must then converge with nothing lost.
+//!
 //! `HEARTH_CONVERGENCE_CASES` sets the number of cases (CI: 24; a long run: 1000 or more).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -86,6 +92,13 @@ async fn replicate(from: &Arc<Store>, to: &Arc<Store>, interrupt: Option<u8>) {
     run_rep(Replication::new(endpoint(from), endpoint(to)), interrupt).await;
 }
 
+/// A replication that may fail (under network faults): its error is the expected outcome.
+async fn run_rep_tolerant(mut rep: Replication) {
+    rep.batch_size = 1;
+    rep.checkpoint_every = Duration::ZERO;
+    let _ = rep.run_once(|_| {}).await;
+}
+
 async fn run_rep(mut rep: Replication, interrupt: Option<u8>) {
     rep.batch_size = 1;
     rep.checkpoint_every = Duration::ZERO;
@@ -138,11 +151,85 @@ fn snapshot(s: &Store) -> BTreeMap<String, (String, Vec<Leaf>)> {
 }
 
 fn run(replicas: usize, ops: &[Op]) {
-    run_with(replicas, ops, false);
+    run_with(replicas, ops, Mode::Direct);
 }
 
-/// With `via_hub`, every replication goes through a hub over HTTP: push to it, pull from it.
-fn run_with(replicas: usize, ops: &[Op], via_hub: bool) {
+/// How replicas reach each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Store to store.
+    Direct,
+    /// Through a hub over HTTP: push to it, pull from it.
+    Hub,
+    /// Through a hub behind a faulty proxy, with crashed replications, until the final round.
+    FaultyHub,
+}
+
+/// A TCP proxy in front of `upstream` that, while `faulty`, spoils connections: dropped at once,
+/// answer lost after the request was served, answer cut short, or slowed down.
+async fn fault_proxy(upstream: std::net::SocketAddr, faulty: Arc<AtomicBool>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
+            n += 1;
+            // 0 pass, 1 drop, 2 lost answer, 3 truncated answer, 4 slow.
+            let fault = if faulty.load(Ordering::Relaxed) {
+                (n * 7 + n / 3) % 5
+            } else {
+                0
+            };
+            tokio::spawn(async move {
+                if fault == 1 {
+                    return;
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = async {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    while let Ok(k) = cr.read(&mut buf).await {
+                        if k == 0 || sw.write_all(&buf[..k]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = async {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    while let Ok(k) = sr.read(&mut buf).await {
+                        if k == 0 || fault == 2 {
+                            break;
+                        }
+                        if fault == 3 {
+                            let _ = cw.write_all(&buf[..k.min(30)]).await;
+                            break;
+                        }
+                        if fault == 4 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        if cw.write_all(&buf[..k]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn run_with(replicas: usize, ops: &[Op], mode: Mode) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -162,11 +249,37 @@ fn run_with(replicas: usize, ops: &[Op], via_hub: bool) {
             s
         })
         .collect();
-    let hub = via_hub.then(|| rt.block_on(start_hub(&dir)));
-    let sync = |from: usize, to: usize, interrupt: Option<u8>| {
+    let faulty = Arc::new(AtomicBool::new(mode == Mode::FaultyHub));
+    let hub = (mode != Mode::Direct).then(|| {
+        rt.block_on(async {
+            let url = start_hub(&dir).await;
+            if mode == Mode::FaultyHub {
+                let addr: std::net::SocketAddr = url
+                    .trim_start_matches("http://")
+                    .trim_end_matches(&format!("/{DB}"))
+                    .parse()
+                    .unwrap();
+                format!("{}/{DB}", fault_proxy(addr, faulty.clone()).await)
+            } else {
+                url
+            }
+        })
+    });
+    let mut crashes = 0u64;
+    let mut sync = |from: usize, to: usize, interrupt: Option<u8>| {
         rt.block_on(async {
             match &hub {
                 None => replicate(&stores[from], &stores[to], interrupt).await,
+                Some(url) if faulty.load(Ordering::Relaxed) => {
+                    // Under faults a replication may fail, or crash (dropped mid-flight at a
+                    // moment that varies); either way nothing may be lost or invented.
+                    crashes += 1;
+                    let budget = Duration::from_millis(5 + (crashes * 37) % 120);
+                    let push = Replication::new(endpoint(&stores[from]), remote(url));
+                    let _ = tokio::time::timeout(budget, run_rep_tolerant(push)).await;
+                    let pull = Replication::new(remote(url), endpoint(&stores[to]));
+                    let _ = tokio::time::timeout(budget, run_rep_tolerant(pull)).await;
+                }
                 Some(url) => {
                     run_rep(
                         Replication::new(endpoint(&stores[from]), remote(url)),
@@ -216,7 +329,8 @@ fn run_with(replicas: usize, ops: &[Op], via_hub: bool) {
             Op::Sync { .. } => {}
         }
     }
-    // A full round: everyone to replica 0, then replica 0 to everyone.
+    // The faults stop. A full round: everyone to replica 0, then replica 0 to everyone.
+    faulty.store(false, Ordering::Relaxed);
     for i in 1..replicas {
         sync(i, 0, None);
     }
@@ -285,7 +399,17 @@ proptest! {
     /// The same property with every replication going through a real hub over HTTP.
     #[test]
     fn replicas_converge_through_the_hub((replicas, ops) in scenario()) {
-        run_with(replicas, &ops, true);
+        run_with(replicas, &ops, Mode::Hub);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: (cases() / 4).max(4), ..ProptestConfig::default() })]
+
+    /// The same property through a faulty network, with replications crashed mid-flight.
+    #[test]
+    fn replicas_converge_through_faults_and_crashes((replicas, ops) in scenario()) {
+        run_with(replicas, &ops, Mode::FaultyHub);
     }
 }
 
