@@ -133,19 +133,7 @@ fn kill_9_of_the_hub_while_clients_write_loses_no_acknowledged_write() {
 fn kill_9_during_an_import_leaves_whole_batches_and_a_sound_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dev = tmp.path().join("device");
-    ok(&hearth(
-        &dev,
-        &[
-            "--user",
-            "nurse1",
-            "init",
-            "--kdf-memory-mib",
-            "8",
-            "--kdf-iterations",
-            "1",
-        ],
-        &format!("{PIN}\n"),
-    ));
+    init_device(&dev);
     let mut rng = Rng::seeded();
     for round in 0..rounds(3) {
         let file = tmp.path().join(format!("load-{round}.ndjson"));
@@ -541,19 +529,7 @@ fn a_full_or_read_only_disk_gives_a_clear_error_and_no_corruption() {
         return;
     };
     let dev = disk.0.join("device");
-    ok(&hearth(
-        &dev,
-        &[
-            "--user",
-            "nurse1",
-            "init",
-            "--kdf-memory-mib",
-            "8",
-            "--kdf-iterations",
-            "1",
-        ],
-        &format!("{PIN}\n"),
-    ));
+    init_device(&dev);
     let file = tmp.path().join("load.ndjson");
     let lines: String = (0..20_000)
         .map(|i| format!("{{\"_id\":\"d{i:06}\",\"pad\":\"{}\"}}\n", "y".repeat(300)))

@@ -5,9 +5,10 @@
 //!
 //! Run: `cargo build --release && ./target/release/hearth-load [--clients 64] [--seconds 30]`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../hubproc.rs"]
+mod hubproc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -15,71 +16,6 @@ use serde_json::{Value, json};
 const PIN: &str = "load-pin-1234";
 const PASSWORD: &str = "load-password";
 const OPS: [&str; 5] = ["put", "get", "bulk_docs", "changes", "all_docs"];
-
-struct Hub {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn peak_rss_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024)
-}
-
-fn start_hub(dir: &std::path::Path) -> Result<Hub> {
-    let bin = std::env::current_exe()?.with_file_name("hearth");
-    if !bin.exists() {
-        bail!(
-            "{} is missing; run `cargo build --release` first",
-            bin.display()
-        );
-    }
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--user", "admin", "--pin-stdin", "hub", "serve", "--init"])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--account",
-            "load",
-            "--create-db",
-            "load",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    writeln!(child.stdin.as_mut().context("stdin")?, "{PIN}\n{PASSWORD}")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let url = loop {
-        let line = lines.next().context("the hub exited")??;
-        if let Some(i) = line.find("http://") {
-            break line[i..]
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_end_matches('/')
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Ok(Hub { child, url })
-}
 
 fn body(client: usize, i: usize) -> Value {
     json!({
@@ -242,7 +178,7 @@ async fn main() -> Result<()> {
         }
     }
     let tmp = tempfile::tempdir()?;
-    let hub = start_hub(&tmp.path().join("hub"))?;
+    let hub = hubproc::start(&tmp.path().join("hub"), PIN, "load", PASSWORD, "load")?;
     let base = format!("{}/load", hub.url);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
@@ -276,7 +212,7 @@ async fn main() -> Result<()> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(hub.child.id());
+    let rss = hub.peak_rss_kb().map(|k| k / 1024);
     let total: usize = all.lat.iter().map(Vec::len).sum();
     let errors: u64 = all.errors.iter().sum();
     println!(

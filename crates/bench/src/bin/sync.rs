@@ -9,14 +9,18 @@
 //! is its own; devices are encrypted stores in this process. PouchDB needs `npm ci` in
 //! `tests/pouchdb-interop`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../hubproc.rs"]
+mod hubproc;
+
 use anyhow::{Context, Result, bail};
 use base64::Engine;
+use hubproc::Hub;
 use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication, Stats};
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, Store};
@@ -81,77 +85,8 @@ fn doc(i: usize, changed: bool) -> Value {
     })
 }
 
-struct Hub {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Hub {
-    fn peak_rss_kb(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    }
-}
-
-fn hearth_bin() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("hearth");
-    if !bin.exists() {
-        bail!(
-            "{} is missing; run `cargo build --release` first",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 fn start_hub(dir: &Path) -> Result<Hub> {
-    let mut child = Command::new(hearth_bin()?)
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--user",
-            "admin",
-            "--pin-stdin",
-            "hub",
-            "serve",
-            "--init",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--account", "bench", "--create-db", "bench"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    writeln!(child.stdin.as_mut().context("stdin")?, "{PIN}\n{PASSWORD}")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let url = loop {
-        let line = lines.next().context("the hub exited")??;
-        if let Some(i) = line.find("http://") {
-            break line[i..]
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_end_matches('/')
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Ok(Hub { child, url })
+    hubproc::start(dir, PIN, "bench", PASSWORD, "bench")
 }
 
 fn device(dir: &Path, name: &str) -> Result<Arc<Store>> {

@@ -125,7 +125,8 @@ pub fn offer(dir: &Path, admin: &str) -> String {
     .to_owned()
 }
 
-pub fn device(dir: &Path, admin: &str, hub_dir: &Path, name: &str) {
+/// A device node with user `nurse1` (PIN `PIN`), fast key derivation for tests.
+pub fn init_device(dir: &Path) {
     ok(&hearth(
         dir,
         &[
@@ -139,6 +140,11 @@ pub fn device(dir: &Path, admin: &str, hub_dir: &Path, name: &str) {
         ],
         &format!("{PIN}\n"),
     ));
+}
+
+/// A device initialised and paired with the hub.
+pub fn device(dir: &Path, admin: &str, hub_dir: &Path, name: &str) {
+    init_device(dir);
     let o = offer(hub_dir, admin);
     let out = ok(&hearth(
         dir,
