@@ -42,7 +42,37 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::router(state.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(api_errors))
         .with_state(state)
+}
+
+/// Errors raised before a handler runs (a body over the limit, a body that is not UTF-8) come
+/// from the framework as plain text; on the API they become OperationOutcomes. The web pages
+/// keep their own HTML errors.
+async fn api_errors(req: Request, next: Next) -> Response {
+    let api = ["/fhir", "/conflicts", "/session"]
+        .iter()
+        .any(|p| req.uri().path().starts_with(p));
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let why = match axum::body::to_bytes(resp.into_body(), 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let code = if status.is_server_error() {
+        IssueCode::Exception
+    } else {
+        IssueCode::Invalid
+    };
+    error(status.as_u16(), code, "Request", &why).into_response()
 }
 
 /// A FHIR response: status, resource, optional ETag and Location.

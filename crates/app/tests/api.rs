@@ -490,3 +490,143 @@ async fn conflict_inbox_lists_shows_and_resolves() {
     let (_, _, c) = call(&app, "GET", "/fhir/Consent/c1", None, &[]).await;
     assert_eq!(c["status"], "inactive");
 }
+
+/// Hostile input on the FHIR API: each a 4xx with an OperationOutcome, never a 5xx or a panic,
+/// and nothing written.
+#[tokio::test]
+async fn bad_input_gets_an_operation_outcome_and_writes_nothing() {
+    let (_d, st, _now) = state();
+    let app = router(st.clone());
+    let before = records_of(&st)
+        .store()
+        .db_info("records")
+        .unwrap()
+        .update_seq;
+    let deep = format!(
+        r#"{{"resourceType":"Patient","extension":{}{}}}"#,
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let long_id = format!("/fhir/Patient/{}", "a".repeat(300));
+    let cases: Vec<(&str, &str, &str, &str, Vec<u8>)> = vec![
+        (
+            "oversized body",
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            vec![b' '; 17 << 20],
+        ),
+        (
+            "invalid UTF-8",
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            vec![b'{', 0xff, b'}'],
+        ),
+        (
+            "deep nesting",
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            deep.into_bytes(),
+        ),
+        (
+            "not JSON",
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            b"<Patient/>".to_vec(),
+        ),
+        (
+            "a JSON array",
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            b"[]".to_vec(),
+        ),
+        (
+            "wrong type in body",
+            "PUT",
+            "/fhir/Patient/p1",
+            "application/fhir+json",
+            br#"{"resourceType":"Observation","id":"p1"}"#.to_vec(),
+        ),
+        (
+            "id mismatch",
+            "PUT",
+            "/fhir/Patient/p1",
+            "application/fhir+json",
+            br#"{"resourceType":"Patient","id":"p2"}"#.to_vec(),
+        ),
+        (
+            "path trick in id",
+            "PUT",
+            "/fhir/Patient/..%2F..%2Fetc",
+            "application/fhir+json",
+            br#"{"resourceType":"Patient","id":"../../etc"}"#.to_vec(),
+        ),
+        (
+            "id too long",
+            "GET",
+            &long_id,
+            "",
+            vec![],
+        ),
+        ("unknown type", "GET", "/fhir/Spaceship?name=x", "", vec![]),
+        (
+            "unknown search parameter",
+            "GET",
+            "/fhir/Patient?colour=blue",
+            "",
+            vec![],
+        ),
+        (
+            "bad date",
+            "GET",
+            "/fhir/Patient?birthdate=yesterday",
+            "",
+            vec![],
+        ),
+        ("bad _count", "GET", "/fhir/Patient?_count=-5", "", vec![]),
+        ("bad sort", "GET", "/fhir/Patient?_sort=phone", "", vec![]),
+        (
+            "empty text",
+            "GET",
+            "/fhir/Patient?name=%20--%20",
+            "",
+            vec![],
+        ),
+    ];
+    for (what, method, uri, ctype, body) in cases {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, "127.0.0.1:9")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        if !ctype.is_empty() {
+            req = req.header(header::CONTENT_TYPE, ctype);
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            status.is_client_error(),
+            "{what}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let v: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{what}: not JSON: {}", String::from_utf8_lossy(&bytes)));
+        assert_eq!(v["resourceType"], "OperationOutcome", "{what}: {v}");
+        assert!(v["issue"][0]["diagnostics"].is_string(), "{what}: {v}");
+    }
+    let after = records_of(&st)
+        .store()
+        .db_info("records")
+        .unwrap()
+        .update_seq;
+    assert_eq!(before, after, "nothing was written");
+}

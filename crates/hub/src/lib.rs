@@ -344,8 +344,9 @@ pub(crate) async fn principal_of(
 }
 
 /// Errors produced before a handler runs (a body over the limit, a malformed query string)
-/// come from the framework as plain text; clients of a CouchDB API expect `{"error","reason"}`.
-async fn couch_errors(req: Request, next: Next) -> Response {
+/// come from the framework as plain text; clients of a CouchDB API (and of the RPC port, which
+/// answers in the same form) expect `{"error","reason"}`.
+pub(crate) async fn couch_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp

@@ -126,6 +126,7 @@ pub fn router(rpc: std::sync::Arc<Rpc>) -> Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(crate::couch_errors))
         .with_state(rpc)
 }
 

@@ -629,3 +629,118 @@ async fn many_batches_replicate_over_the_channel() {
         .unwrap();
     assert_eq!(stats.docs_written, 1200);
 }
+
+/// Hostile bytes on the RPC port: every one a 4xx with `{"error","reason"}`, never a 5xx; the
+/// hub keeps serving and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_rpc_port_gets_a_clear_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_hub(&dir, Duration::from_secs(900)).await;
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let cases: Vec<(&str, &str, &str, Vec<u8>)> = vec![
+        (
+            "not JSON",
+            "/rpc/handshake",
+            "application/json",
+            b"hello?".to_vec(),
+        ),
+        (
+            "invalid UTF-8",
+            "/rpc/handshake",
+            "application/json",
+            vec![b'{', 0xff, 0xfe, b'}'],
+        ),
+        (
+            "deep nesting",
+            "/rpc/query",
+            "application/json",
+            deep.into_bytes(),
+        ),
+        (
+            "wrong content type",
+            "/rpc/command",
+            "text/plain",
+            b"{}".to_vec(),
+        ),
+        (
+            "oversized body",
+            "/rpc/command",
+            "application/json",
+            vec![b' '; 80 << 20],
+        ),
+        (
+            "missing fields",
+            "/rpc/handshake",
+            "application/json",
+            br#"{"hello":{}}"#.to_vec(),
+        ),
+        (
+            "bad key in hello",
+            "/rpc/handshake",
+            "application/json",
+            br#"{"hello":{"device":"d","ephemeral":"!!","time":0,"proof":""}}"#.to_vec(),
+        ),
+        (
+            "unknown session",
+            "/rpc/query",
+            "application/json",
+            br#"{"session":"nope","counter":1,"data":"AAAA"}"#.to_vec(),
+        ),
+        (
+            "huge counter",
+            "/rpc/command",
+            "application/json",
+            br#"{"session":"nope","counter":18446744073709551616,"data":""}"#.to_vec(),
+        ),
+        (
+            "not base64",
+            "/rpc/query",
+            "application/json",
+            br#"{"session":"nope","counter":1,"data":"%%%"}"#.to_vec(),
+        ),
+        (
+            "unknown route",
+            "/rpc/../../admin",
+            "application/json",
+            b"{}".to_vec(),
+        ),
+    ];
+    for (what, path, ctype, body) in cases {
+        let r = fresh
+            .post(format!("{}{path}", h.addr))
+            .header("Content-Type", ctype)
+            .body(body)
+            .send()
+            .await;
+        let Ok(r) = r else {
+            // The server may close after refusing an oversized body before reading it all.
+            assert_eq!(what, "oversized body");
+            continue;
+        };
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        assert!((400..500).contains(&status), "{what}: {status} {text}");
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{what}: the answer is not JSON: {text}"));
+        assert!(
+            v["error"].is_string() && v["reason"].is_string(),
+            "{what}: {v}"
+        );
+    }
+    // Still serving: a real device completes a handshake.
+    let key = StaticKey::generate().unwrap();
+    assert_eq!(
+        h.store.list_devices().unwrap().len(),
+        0,
+        "nothing was paired or written"
+    );
+    let r = Raw::open(&h.addr, "unknown-device", &key, h.hub_key).await;
+    assert!(
+        matches!(r, Err((403 | 401, _))),
+        "an unpaired device is refused, by a live hub"
+    );
+}
