@@ -117,6 +117,9 @@ impl Store {
     /// state, and the backup's audit entries are appended in their own transactions. No
     /// migration: the schema must already be this version's.
     pub fn open_alongside(path: &Path, key: &Dek) -> Result<Store, Error> {
+        if !path.exists() {
+            return Err(Error::NotInitialized);
+        }
         let s = Store::open_conn(path, Some(key), 16, None)?;
         let v: u32 = s
             .lock()
