@@ -565,13 +565,7 @@ async fn bad_input_gets_an_operation_outcome_and_writes_nothing() {
             "application/fhir+json",
             br#"{"resourceType":"Patient","id":"../../etc"}"#.to_vec(),
         ),
-        (
-            "id too long",
-            "GET",
-            &long_id,
-            "",
-            vec![],
-        ),
+        ("id too long", "GET", &long_id, "", vec![]),
         ("unknown type", "GET", "/fhir/Spaceship?name=x", "", vec![]),
         (
             "unknown search parameter",
