@@ -182,11 +182,7 @@ fn kill_9_of_a_device_during_sync_resumes_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let hub_dir = tmp.path().join("hub");
     init_hub(&hub_dir);
-    ok(&hearth(
-        &hub_dir,
-        &["hub", "account", "add", "nurse@clinic", "--role", "nurse"],
-        &format!("{PASS}\n{NURSE_PW}\n"),
-    ));
+    add_nurse(&hub_dir);
     let (_hub, urls) = start_hub(&hub_dir, &["--couch-listen", "", "--couch-tls-listen", ""]);
     let admin = urls["status and metrics"]
         .trim_end_matches("/status")
@@ -358,11 +354,7 @@ fn replication_through_a_faulty_network_completes_without_duplicates_or_losses()
     let tmp = tempfile::tempdir().unwrap();
     let hub_dir = tmp.path().join("hub");
     init_hub(&hub_dir);
-    ok(&hearth(
-        &hub_dir,
-        &["hub", "account", "add", "nurse@clinic", "--role", "nurse"],
-        &format!("{PASS}\n{NURSE_PW}\n"),
-    ));
+    add_nurse(&hub_dir);
     // The proxy needs the hub's RPC port, and the hub's offers must name the proxy: pick the
     // hub's port first.
     let rpc_port = free_port();

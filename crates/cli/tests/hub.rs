@@ -37,11 +37,7 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
 
     // The clinic hub: accounts, and the upstream (pinned certificate) in its secrets vault.
     init_hub(&hub_dir);
-    ok(&hearth(
-        &hub_dir,
-        &["hub", "account", "add", "nurse@clinic", "--role", "nurse"],
-        &format!("{PASS}\n{NURSE_PW}\n"),
-    ));
+    add_nurse(&hub_dir);
     let bad = hearth(
         &hub_dir,
         &[

@@ -125,6 +125,15 @@ pub fn offer(dir: &Path, admin: &str) -> String {
     .to_owned()
 }
 
+/// Adds the `nurse@clinic` hub account (role nurse, password `NURSE_PW`).
+pub fn add_nurse(hub_dir: &Path) {
+    ok(&hearth(
+        hub_dir,
+        &["hub", "account", "add", "nurse@clinic", "--role", "nurse"],
+        &format!("{PASS}\n{NURSE_PW}\n"),
+    ));
+}
+
 /// A device node with user `nurse1` (PIN `PIN`), fast key derivation for tests.
 pub fn init_device(dir: &Path) {
     ok(&hearth(
