@@ -65,8 +65,7 @@ pub struct Changes {
 impl Store {
     /// Reads a page of the changes feed.
     pub fn changes(&self, db: &str, q: &ChangesQuery) -> Result<Changes, Error> {
-        let rows: Vec<(u64, String, bool, Vec<u8>)> = {
-            let mut inner = self.lock();
+        let rows: Vec<(u64, String, bool, Vec<u8>)> = self.read(|inner| {
             let meta = inner.meta(db)?;
             let sql = if q.descending {
                 "SELECT seq, doc_id, deleted, tree FROM docs WHERE db_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3"
@@ -75,11 +74,13 @@ impl Store {
             };
             let limit = q.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
             let mut st = inner.conn.prepare_cached(sql)?;
-            st.query_map(params![meta.id, q.since as i64, limit], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<Result<_, _>>()?
-        };
+            let rows = st
+                .query_map(params![meta.id, q.since as i64, limit], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })?;
         let mut results = Vec::with_capacity(rows.len());
         for (seq, id, deleted, tree) in rows {
             let tree = RevTree::decode(&tree)?;
@@ -124,13 +125,14 @@ impl Store {
         let pending = if q.descending {
             0
         } else {
-            let mut inner = self.lock();
-            let meta = inner.meta(db)?;
-            let n: i64 = inner
-                .conn
-                .prepare_cached("SELECT count(*) FROM docs WHERE db_id = ?1 AND seq > ?2")?
-                .query_row(params![meta.id, last_seq as i64], |r| r.get(0))?;
-            n as u64
+            self.read(|inner| {
+                let meta = inner.meta(db)?;
+                let n: i64 = inner
+                    .conn
+                    .prepare_cached("SELECT count(*) FROM docs WHERE db_id = ?1 AND seq > ?2")?
+                    .query_row(params![meta.id, last_seq as i64], |r| r.get(0))?;
+                Ok(n as u64)
+            })?
         };
         Ok(Changes {
             results,
@@ -141,12 +143,13 @@ impl Store {
 
     /// The latest sequence of a database.
     pub fn update_seq(&self, db: &str) -> Result<u64, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let seq: i64 = inner
-            .conn
-            .prepare_cached("SELECT update_seq FROM dbs WHERE id = ?1")?
-            .query_row([meta.id], |r| r.get(0))?;
-        Ok(seq as u64)
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            let seq: i64 = inner
+                .conn
+                .prepare_cached("SELECT update_seq FROM dbs WHERE id = ?1")?
+                .query_row([meta.id], |r| r.get(0))?;
+            Ok(seq as u64)
+        })
     }
 }

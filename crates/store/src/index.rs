@@ -187,79 +187,79 @@ impl Store {
 
     /// Finds documents by their index terms.
     pub fn search(&self, db: &str, q: &SearchQuery) -> Result<SearchPage, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        if let [(param, desc)] = q.sort.as_slice() {
-            // Browsing a whole list in order, or a worklist bounded on its own sort key ("due
-            // before tomorrow, soonest first"): walk the sort key's index and stop after the page.
-            // Not within one patient's compartment or a text match: those are small, and the
-            // general query that starts from them is faster.
-            let bounded = q
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            if let [(param, desc)] = q.sort.as_slice() {
+                // Browsing a whole list in order, or a worklist bounded on its own sort key ("due
+                // before tomorrow, soonest first"): walk the sort key's index and stop after the page.
+                // Not within one patient's compartment or a text match: those are small, and the
+                // general query that starts from them is faster.
+                let bounded = q.filters.iter().any(
+                    |f| matches!(f, Filter::Range { param: p, to: Some(_), .. } if p == param),
+                );
+                let narrow = q.filters.iter().any(|f| {
+                    matches!(f, Filter::Text(_))
+                        || matches!(f, Filter::Eq { param, .. } if param == "patient")
+                });
+                if q.filters.is_empty() || (bounded && !narrow) {
+                    return sorted_walk(&inner.conn, meta.id, q, param, *desc);
+                }
+            }
+            // With a filter to drive the search, keep SQLite from walking the id index instead
+            // (unary `+` makes a term unusable for an index).
+            // Full-text and range matches can be dense: there, walking ids in order and testing
+            // membership finds a first page sooner.
+            let selective = q
                 .filters
                 .iter()
-                .any(|f| matches!(f, Filter::Range { param: p, to: Some(_), .. } if p == param));
-            let narrow = q.filters.iter().any(|f| {
-                matches!(f, Filter::Text(_))
-                    || matches!(f, Filter::Eq { param, .. } if param == "patient")
-            });
-            if q.filters.is_empty() || (bounded && !narrow) {
-                return sorted_walk(&inner.conn, meta.id, q, param, *desc);
+                .any(|f| matches!(f, Filter::Eq { .. } | Filter::Prefix { .. }));
+            let plus = if selective { "+" } else { "" };
+            let mut sql =
+                format!("SELECT d.doc_id FROM docs d WHERE {plus}d.db_id = ? AND d.deleted = 0");
+            let mut args: Vec<SqlValue> = vec![SqlValue::Integer(meta.id)];
+            if let Some(p) = &q.id_prefix {
+                sql.push_str(&format!(" AND {plus}d.doc_id >= ? AND {plus}d.doc_id < ?"));
+                args.push(SqlValue::Text(p.clone()));
+                args.push(SqlValue::Text(prefix_end(p)));
             }
-        }
-        // With a filter to drive the search, keep SQLite from walking the id index instead
-        // (unary `+` makes a term unusable for an index).
-        // Full-text and range matches can be dense: there, walking ids in order and testing
-        // membership finds a first page sooner.
-        let selective = q
-            .filters
-            .iter()
-            .any(|f| matches!(f, Filter::Eq { .. } | Filter::Prefix { .. }));
-        let plus = if selective { "+" } else { "" };
-        let mut sql =
-            format!("SELECT d.doc_id FROM docs d WHERE {plus}d.db_id = ? AND d.deleted = 0");
-        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(meta.id)];
-        if let Some(p) = &q.id_prefix {
-            sql.push_str(&format!(" AND {plus}d.doc_id >= ? AND {plus}d.doc_id < ?"));
-            args.push(SqlValue::Text(p.clone()));
-            args.push(SqlValue::Text(prefix_end(p)));
-        }
-        // The most selective filter drives (an indexed `IN`); the others are checked per
-        // candidate through the (doc, param, value) index. Patient compartment first, then
-        // exact values, prefixes, full text, ranges.
-        let rank = |f: &Filter| match f {
-            Filter::Eq { param, .. } if param == "patient" => 0,
-            Filter::Eq { .. } => 1,
-            Filter::Prefix { .. } => 2,
-            Filter::Text(_) => 3,
-            Filter::Range { .. } => 4,
-        };
-        let mut filters: Vec<&Filter> = q.filters.iter().collect();
-        filters.sort_by_key(|f| rank(f));
-        for (i, f) in filters.into_iter().enumerate() {
-            filter_sql(f, i == 0, &mut sql, &mut args)?;
-        }
-        sql.push_str(" ORDER BY ");
-        for (param, desc) in &q.sort {
-            sql.push_str("(SELECT min(value) FROM terms t WHERE t.doc = d.id AND t.param = ?)");
-            sql.push_str(if *desc {
-                " DESC NULLS LAST, "
-            } else {
-                " ASC NULLS LAST, "
+            // The most selective filter drives (an indexed `IN`); the others are checked per
+            // candidate through the (doc, param, value) index. Patient compartment first, then
+            // exact values, prefixes, full text, ranges.
+            let rank = |f: &Filter| match f {
+                Filter::Eq { param, .. } if param == "patient" => 0,
+                Filter::Eq { .. } => 1,
+                Filter::Prefix { .. } => 2,
+                Filter::Text(_) => 3,
+                Filter::Range { .. } => 4,
+            };
+            let mut filters: Vec<&Filter> = q.filters.iter().collect();
+            filters.sort_by_key(|f| rank(f));
+            for (i, f) in filters.into_iter().enumerate() {
+                filter_sql(f, i == 0, &mut sql, &mut args)?;
+            }
+            sql.push_str(" ORDER BY ");
+            for (param, desc) in &q.sort {
+                sql.push_str("(SELECT min(value) FROM terms t WHERE t.doc = d.id AND t.param = ?)");
+                sql.push_str(if *desc {
+                    " DESC NULLS LAST, "
+                } else {
+                    " ASC NULLS LAST, "
+                });
+                args.push(SqlValue::Text(param.clone()));
+            }
+            // Ties in storage order (what an index walk of the sort key yields without sorting),
+            // reversed for a descending sort; unsorted, in id order.
+            sql.push_str(match q.sort.first() {
+                None => "d.doc_id",
+                Some((_, false)) => "d.id",
+                Some((_, true)) => "d.id DESC",
             });
-            args.push(SqlValue::Text(param.clone()));
-        }
-        // Ties in storage order (what an index walk of the sort key yields without sorting),
-        // reversed for a descending sort; unsorted, in id order.
-        sql.push_str(match q.sort.first() {
-            None => "d.doc_id",
-            Some((_, false)) => "d.id",
-            Some((_, true)) => "d.id DESC",
-        });
-        sql.push_str(" LIMIT ? OFFSET ?");
-        let limit = q.limit.clamp(1, 10_000);
-        args.push(SqlValue::Integer(limit as i64 + 1));
-        args.push(SqlValue::Integer(q.offset.min(i64::MAX as usize) as i64));
-        page_of(read_ids(&inner.conn, &sql, args)?, limit)
+            sql.push_str(" LIMIT ? OFFSET ?");
+            let limit = q.limit.clamp(1, 10_000);
+            args.push(SqlValue::Integer(limit as i64 + 1));
+            args.push(SqlValue::Integer(q.offset.min(i64::MAX as usize) as i64));
+            page_of(read_ids(&inner.conn, &sql, args)?, limit)
+        })
     }
 }
 

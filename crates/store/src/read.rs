@@ -270,58 +270,61 @@ impl Store {
         if plain {
             return self.get_raw(db, id)?.parse();
         }
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let conn = &inner.conn;
-        let (rowid, tree) =
-            load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
-        let rev = match &opts.rev {
-            Some(r) => r.clone(),
-            None => {
-                let w = tree
-                    .winner()
-                    .ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
-                if w.deleted {
-                    return Err(Error::NotFound("deleted"));
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            // The tree and the revisions' rows from one committed state.
+            let tx = inner.conn.unchecked_transaction()?;
+            let conn: &Connection = &tx;
+            let (rowid, tree) =
+                load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
+            let rev = match &opts.rev {
+                Some(r) => r.clone(),
+                None => {
+                    let w = tree
+                        .winner()
+                        .ok_or_else(|| Error::Corrupt("a revision tree has no leaf".into()))?;
+                    if w.deleted {
+                        return Err(Error::NotFound("deleted"));
+                    }
+                    w.rev
                 }
-                w.rev
-            }
-        };
-        let row = load_rev(conn, rowid, &rev)?.ok_or(Error::NotFound("missing"))?;
-        build(id, rev, row, Some(&tree), opts)
+            };
+            let row = load_rev(conn, rowid, &rev)?.ok_or(Error::NotFound("missing"))?;
+            build(id, rev, row, Some(&tree), opts)
+        })
     }
 
     /// Reads the winning revision as stored: its canonical JSON body, unparsed. This is the
     /// path that serves documents over HTTP (the stored bytes are spliced into the response),
     /// so a read costs one indexed lookup and no JSON parsing.
     pub fn get_raw(&self, db: &str, id: &DocId) -> Result<RawDocument, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let row: Option<(String, bool, Vec<u8>, Option<String>)> = inner
-            .conn
-            .prepare_cached(
-                "SELECT d.winner, d.deleted, r.body, r.atts FROM docs d
-                 JOIN revs r ON r.id = d.winner_row
-                 WHERE d.db_id = ?1 AND d.doc_id = ?2",
-            )?
-            .query_row(params![meta.id, id.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            let row: Option<(String, bool, Vec<u8>, Option<String>)> = inner
+                .conn
+                .prepare_cached(
+                    "SELECT d.winner, d.deleted, r.body, r.atts FROM docs d
+                     JOIN revs r ON r.id = d.winner_row
+                     WHERE d.db_id = ?1 AND d.doc_id = ?2",
+                )?
+                .query_row(params![meta.id, id.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            let Some((winner, deleted, body, atts)) = row else {
+                return Err(Error::NotFound("missing"));
+            };
+            if deleted {
+                return Err(Error::NotFound("deleted"));
+            }
+            Ok(RawDocument {
+                id: id.clone(),
+                rev: winner
+                    .parse()
+                    .map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?,
+                body,
+                attachments: parse_atts(atts)?,
             })
-            .optional()?;
-        drop(inner);
-        let Some((winner, deleted, body, atts)) = row else {
-            return Err(Error::NotFound("missing"));
-        };
-        if deleted {
-            return Err(Error::NotFound("deleted"));
-        }
-        Ok(RawDocument {
-            id: id.clone(),
-            rev: winner
-                .parse()
-                .map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?,
-            body,
-            attachments: parse_atts(atts)?,
         })
     }
 
@@ -363,59 +366,62 @@ impl Store {
         revs: bool,
         latest: bool,
     ) -> Result<Vec<Result<RawRevision, Rev>>, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let conn = &inner.conn;
-        let Some((rowid, tree)) = load_doc_row(conn, meta.id, id.as_str())? else {
-            return match which {
-                OpenRevs::All => Err(Error::NotFound("missing")),
-                OpenRevs::Revs(list) => Ok(list.iter().cloned().map(Err).collect()),
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            // The tree and the revisions' rows from one committed state.
+            let tx = inner.conn.unchecked_transaction()?;
+            let conn: &Connection = &tx;
+            let Some((rowid, tree)) = load_doc_row(conn, meta.id, id.as_str())? else {
+                return match which {
+                    OpenRevs::All => Err(Error::NotFound("missing")),
+                    OpenRevs::Revs(list) => Ok(list.iter().cloned().map(Err).collect()),
+                };
             };
-        };
-        let wanted: Vec<Rev> = match which {
-            OpenRevs::All => tree.leaves().into_iter().map(|l| l.rev).collect(),
-            OpenRevs::Revs(list) if latest => {
-                let leaves = tree.leaves();
-                let mut out = Vec::new();
-                for r in list {
-                    let descendants: Vec<Rev> = leaves
-                        .iter()
-                        .filter(|l| tree.path_to(&l.rev).is_some_and(|p| p.contains(r)))
-                        .map(|l| l.rev.clone())
-                        .collect();
-                    if descendants.is_empty() {
-                        out.push(r.clone());
-                    } else {
-                        out.extend(descendants);
+            let wanted: Vec<Rev> = match which {
+                OpenRevs::All => tree.leaves().into_iter().map(|l| l.rev).collect(),
+                OpenRevs::Revs(list) if latest => {
+                    let leaves = tree.leaves();
+                    let mut out = Vec::new();
+                    for r in list {
+                        let descendants: Vec<Rev> = leaves
+                            .iter()
+                            .filter(|l| tree.path_to(&l.rev).is_some_and(|p| p.contains(r)))
+                            .map(|l| l.rev.clone())
+                            .collect();
+                        if descendants.is_empty() {
+                            out.push(r.clone());
+                        } else {
+                            out.extend(descendants);
+                        }
                     }
+                    out.dedup();
+                    out
                 }
-                out.dedup();
-                out
-            }
-            OpenRevs::Revs(list) => list.clone(),
-        };
-        let mut out = Vec::with_capacity(wanted.len());
-        for rev in wanted {
-            match load_rev(conn, rowid, &rev)? {
-                Some(row) if tree.contains(&rev) => {
-                    let revisions = if revs {
-                        tree.path_to(&rev).and_then(|p| Revisions::from_path(&p))
-                    } else {
-                        None
-                    };
-                    out.push(Ok(RawRevision {
-                        id: id.clone(),
-                        deleted: row.deleted,
-                        body: row.body,
-                        attachments: parse_atts(row.atts)?,
-                        revisions,
-                        rev,
-                    }));
+                OpenRevs::Revs(list) => list.clone(),
+            };
+            let mut out = Vec::with_capacity(wanted.len());
+            for rev in wanted {
+                match load_rev(conn, rowid, &rev)? {
+                    Some(row) if tree.contains(&rev) => {
+                        let revisions = if revs {
+                            tree.path_to(&rev).and_then(|p| Revisions::from_path(&p))
+                        } else {
+                            None
+                        };
+                        out.push(Ok(RawRevision {
+                            id: id.clone(),
+                            deleted: row.deleted,
+                            body: row.body,
+                            attachments: parse_atts(row.atts)?,
+                            revisions,
+                            rev,
+                        }));
+                    }
+                    _ => out.push(Err(rev)),
                 }
-                _ => out.push(Err(rev)),
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// CouchDB's `_revs_info` for a revision: its ancestry, newest first, with the status of
@@ -426,27 +432,28 @@ impl Store {
         id: &DocId,
         rev: &Rev,
     ) -> Result<Vec<(Rev, RevStatus)>, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let conn = &inner.conn;
-        let (rowid, tree) =
-            load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
-        let path = tree.path_to(rev).ok_or(Error::NotFound("missing"))?;
-        let mut stmt =
-            conn.prepare_cached("SELECT deleted FROM revs WHERE doc = ?1 AND rev = ?2")?;
-        let mut out = Vec::with_capacity(path.len());
-        for r in path {
-            let deleted: Option<bool> = stmt
-                .query_row(params![rowid, r.to_string()], |row| row.get(0))
-                .optional()?;
-            let status = match deleted {
-                Some(true) => RevStatus::Deleted,
-                Some(false) => RevStatus::Available,
-                None => RevStatus::Missing,
-            };
-            out.push((r, status));
-        }
-        Ok(out)
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            let conn = &inner.conn;
+            let (rowid, tree) =
+                load_doc_row(conn, meta.id, id.as_str())?.ok_or(Error::NotFound("missing"))?;
+            let path = tree.path_to(rev).ok_or(Error::NotFound("missing"))?;
+            let mut stmt =
+                conn.prepare_cached("SELECT deleted FROM revs WHERE doc = ?1 AND rev = ?2")?;
+            let mut out = Vec::with_capacity(path.len());
+            for r in path {
+                let deleted: Option<bool> = stmt
+                    .query_row(params![rowid, r.to_string()], |row| row.get(0))
+                    .optional()?;
+                let status = match deleted {
+                    Some(true) => RevStatus::Deleted,
+                    Some(false) => RevStatus::Available,
+                    None => RevStatus::Missing,
+                };
+                out.push((r, status));
+            }
+            Ok(out)
+        })
     }
 
     /// The revision tree of a document.
@@ -454,32 +461,35 @@ impl Store {
     /// after `since` (0: all), in changes order. Read from the table every write keeps, not by
     /// walking revision trees.
     pub fn conflicted(&self, db: &str, since: u64) -> Result<Vec<DocId>, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let mut st = inner.conn.prepare_cached(
-            "SELECT d.doc_id FROM conflicts c JOIN docs d ON d.id = c.doc \
-             WHERE c.db_id = ?1 AND d.seq > ?2 ORDER BY d.seq",
-        )?;
-        let ids = st
-            .query_map(params![meta.id, since as i64], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.iter().map(|s| DocId::parse(s)).collect()
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            let mut st = inner.conn.prepare_cached(
+                "SELECT d.doc_id FROM conflicts c JOIN docs d ON d.id = c.doc \
+                 WHERE c.db_id = ?1 AND d.seq > ?2 ORDER BY d.seq",
+            )?;
+            let ids = st
+                .query_map(params![meta.id, since as i64], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.iter().map(|s| DocId::parse(s)).collect()
+        })
     }
 
     pub fn rev_tree(&self, db: &str, id: &DocId) -> Result<RevTree, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        load_doc_row(&inner.conn, meta.id, id.as_str())?
-            .map(|(_, t)| t)
-            .ok_or(Error::NotFound("missing"))
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            load_doc_row(&inner.conn, meta.id, id.as_str())?
+                .map(|(_, t)| t)
+                .ok_or(Error::NotFound("missing"))
+        })
     }
 
     /// Reads attachment bytes by digest (as a stub names them): how replication serves the
     /// attachments of a revision without reading the revision again.
     pub fn attachment_data(&self, db: &str, digest: &str) -> Result<Vec<u8>, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        attachments::get(&inner.conn, meta.id, digest)
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            attachments::get(&inner.conn, meta.id, digest)
+        })
     }
 
     /// Reads an attachment's bytes and stub from a revision (the winner when `rev` is `None`).
@@ -500,9 +510,10 @@ impl Store {
             .get(name)
             .cloned()
             .ok_or(Error::NotFound("missing"))?;
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let data = attachments::get(&inner.conn, meta.id, &info.digest)?;
-        Ok((info, data))
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            let data = attachments::get(&inner.conn, meta.id, &info.digest)?;
+            Ok((info, data))
+        })
     }
 }

@@ -56,108 +56,111 @@ impl Store {
         db: &str,
         asked: &BTreeMap<String, Vec<Rev>>,
     ) -> Result<BTreeMap<String, RevsDiff>, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let mut stmt = inner
-            .conn
-            .prepare_cached("SELECT tree FROM docs WHERE db_id = ?1 AND doc_id = ?2")?;
-        let mut out = BTreeMap::new();
-        for (id, revs) in asked {
-            let tree = match stmt
-                .query_row(params![meta.id, id], |r| r.get::<_, Vec<u8>>(0))
-                .optional()?
-            {
-                Some(bytes) => RevTree::decode(&bytes)?,
-                None => RevTree::new(),
-            };
-            let mut missing: Vec<Rev> =
-                revs.iter().filter(|r| !tree.contains(r)).cloned().collect();
-            missing.sort();
-            missing.dedup();
-            if missing.is_empty() {
-                continue;
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            let mut stmt = inner
+                .conn
+                .prepare_cached("SELECT tree FROM docs WHERE db_id = ?1 AND doc_id = ?2")?;
+            let mut out = BTreeMap::new();
+            for (id, revs) in asked {
+                let tree = match stmt
+                    .query_row(params![meta.id, id], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
+                {
+                    Some(bytes) => RevTree::decode(&bytes)?,
+                    None => RevTree::new(),
+                };
+                let mut missing: Vec<Rev> =
+                    revs.iter().filter(|r| !tree.contains(r)).cloned().collect();
+                missing.sort();
+                missing.dedup();
+                if missing.is_empty() {
+                    continue;
+                }
+                let top = missing.iter().map(Rev::generation).max().unwrap_or(0);
+                let possible_ancestors: Vec<Rev> = tree
+                    .leaves()
+                    .into_iter()
+                    .map(|l| l.rev)
+                    .filter(|r| r.generation() < top)
+                    .collect();
+                out.insert(
+                    id.clone(),
+                    RevsDiff {
+                        missing,
+                        possible_ancestors,
+                    },
+                );
             }
-            let top = missing.iter().map(Rev::generation).max().unwrap_or(0);
-            let possible_ancestors: Vec<Rev> = tree
-                .leaves()
-                .into_iter()
-                .map(|l| l.rev)
-                .filter(|r| r.generation() < top)
-                .collect();
-            out.insert(
-                id.clone(),
-                RevsDiff {
-                    missing,
-                    possible_ancestors,
-                },
-            );
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// CouchDB's `_all_docs` without `keys`: live documents (design documents included, local
     /// ones never) in id order, a page at a time. Returns the rows and the total live count.
     pub fn all_docs(&self, db: &str, q: &AllDocsQuery) -> Result<(Vec<AllDocsRow>, u64), Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let (lo_op, hi_op) = if q.exclusive_end {
-            (">=", "<")
-        } else {
-            (">=", "<=")
-        };
-        let mut sql =
-            String::from("SELECT doc_id, winner FROM docs WHERE db_id = ?1 AND deleted = 0");
-        let mut args: Vec<rusqlite::types::Value> = vec![meta.id.into()];
-        // With `descending`, start is the high end and end the low one.
-        let (low, high, low_op, high_op) = if q.descending {
-            (
-                &q.end_key,
-                &q.start_key,
-                if q.exclusive_end { ">" } else { ">=" },
-                "<=",
-            )
-        } else {
-            (&q.start_key, &q.end_key, lo_op, hi_op)
-        };
-        if let Some(k) = low {
-            args.push(k.clone().into());
-            sql.push_str(&format!(" AND doc_id {low_op} ?{}", args.len()));
-        }
-        if let Some(k) = high {
-            args.push(k.clone().into());
-            sql.push_str(&format!(" AND doc_id {high_op} ?{}", args.len()));
-        }
-        sql.push_str(if q.descending {
-            " ORDER BY doc_id DESC"
-        } else {
-            " ORDER BY doc_id"
-        });
-        args.push(q.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64).into());
-        sql.push_str(&format!(" LIMIT ?{}", args.len()));
-        args.push((q.skip.min(i64::MAX as u64) as i64).into());
-        sql.push_str(&format!(" OFFSET ?{}", args.len()));
-        let conn = &inner.conn;
-        let rows = {
-            let mut st = conn.prepare_cached(&sql)?;
-            let mapped = st.query_map(rusqlite::params_from_iter(args), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut rows = Vec::new();
-            for row in mapped {
-                let (id, rev) = row?;
-                rows.push(AllDocsRow {
-                    id: DocId::parse(&id)
-                        .map_err(|_| Error::Corrupt("a stored document id is invalid".into()))?,
-                    rev: rev
-                        .parse()
-                        .map_err(|_| Error::Corrupt("a stored revision id is malformed".into()))?,
-                });
+        self.read(|inner| {
+            let meta = inner.meta(db)?;
+            let (lo_op, hi_op) = if q.exclusive_end {
+                (">=", "<")
+            } else {
+                (">=", "<=")
+            };
+            let mut sql =
+                String::from("SELECT doc_id, winner FROM docs WHERE db_id = ?1 AND deleted = 0");
+            let mut args: Vec<rusqlite::types::Value> = vec![meta.id.into()];
+            // With `descending`, start is the high end and end the low one.
+            let (low, high, low_op, high_op) = if q.descending {
+                (
+                    &q.end_key,
+                    &q.start_key,
+                    if q.exclusive_end { ">" } else { ">=" },
+                    "<=",
+                )
+            } else {
+                (&q.start_key, &q.end_key, lo_op, hi_op)
+            };
+            if let Some(k) = low {
+                args.push(k.clone().into());
+                sql.push_str(&format!(" AND doc_id {low_op} ?{}", args.len()));
             }
-            rows
-        };
-        let total: i64 = conn
-            .prepare_cached("SELECT doc_count FROM dbs WHERE id = ?1")?
-            .query_row([meta.id], |r| r.get(0))?;
-        Ok((rows, total as u64))
+            if let Some(k) = high {
+                args.push(k.clone().into());
+                sql.push_str(&format!(" AND doc_id {high_op} ?{}", args.len()));
+            }
+            sql.push_str(if q.descending {
+                " ORDER BY doc_id DESC"
+            } else {
+                " ORDER BY doc_id"
+            });
+            args.push(q.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64).into());
+            sql.push_str(&format!(" LIMIT ?{}", args.len()));
+            args.push((q.skip.min(i64::MAX as u64) as i64).into());
+            sql.push_str(&format!(" OFFSET ?{}", args.len()));
+            let conn = &inner.conn;
+            let rows = {
+                let mut st = conn.prepare_cached(&sql)?;
+                let mapped = st.query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                let mut rows = Vec::new();
+                for row in mapped {
+                    let (id, rev) = row?;
+                    rows.push(AllDocsRow {
+                        id: DocId::parse(&id).map_err(|_| {
+                            Error::Corrupt("a stored document id is invalid".into())
+                        })?,
+                        rev: rev.parse().map_err(|_| {
+                            Error::Corrupt("a stored revision id is malformed".into())
+                        })?,
+                    });
+                }
+                rows
+            };
+            let total: i64 = conn
+                .prepare_cached("SELECT doc_count FROM dbs WHERE id = ?1")?
+                .query_row([meta.id], |r| r.get(0))?;
+            Ok((rows, total as u64))
+        })
     }
 }

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, TryLockError};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::watch;
@@ -18,10 +19,19 @@ pub const DEFAULT_CACHE_MIB: u32 = 256;
 
 /// One node's database file, unlocked.
 ///
-/// Holds one connection behind a mutex; every method is a short transaction. `Store` is
-/// `Send + Sync`; share it with an `Arc`.
+/// Holds one writing connection behind a mutex, and a few read-only connections beside it
+/// that serve document reads, the changes feed and searches without waiting for a write's
+/// fsync (ADR 21). Every method is a short transaction. `Store` is `Send + Sync`; share it
+/// with an `Arc`.
 pub struct Store {
     pub(crate) inner: Mutex<Inner>,
+    /// Read-only connections; empty for a store opened alongside its owner, or while a re-key
+    /// runs, when reads go through the writer.
+    readers: RwLock<Vec<Mutex<Inner>>>,
+    next_reader: AtomicUsize,
+    /// Bumped when a database is deleted or its settings change, so readers drop cached facts.
+    dbs_gen: AtomicU64,
+    cache_mib: AtomicU32,
     watchers: Mutex<HashMap<i64, watch::Sender<u64>>>,
     path: PathBuf,
     encrypted: bool,
@@ -59,6 +69,8 @@ fn take_owner_lock(path: &Path, wait: std::time::Duration) -> Result<std::fs::Fi
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
     dbs: HashMap<String, DbMeta>,
+    /// The `dbs_gen` the cache above was filled under (readers only).
+    dbs_gen: u64,
     pub(crate) indexer: Option<std::sync::Arc<dyn crate::index::Indexer>>,
 }
 
@@ -106,6 +118,58 @@ pub(crate) fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Opens one connection to the file: the key, then the pragmas every connection runs with.
+fn connect(
+    path: &Path,
+    key: Option<&Dek>,
+    cache_mib: u32,
+    busy: std::time::Duration,
+) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy)?;
+    // SQLCipher prints "hmac check failed" to stderr on a wrong key unless told not to.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    if let Some(key) = key {
+        let sql = Zeroizing::new(format!(
+            "PRAGMA key = \"{}\";",
+            key.sqlcipher_pragma_value().as_str()
+        ));
+        conn.execute_batch(&sql)?;
+    }
+    // One process owns the file (the lock above, ADR 4); SQLite's own locking stays normal so
+    // a second connection can read a consistent snapshot while this one writes (online
+    // backups, ADR 20).
+    // The first read proves the key: a wrong key or a plaintext file fails here.
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            return Err(Error::NotADatabase);
+        }
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            return Err(Error::InUse);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{};",
+        u64::from(cache_mib) * 1024
+    ))?;
+    Ok(conn)
+}
+
 impl Store {
     /// Opens (creating if needed) an encrypted database file with the node's data key.
     pub fn open(path: &Path, key: &Dek) -> Result<Store, Error> {
@@ -150,7 +214,82 @@ impl Store {
         let owner = take_owner_lock(path, std::time::Duration::from_secs(2))?;
         let s = Store::open_conn(path, key, cache_mib, Some(owner))?;
         schema::migrate(&mut s.lock().conn)?;
+        s.open_readers(key)?;
         Ok(s)
+    }
+
+    /// Opens the read-only connections beside the writer: one per core, at most four.
+    fn open_readers(&self, key: Option<&Dek>) -> Result<(), Error> {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let cache_mib = self.cache_mib.load(Ordering::Relaxed);
+        let mut readers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let conn = connect(
+                &self.path,
+                key,
+                cache_mib,
+                std::time::Duration::from_secs(2),
+            )?;
+            conn.execute_batch("PRAGMA query_only = ON;")?;
+            readers.push(Mutex::new(Inner {
+                conn,
+                dbs: HashMap::new(),
+                dbs_gen: self.dbs_gen.load(Ordering::Acquire),
+                indexer: None,
+            }));
+        }
+        *self.readers.write().unwrap_or_else(|p| p.into_inner()) = readers;
+        Ok(())
+    }
+
+    /// Runs a read on a free read-only connection (the writer when there is none). Each
+    /// statement sees one committed state; a read of several statements that must agree opens
+    /// a transaction on the connection it is given. Never nest: `f` must not call back into
+    /// the store.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        if readers.is_empty() {
+            drop(readers);
+            return f(&mut self.lock());
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        let mut free = None;
+        for i in 0..readers.len() {
+            match readers[(start + i) % readers.len()].try_lock() {
+                Ok(g) => {
+                    free = Some(g);
+                    break;
+                }
+                // As for the writer: a panicking reader cannot leave the file half-written.
+                Err(TryLockError::Poisoned(p)) => {
+                    free = Some(p.into_inner());
+                    break;
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let mut inner =
+            free.unwrap_or_else(|| readers[start].lock().unwrap_or_else(|p| p.into_inner()));
+        let current = self.dbs_gen.load(Ordering::Acquire);
+        if inner.dbs_gen != current {
+            inner.dbs.clear();
+            inner.dbs_gen = current;
+        }
+        f(&mut inner)
+    }
+
+    /// How many read-only connections serve reads beside the writer (0 while reads go through
+    /// the writer).
+    pub fn readers(&self) -> usize {
+        self.readers.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Tells readers that cached database facts are stale.
+    fn dbs_changed(&self) {
+        self.dbs_gen.fetch_add(1, Ordering::AcqRel);
     }
 
     fn open_conn(
@@ -159,66 +298,26 @@ impl Store {
         cache_mib: u32,
         owner: Option<std::fs::File>,
     ) -> Result<Store, Error> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
         // A writer in another connection gets this long to finish before we report it.
-        conn.busy_timeout(std::time::Duration::from_secs(if owner.is_some() {
-            2
-        } else {
-            10
-        }))?;
-        // SQLCipher prints "hmac check failed" to stderr on a wrong key unless told not to.
-        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-        if let Some(key) = key {
-            let sql = Zeroizing::new(format!(
-                "PRAGMA key = \"{}\";",
-                key.sqlcipher_pragma_value().as_str()
-            ));
-            conn.execute_batch(&sql)?;
-        }
-        // One process owns the file (the lock above, ADR 4); SQLite's own locking stays normal so
-        // a second connection can read a consistent snapshot while this one writes (online
-        // backups, ADR 20).
-        // The first read proves the key: a wrong key or a plaintext file fails here.
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-            r.get::<_, i64>(0)
-        }) {
-            Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::NotADatabase =>
-            {
-                return Err(Error::NotADatabase);
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                return Err(Error::InUse);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -{};",
-            u64::from(cache_mib) * 1024
-        ))?;
+        let busy = std::time::Duration::from_secs(if owner.is_some() { 2 } else { 10 });
+        let conn = connect(path, key, cache_mib, busy)?;
         Ok(Store {
             inner: Mutex::new(Inner {
                 conn,
                 dbs: HashMap::new(),
+                dbs_gen: 0,
                 indexer: None,
             }),
+            readers: RwLock::new(Vec::new()),
+            next_reader: AtomicUsize::new(0),
+            dbs_gen: AtomicU64::new(0),
+            cache_mib: AtomicU32::new(cache_mib),
             watchers: Mutex::new(HashMap::new()),
             path: path.to_owned(),
             encrypted: key.is_some(),
             _owner: owner,
         })
     }
-
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -264,6 +363,7 @@ impl Store {
         let n = inner
             .conn
             .execute("DELETE FROM dbs WHERE name = ?1", [name])?;
+        self.dbs_changed();
         if let Some(meta) = inner.dbs.remove(name) {
             self.watchers
                 .lock()
@@ -278,44 +378,50 @@ impl Store {
 
     /// Names of all databases, sorted.
     pub fn list_dbs(&self) -> Result<Vec<String>, Error> {
-        let inner = self.lock();
-        let mut st = inner
-            .conn
-            .prepare_cached("SELECT name FROM dbs ORDER BY name")?;
-        let names = st
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(names)
+        self.read(|inner| {
+            let mut st = inner
+                .conn
+                .prepare_cached("SELECT name FROM dbs ORDER BY name")?;
+            let names = st
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(names)
+        })
     }
 
     /// Sets the page cache size (MiB). A hub streams more than it re-reads, so it runs with a
     /// smaller cache than a device; memory then stays flat as its databases grow.
     pub fn set_cache_mib(&self, mib: u32) -> Result<(), Error> {
-        let inner = self.lock();
-        inner
-            .conn
-            .pragma_update(None, "cache_size", -(i64::from(mib.max(1)) * 1024))?;
+        let size = -(i64::from(mib.max(1)) * 1024);
+        self.cache_mib.store(mib.max(1), Ordering::Relaxed);
+        self.lock().conn.pragma_update(None, "cache_size", size)?;
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        for r in readers.iter() {
+            let r = r.lock().unwrap_or_else(|p| p.into_inner());
+            r.conn.pragma_update(None, "cache_size", size)?;
+        }
         Ok(())
     }
 
     /// Facts about one database.
     pub fn db_info(&self, name: &str) -> Result<DbInfo, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(name)?;
-        let conn = &inner.conn;
-        let (update_seq, revs_limit, uuid, live, dead): (i64, i64, String, i64, i64) = conn
-            .query_row(
-                "SELECT update_seq, revs_limit, uuid, doc_count, del_count FROM dbs WHERE id = ?1",
-                [meta.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )?;
-        Ok(DbInfo {
-            name: name.to_owned(),
-            doc_count: live as u64,
-            doc_del_count: dead as u64,
-            update_seq: update_seq as u64,
-            revs_limit: revs_limit as usize,
-            uuid,
+        self.read(|inner| {
+            let meta = inner.meta(name)?;
+            let conn = &inner.conn;
+            let (update_seq, revs_limit, uuid, live, dead): (i64, i64, String, i64, i64) = conn
+                .query_row(
+                    "SELECT update_seq, revs_limit, uuid, doc_count, del_count FROM dbs WHERE id = ?1",
+                    [meta.id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
+            Ok(DbInfo {
+                name: name.to_owned(),
+                doc_count: live as u64,
+                doc_del_count: dead as u64,
+                update_seq: update_seq as u64,
+                revs_limit: revs_limit as usize,
+                uuid,
+            })
         })
     }
 
@@ -334,20 +440,22 @@ impl Store {
             params![limit as i64, id],
         )?;
         inner.dbs.remove(name);
+        self.dbs_changed();
         Ok(())
     }
 
     /// Counts a database's live documents row by row (a check on `doc_count`, which is kept
     /// by every write).
     pub fn count_live(&self, name: &str) -> Result<u64, Error> {
-        let mut inner = self.lock();
-        let id = inner.meta(name)?.id;
-        let n: i64 = inner.conn.query_row(
-            "SELECT count(*) FROM docs WHERE db_id = ?1 AND deleted = 0",
-            [id],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
+        self.read(|inner| {
+            let id = inner.meta(name)?.id;
+            let n: i64 = inner.conn.query_row(
+                "SELECT count(*) FROM docs WHERE db_id = ?1 AND deleted = 0",
+                [id],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
     }
 
     /// Writes the WAL back into the main file and truncates it.
@@ -389,6 +497,14 @@ impl Store {
                 "an unencrypted benchmark store cannot be re-keyed".into(),
             ));
         }
+        // Leaving WAL mode needs the only connection: close the readers (reads go through the
+        // writer meanwhile) and reopen them under the new key afterwards.
+        let had_readers = {
+            let mut readers = self.readers.write().unwrap_or_else(|p| p.into_inner());
+            let had = !readers.is_empty();
+            readers.clear();
+            had
+        };
         let inner = self.lock();
         // SQLCipher re-keys through the rollback journal; leave WAL mode for the duration.
         inner
@@ -406,6 +522,10 @@ impl Store {
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         result?;
+        drop(inner);
+        if had_readers {
+            self.open_readers(Some(new_key))?;
+        }
         Ok(())
     }
 
@@ -485,6 +605,97 @@ mod tests {
         }
         for bad in ["", "Patients", "1abc", "_users", "a b", &"a".repeat(239)] {
             assert!(validate_db_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn open_temp() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Dek::generate().unwrap();
+        let s = Store::open(&dir.path().join("t.db"), &key).unwrap();
+        s.create_db("a").unwrap();
+        (dir, s)
+    }
+
+    fn put(s: &Store, db: &str, id: &str, v: i64) -> revtree::Rev {
+        let doc = serde_json::json!({"_id": id, "v": v});
+        s.put(db, crate::DocWrite::from_json(doc, None).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_the_writer() {
+        let (_dir, s) = open_temp();
+        put(&s, "a", "p1", 1);
+        let s = std::sync::Arc::new(s);
+        // Hold the writer (as a write waiting on its fsync would) and read from another thread.
+        let writer = s.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::sync::Arc::clone(&s);
+        std::thread::spawn(move || {
+            let id = crate::DocId::parse("p1").unwrap();
+            let got = reader.get_raw("a", &id).map(|d| d.rev.generation());
+            let _ = tx.send(got);
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        drop(writer);
+        assert_eq!(got.expect("the read waited for the writer").unwrap(), 1);
+    }
+
+    #[test]
+    fn readers_forget_a_deleted_database() {
+        let (_dir, s) = open_temp();
+        put(&s, "a", "old", 1);
+        let old = crate::DocId::parse("old").unwrap();
+        let new = crate::DocId::parse("new").unwrap();
+        // Every reader caches the database's row id.
+        for _ in 0..2 * s.readers() {
+            s.get_raw("a", &old).unwrap();
+        }
+        s.delete_db("a").unwrap();
+        s.create_db("a").unwrap();
+        put(&s, "a", "new", 2);
+        for _ in 0..2 * s.readers() {
+            assert!(matches!(s.get_raw("a", &old), Err(Error::NotFound(_))));
+            assert_eq!(s.get_raw("a", &new).unwrap().rev.generation(), 1);
+            assert_eq!(s.db_info("a").unwrap().doc_count, 1);
+        }
+    }
+
+    #[test]
+    fn reads_beside_writes_see_whole_revisions() {
+        let (_dir, s) = open_temp();
+        let s = std::sync::Arc::new(s);
+        let mut rev = put(&s, "a", "p", 0);
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || {
+                    let id = crate::DocId::parse("p").unwrap();
+                    let opts = crate::GetOptions {
+                        conflicts: true,
+                        revs: true,
+                        ..Default::default()
+                    };
+                    let mut last = 0;
+                    for _ in 0..300 {
+                        let d = s.get("a", &id, &opts).unwrap();
+                        let v = d.body["v"].as_i64().unwrap();
+                        // Generation and body belong together, and time never runs back.
+                        assert_eq!(d.rev.generation() as i64, v + 1);
+                        assert!(v >= last);
+                        last = v;
+                    }
+                })
+            })
+            .collect();
+        for v in 1..=150 {
+            let doc = serde_json::json!({"_id": "p", "_rev": rev.to_string(), "v": v});
+            rev = s
+                .put("a", crate::DocWrite::from_json(doc, None).unwrap())
+                .unwrap();
+        }
+        for r in readers {
+            r.join().unwrap();
         }
     }
 }

@@ -758,6 +758,28 @@ fn rekey_reencrypts_and_old_key_no_longer_opens() {
     let old_db = std::fs::read(dir.path().join(store::DB_FILE)).unwrap();
     n.rekey(&Pin::from("135790")).unwrap();
     put(&n.store, json!({"_id": "after", "v": 2})).unwrap();
+    // The read-only connections were reopened under the new key and serve both documents.
+    assert!(n.store.readers() > 0);
+    for _ in 0..2 * n.store.readers() {
+        assert_eq!(
+            n.store
+                .get_raw(DB, &id("keep"))
+                .unwrap()
+                .parse()
+                .unwrap()
+                .body["v"],
+            1
+        );
+        assert_eq!(
+            n.store
+                .get_raw(DB, &id("after"))
+                .unwrap()
+                .parse()
+                .unwrap()
+                .body["v"],
+            2
+        );
+    }
     drop(n);
     n = DataDir::open(dir.path())
         .unwrap()
