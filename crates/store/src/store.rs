@@ -32,6 +32,8 @@ pub struct Store {
     /// Bumped when a database is deleted or its settings change, so readers drop cached facts.
     dbs_gen: AtomicU64,
     cache_mib: AtomicU32,
+    /// Audit appends waiting for the next group commit.
+    pub(crate) audit_queue: crate::audit::AuditQueue,
     watchers: Mutex<HashMap<i64, watch::Sender<u64>>>,
     path: PathBuf,
     encrypted: bool,
@@ -312,6 +314,7 @@ impl Store {
             next_reader: AtomicUsize::new(0),
             dbs_gen: AtomicU64::new(0),
             cache_mib: AtomicU32::new(cache_mib),
+            audit_queue: crate::audit::AuditQueue::default(),
             watchers: Mutex::new(HashMap::new()),
             path: path.to_owned(),
             encrypted: key.is_some(),
@@ -659,6 +662,44 @@ mod tests {
             assert_eq!(s.get_raw("a", &new).unwrap().rev.generation(), 1);
             assert_eq!(s.db_info("a").unwrap().doc_count, 1);
         }
+    }
+
+    #[test]
+    fn concurrent_audit_appends_share_a_commit() {
+        let (_dir, s) = open_temp();
+        let s = std::sync::Arc::new(s);
+        let event = |i: usize| crate::AuditEvent {
+            user: format!("user{i}"),
+            role: "clinician".into(),
+            action: "read".into(),
+            outcome: "success".into(),
+            ..Default::default()
+        };
+        s.audit_append(&[event(99)]).unwrap();
+        let before = s.audit_queue.commits();
+        // While the writer is busy (a write's fsync), eight readers' audit entries queue up.
+        let writer = s.lock();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || s.audit_append(&[event(i), event(i)]).unwrap())
+            })
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // One leader waits on the writer; the other seven wait in the queue.
+        while s.audit_queue.queued() < 7 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(writer);
+        for (i, t) in threads.into_iter().enumerate() {
+            let entries = t.join().unwrap();
+            // Each caller gets back exactly its own entries.
+            assert_eq!(entries.len(), 2);
+            assert!(entries.iter().all(|e| e.event.user == format!("user{i}")));
+        }
+        // The first leader's batch, then one batch for everyone who queued behind it.
+        assert_eq!(s.audit_queue.commits() - before, 2);
+        assert_eq!(s.audit_verify().unwrap().unwrap(), 17);
     }
 
     #[test]
