@@ -174,6 +174,15 @@ async fn main() -> Result<()> {
         match a.as_str() {
             "--clients" => clients = val()?.parse()?,
             "--seconds" => seconds = val()?.parse()?,
+            "--help" | "-h" => {
+                println!(
+                    "hearth-load: a bounded load test of `hearth hub serve` on loopback\n\n\
+                     usage: hearth-load [--clients N] [--seconds S]\n  \
+                     --clients N   concurrent clients (default 64)\n  \
+                     --seconds S   how long they run (default 30)"
+                );
+                return Ok(());
+            }
             other => bail!("unknown argument {other}; use --clients N, --seconds S"),
         }
     }
