@@ -215,6 +215,22 @@ impl From<rusqlite::Error> for Error {
 }
 
 impl Error {
+    /// The same error for another writer of a failed group commit (errors do not clone): a
+    /// full or read-only disk and SQLite's own codes stay what they are.
+    pub(crate) fn copy_for_group(&self) -> Error {
+        match self {
+            Error::DiskFull => Error::DiskFull,
+            Error::ReadOnly => Error::ReadOnly,
+            Error::Sqlite(rusqlite::Error::SqliteFailure(f, m)) => {
+                Error::Sqlite(rusqlite::Error::SqliteFailure(*f, m.clone()))
+            }
+            other => Error::Io(
+                "committing a group of writes",
+                std::io::Error::other(other.to_string()),
+            ),
+        }
+    }
+
     /// Whether this is SQLite's generic I/O error (which does not say why).
     pub fn is_io_failure(&self) -> bool {
         matches!(self, Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock, TryLockError};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock, TryLockError};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::watch;
@@ -34,6 +34,11 @@ pub struct Store {
     cache_mib: AtomicU32,
     /// Audit appends waiting for the next group commit.
     pub(crate) audit_queue: crate::audit::AuditQueue,
+    /// Document writers waiting for the writer (they decide who commits a group, ADR 22).
+    writers_waiting: AtomicUsize,
+    /// Which groups of document writes are committed, and the failed ones.
+    groups: Mutex<Committed>,
+    group_done: Condvar,
     watchers: Mutex<HashMap<i64, watch::Sender<u64>>>,
     path: PathBuf,
     encrypted: bool,
@@ -68,11 +73,35 @@ fn take_owner_lock(path: &Path, wait: std::time::Duration) -> Result<std::fs::Fi
     }
 }
 
+/// Most document writes one group transaction carries before it is committed even with more
+/// writers waiting (bounds a writer's wait under steady load).
+const MAX_GROUP: usize = 64;
+
+/// An open transaction carrying document writes that are not committed yet.
+pub(crate) struct Group {
+    pub(crate) epoch: u64,
+    /// Writes that joined (their savepoints released into the group).
+    members: usize,
+    /// Change-feed notifications to send once committed: (database id, sequence).
+    notify: Vec<(i64, u64)>,
+}
+
+/// Groups committed so far, and the errors of those whose commit failed (until each of their
+/// writers has taken it).
+#[derive(Default)]
+struct Committed {
+    done: u64,
+    failed: HashMap<u64, (Error, usize)>,
+}
+
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
     dbs: HashMap<String, DbMeta>,
     /// The `dbs_gen` the cache above was filled under (readers only).
     dbs_gen: u64,
+    /// The open group transaction of document writes, if any (writer only).
+    pub(crate) group: Option<Group>,
+    next_epoch: u64,
     pub(crate) indexer: Option<std::sync::Arc<dyn crate::index::Indexer>>,
 }
 
@@ -237,6 +266,8 @@ impl Store {
                 conn,
                 dbs: HashMap::new(),
                 dbs_gen: self.dbs_gen.load(Ordering::Acquire),
+                group: None,
+                next_epoch: 0,
                 indexer: None,
             }));
         }
@@ -308,6 +339,8 @@ impl Store {
                 conn,
                 dbs: HashMap::new(),
                 dbs_gen: 0,
+                group: None,
+                next_epoch: 0,
                 indexer: None,
             }),
             readers: RwLock::new(Vec::new()),
@@ -315,6 +348,9 @@ impl Store {
             dbs_gen: AtomicU64::new(0),
             cache_mib: AtomicU32::new(cache_mib),
             audit_queue: crate::audit::AuditQueue::default(),
+            writers_waiting: AtomicUsize::new(0),
+            groups: Mutex::new(Committed::default()),
+            group_done: Condvar::new(),
             watchers: Mutex::new(HashMap::new()),
             path: path.to_owned(),
             encrypted: key.is_some(),
@@ -331,10 +367,79 @@ impl Store {
         self.encrypted
     }
 
+    /// The writer, with no group transaction open: an open group is committed first, so
+    /// every other use of the writer starts from a clean connection.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
-        // back on drop), so a poisoned lock is safe to reuse.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        // A panic while holding the lock cannot leave SQLite half-written (transactions and
+        // savepoints roll back on drop), so a poisoned lock is safe to reuse.
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.commit_group(&mut inner);
+        inner
+    }
+
+    /// The writer for a document write, which may join the open group transaction.
+    pub(crate) fn lock_for_group_write(&self) -> MutexGuard<'_, Inner> {
+        self.writers_waiting.fetch_add(1, Ordering::SeqCst);
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
+        inner
+    }
+
+    /// Commits the open group unless another document writer is waiting for the writer (it
+    /// will join the group and decide again), or the group is full.
+    pub(crate) fn commit_group_if_last(&self, inner: &mut Inner) {
+        let full = inner.group.as_ref().is_some_and(|g| g.members >= MAX_GROUP);
+        if full || self.writers_waiting.load(Ordering::SeqCst) == 0 {
+            self.commit_group(inner);
+        }
+    }
+
+    /// Commits the open group transaction, if any, and tells its writers how it went.
+    fn commit_group(&self, inner: &mut Inner) {
+        let Some(group) = inner.group.take() else {
+            return;
+        };
+        let failed = inner.conn.execute_batch("COMMIT").err().map(Error::from);
+        if failed.is_some() {
+            // Leave no transaction open, whatever state the failed COMMIT left.
+            let _ = inner.conn.execute_batch("ROLLBACK");
+        }
+        let committed = failed.is_none();
+        {
+            let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            groups.done = group.epoch;
+            if let Some(e) = failed
+                && group.members > 0
+            {
+                groups.failed.insert(group.epoch, (e, group.members));
+            }
+        }
+        self.group_done.notify_all();
+        if committed {
+            for (db_id, seq) in group.notify {
+                self.notify(db_id, seq);
+            }
+        }
+    }
+
+    /// Waits until the group `epoch` is committed; its error if the commit failed.
+    pub(crate) fn wait_for_group(&self, epoch: u64) -> Result<(), Error> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        while groups.done < epoch {
+            groups = self
+                .group_done
+                .wait(groups)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        let Some((error, left)) = groups.failed.get_mut(&epoch) else {
+            return Ok(());
+        };
+        *left -= 1;
+        let mine = error.copy_for_group();
+        if *left == 0 {
+            groups.failed.remove(&epoch);
+        }
+        Err(mine)
     }
 
     /// Creates a named database.
@@ -574,6 +679,28 @@ impl Store {
 }
 
 impl Inner {
+    /// Opens a group transaction unless one is open.
+    pub(crate) fn begin_group(&mut self) -> Result<(), Error> {
+        if self.group.is_none() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.next_epoch += 1;
+            self.group = Some(Group {
+                epoch: self.next_epoch,
+                members: 0,
+                notify: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a write whose savepoint was released into the open group.
+    pub(crate) fn joined_group(&mut self, changed: Option<(i64, u64)>) {
+        if let Some(g) = &mut self.group {
+            g.members += 1;
+            g.notify.extend(changed);
+        }
+    }
+
     /// Looks up a database by name, caching the answer.
     pub(crate) fn meta(&mut self, name: &str) -> Result<DbMeta, Error> {
         if let Some(m) = self.dbs.get(name) {
@@ -700,6 +827,97 @@ mod tests {
         // The first leader's batch, then one batch for everyone who queued behind it.
         assert_eq!(s.audit_queue.commits() - before, 2);
         assert_eq!(s.audit_verify().unwrap().unwrap(), 17);
+    }
+
+    #[test]
+    fn concurrent_writes_share_a_commit() {
+        let (_dir, s) = open_temp();
+        put(&s, "a", "taken", 0);
+        let s = std::sync::Arc::new(s);
+        let before = s.groups.lock().unwrap().done;
+        let seq_before = s.update_seq("a").unwrap();
+        // While the writer is busy, eight writers line up: six new documents, one conflict,
+        // one write to a database that does not exist.
+        let writer = s.lock();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || {
+                    let (db, id) = match i {
+                        6 => ("a", "taken".to_owned()),
+                        7 => ("missing", "x".to_owned()),
+                        _ => ("a", format!("p{i}")),
+                    };
+                    let doc = serde_json::json!({"_id": id, "v": i});
+                    s.put(db, crate::DocWrite::from_json(doc, None).unwrap())
+                })
+            })
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.writers_waiting.load(Ordering::SeqCst) < 8 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(writer);
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for (i, r) in results.iter().enumerate() {
+            match i {
+                6 => assert!(matches!(r, Err(Error::Conflict)), "{i}: {r:?}"),
+                7 => assert!(matches!(r, Err(Error::DbNotFound)), "{i}: {r:?}"),
+                _ => assert_eq!(r.as_ref().unwrap().generation(), 1),
+            }
+        }
+        // Every write returned after it was committed, all in one transaction.
+        assert_eq!(s.groups.lock().unwrap().done - before, 1);
+        assert_eq!(s.db_info("a").unwrap().doc_count, 7);
+        assert_eq!(s.update_seq("a").unwrap(), seq_before + 6);
+        for i in 0..6 {
+            let id = crate::DocId::parse(&format!("p{i}")).unwrap();
+            assert_eq!(s.get_raw("a", &id).unwrap().rev.generation(), 1);
+        }
+        drop(s);
+    }
+
+    #[test]
+    fn a_failed_group_commit_fails_every_writer_in_it() {
+        let (dir, s) = open_temp();
+        let s = std::sync::Arc::new(s);
+        // A group that cannot commit: the writes join it, then a deferred foreign-key check
+        // fails at COMMIT (the one failure a statement cannot see coming).
+        let mut writer = s.lock();
+        writer.begin_group().unwrap();
+        writer
+            .conn
+            .execute_batch(
+                "PRAGMA defer_foreign_keys = ON;
+                 INSERT INTO docs (db_id, doc_id, tree, winner, winner_row, deleted, seq)
+                 VALUES (424242, 'orphan', x'', '1-a', 0, 0, 0);",
+            )
+            .unwrap();
+        let threads: Vec<_> = (0..3)
+            .map(|i| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || put_result(&s, i))
+            })
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.writers_waiting.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(writer);
+        for t in threads {
+            assert!(t.join().unwrap().is_err(), "a write in a failed group was acknowledged");
+        }
+        // Nothing of the group was kept, and the store writes again.
+        assert_eq!(s.db_info("a").unwrap().doc_count, 0);
+        put(&s, "a", "after", 1);
+        assert_eq!(s.db_info("a").unwrap().doc_count, 1);
+        drop(s);
+        drop(dir);
+    }
+
+    fn put_result(s: &Store, i: i64) -> Result<revtree::Rev, Error> {
+        let doc = serde_json::json!({"_id": format!("q{i}"), "v": i});
+        s.put("a", crate::DocWrite::from_json(doc, None).unwrap())
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use revtree::{Rev, RevTree, canonical_json};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::audit::AuditEvent;
 use crate::doc::{AttachmentInfo, AttachmentInput, DocId, DocKind, DocWrite};
@@ -66,16 +66,43 @@ impl Store {
         new_edits: bool,
         audit: impl FnOnce(&[Result<Rev, Error>]) -> Vec<AuditEvent>,
     ) -> Result<Vec<Result<Rev, Error>>, Error> {
-        let mut inner = self.lock();
-        let meta = inner.meta(db)?;
-        let indexer = inner.indexer.clone();
-        let ix = Ix {
-            indexer: indexer.as_deref(),
-            db,
-        };
-        let tx = inner
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Group commit (ADR 22): this batch goes into the open group transaction (or opens
+        // one) under a savepoint of its own; the last writer in line commits the group, and
+        // every writer returns only once its group is committed.
+        let mut inner = self.lock_for_group_write();
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_in_group(&mut inner, db, docs, new_edits, audit)
+        }))
+        .unwrap_or_else(|_| Err(Error::Corrupt("a write failed unexpectedly".into())));
+        let epoch = inner.group.as_ref().map(|g| g.epoch);
+        self.commit_group_if_last(&mut inner);
+        drop(inner);
+        let results = written?;
+        if let Some(epoch) = epoch {
+            self.wait_for_group(epoch)?;
+        }
+        Ok(results)
+    }
+}
+
+/// One batch of [`Store::bulk_docs_audited`], inside the open group transaction under its own
+/// savepoint: all of it joins the group, or none of it (the savepoint rolls back).
+fn write_in_group(
+    inner: &mut crate::store::Inner,
+    db: &str,
+    docs: Vec<DocWrite>,
+    new_edits: bool,
+    audit: impl FnOnce(&[Result<Rev, Error>]) -> Vec<AuditEvent>,
+) -> Result<Vec<Result<Rev, Error>>, Error> {
+    let meta = inner.meta(db)?;
+    let indexer = inner.indexer.clone();
+    let ix = Ix {
+        indexer: indexer.as_deref(),
+        db,
+    };
+    inner.begin_group()?;
+    let (results, seq, start_seq) = {
+        let tx = inner.conn.savepoint()?;
         let seq: i64 = tx
             .prepare_cached("SELECT update_seq FROM dbs WHERE id = ?1")?
             .query_row([meta.id], |r| r.get(0))?;
@@ -111,12 +138,10 @@ impl Store {
         }
         crate::audit::append(&tx, &audit(&results))?;
         tx.commit()?;
-        drop(inner);
-        if seq != start_seq {
-            self.notify(meta.id, seq as u64);
-        }
-        Ok(results)
-    }
+        (results, seq, start_seq)
+    };
+    inner.joined_group((seq != start_seq).then_some((meta.id, seq as u64)));
+    Ok(results)
 }
 
 fn load(conn: &Connection, db_id: i64, doc_id: &str) -> Result<Option<Existing>, Error> {
