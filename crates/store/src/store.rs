@@ -905,7 +905,10 @@ mod tests {
         }
         drop(writer);
         for t in threads {
-            assert!(t.join().unwrap().is_err(), "a write in a failed group was acknowledged");
+            assert!(
+                t.join().unwrap().is_err(),
+                "a write in a failed group was acknowledged"
+            );
         }
         // Nothing of the group was kept, and the store writes again.
         assert_eq!(s.db_info("a").unwrap().doc_count, 0);
