@@ -19,46 +19,6 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::store::Store;
 
-/// Callers of `Store::audit_append` waiting for a group commit.
-#[derive(Default)]
-pub(crate) struct AuditQueue {
-    state: std::sync::Mutex<QueueState>,
-    done: std::sync::Condvar,
-}
-
-/// Results are `Error`s, which do not clone: each result goes to exactly one caller.
-type Outcome = Result<Vec<AuditEntry>, Error>;
-
-#[derive(Default)]
-struct QueueState {
-    /// Callers' events not yet taken by a leader, by ticket.
-    waiting: Vec<(u64, Vec<AuditEvent>)>,
-    /// Whether a caller is writing a batch now.
-    leading: bool,
-    /// Finished batches' outcomes, until their callers take them.
-    results: std::collections::HashMap<u64, Outcome>,
-    next_ticket: u64,
-    /// Batches written for `audit_append` callers.
-    commits: u64,
-}
-
-impl AuditQueue {
-    /// How many batches have carried `audit_append` calls so far.
-    #[cfg(test)]
-    pub(crate) fn commits(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).commits
-    }
-
-    #[cfg(test)]
-    pub(crate) fn queued(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .waiting
-            .len()
-    }
-}
-
 /// What happened, as recorded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -451,80 +411,25 @@ impl Store {
     }
 
     /// Appends audit events in their own transaction (for events that change nothing else:
-    /// reads, searches, logins). Returns the entries written, once they are durable.
+    /// reads, searches, logins). Returns the entries written, once they are committed.
     ///
-    /// Group commit (ADR 21): callers arriving while another caller's batch is being written
-    /// queue up, and the next of them writes everything queued in one transaction — one fsync
-    /// for many reads' audit entries. Each caller still returns only after its own entries are
-    /// committed; if a shared batch fails, each caller's events are retried alone, so one
-    /// caller's failure is never another's.
+    /// Joins the group transaction of concurrent writes (ADR 22): many reads' audit entries,
+    /// and the document writes beside them, share one commit and one fsync.
     pub fn audit_append(&self, events: &[AuditEvent]) -> Result<Vec<AuditEntry>, Error> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let queue = &self.audit_queue;
-        let mut st = queue.state.lock().unwrap_or_else(|p| p.into_inner());
-        let ticket = st.next_ticket;
-        st.next_ticket += 1;
-        st.waiting.push((ticket, events.to_vec()));
-        loop {
-            if let Some(result) = st.results.remove(&ticket) {
-                return result;
-            }
-            if st.leading {
-                st = queue.done.wait(st).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            st.leading = true;
-            let batch = std::mem::take(&mut st.waiting);
-            drop(st);
-            let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
-            // A panic while writing must not leave the queue led by nobody: every caller in
-            // the batch gets an error and the next caller leads.
-            let results =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.append_batch(batch)))
-                    .unwrap_or_else(|_| {
-                        let failed = || Err(Error::Corrupt("writing audit entries failed".into()));
-                        tickets.into_iter().map(|t| (t, failed())).collect()
-                    });
-            st = queue.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.commits += results.len().min(1) as u64;
-            st.results.extend(results);
-            st.leading = false;
-            queue.done.notify_all();
-        }
-    }
-
-    /// Writes queued callers' events: all in one transaction, or each alone if that fails.
-    fn append_batch(&self, batch: Vec<(u64, Vec<AuditEvent>)>) -> Vec<(u64, Outcome)> {
-        let append_alone = |events: &[AuditEvent]| -> Outcome {
-            let mut inner = self.lock();
-            let tx = inner
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let out = append(&tx, events)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        if let [(ticket, events)] = batch.as_slice() {
-            return vec![(*ticket, append_alone(events))];
-        }
-        let all: Vec<AuditEvent> = batch.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
-        match append_alone(&all) {
-            Ok(entries) => {
-                let mut entries = entries.into_iter();
-                batch
-                    .into_iter()
-                    .map(|(ticket, events)| {
-                        (ticket, Ok(entries.by_ref().take(events.len()).collect()))
-                    })
-                    .collect()
-            }
-            Err(_) => batch
-                .into_iter()
-                .map(|(ticket, events)| (ticket, append_alone(&events)))
-                .collect(),
-        }
+        self.write_in_group(|inner| {
+            inner.begin_group()?;
+            let entries = {
+                let sp = inner.conn.savepoint()?;
+                let entries = append(&sp, events)?;
+                sp.commit()?;
+                entries
+            };
+            inner.joined_group(None);
+            Ok(entries)
+        })
     }
 
     /// This device's id and public key (hex).

@@ -32,8 +32,6 @@ pub struct Store {
     /// Bumped when a database is deleted or its settings change, so readers drop cached facts.
     dbs_gen: AtomicU64,
     cache_mib: AtomicU32,
-    /// Audit appends waiting for the next group commit.
-    pub(crate) audit_queue: crate::audit::AuditQueue,
     /// Document writers waiting for the writer (they decide who commits a group, ADR 22).
     writers_waiting: AtomicUsize,
     /// Which groups of document writes are committed, and the failed ones.
@@ -347,7 +345,6 @@ impl Store {
             next_reader: AtomicUsize::new(0),
             dbs_gen: AtomicU64::new(0),
             cache_mib: AtomicU32::new(cache_mib),
-            audit_queue: crate::audit::AuditQueue::default(),
             writers_waiting: AtomicUsize::new(0),
             groups: Mutex::new(Committed::default()),
             group_done: Condvar::new(),
@@ -377,17 +374,33 @@ impl Store {
         inner
     }
 
-    /// The writer for a document write, which may join the open group transaction.
-    pub(crate) fn lock_for_group_write(&self) -> MutexGuard<'_, Inner> {
+    /// Runs `work` as one member of the group transaction (ADR 22): `work` opens the group
+    /// if needed (`Inner::begin_group`), does its writes under a savepoint of its own, and
+    /// records itself (`Inner::joined_group`). The last writer in line commits the group; this
+    /// returns only once the group holding `work`'s writes is committed. A failing `work` (or
+    /// a panicking one) leaves the group as it found it: its savepoint rolls back.
+    pub(crate) fn write_in_group<T>(
+        &self,
+        work: impl FnOnce(&mut Inner) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         self.writers_waiting.fetch_add(1, Ordering::SeqCst);
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
-        inner
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut inner)))
+            .unwrap_or_else(|_| Err(Error::Corrupt("a write failed unexpectedly".into())));
+        let epoch = inner.group.as_ref().map(|g| g.epoch);
+        self.commit_group_if_last(&mut inner);
+        drop(inner);
+        let out = done?;
+        if let Some(epoch) = epoch {
+            self.wait_for_group(epoch)?;
+        }
+        Ok(out)
     }
 
-    /// Commits the open group unless another document writer is waiting for the writer (it
-    /// will join the group and decide again), or the group is full.
-    pub(crate) fn commit_group_if_last(&self, inner: &mut Inner) {
+    /// Commits the open group unless another writer is waiting for the writer (it will join
+    /// the group and decide again), or the group is full.
+    fn commit_group_if_last(&self, inner: &mut Inner) {
         let full = inner.group.as_ref().is_some_and(|g| g.members >= MAX_GROUP);
         if full || self.writers_waiting.load(Ordering::SeqCst) == 0 {
             self.commit_group(inner);
@@ -423,7 +436,7 @@ impl Store {
     }
 
     /// Waits until the group `epoch` is committed; its error if the commit failed.
-    pub(crate) fn wait_for_group(&self, epoch: u64) -> Result<(), Error> {
+    fn wait_for_group(&self, epoch: u64) -> Result<(), Error> {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         while groups.done < epoch {
             groups = self
@@ -803,7 +816,7 @@ mod tests {
             ..Default::default()
         };
         s.audit_append(&[event(99)]).unwrap();
-        let before = s.audit_queue.commits();
+        let before = s.groups.lock().unwrap().done;
         // While the writer is busy (a write's fsync), eight readers' audit entries queue up.
         let writer = s.lock();
         let threads: Vec<_> = (0..8)
@@ -813,8 +826,7 @@ mod tests {
             })
             .collect();
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        // One leader waits on the writer; the other seven wait in the queue.
-        while s.audit_queue.queued() < 7 && std::time::Instant::now() < until {
+        while s.writers_waiting.load(Ordering::SeqCst) < 8 && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         drop(writer);
@@ -824,8 +836,8 @@ mod tests {
             assert_eq!(entries.len(), 2);
             assert!(entries.iter().all(|e| e.event.user == format!("user{i}")));
         }
-        // The first leader's batch, then one batch for everyone who queued behind it.
-        assert_eq!(s.audit_queue.commits() - before, 2);
+        // All eight in one commit.
+        assert_eq!(s.groups.lock().unwrap().done - before, 1);
         assert_eq!(s.audit_verify().unwrap().unwrap(), 17);
     }
 

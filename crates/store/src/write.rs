@@ -66,28 +66,15 @@ impl Store {
         new_edits: bool,
         audit: impl FnOnce(&[Result<Rev, Error>]) -> Vec<AuditEvent>,
     ) -> Result<Vec<Result<Rev, Error>>, Error> {
-        // Group commit (ADR 22): this batch goes into the open group transaction (or opens
-        // one) under a savepoint of its own; the last writer in line commits the group, and
-        // every writer returns only once its group is committed.
-        let mut inner = self.lock_for_group_write();
-        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_in_group(&mut inner, db, docs, new_edits, audit)
-        }))
-        .unwrap_or_else(|_| Err(Error::Corrupt("a write failed unexpectedly".into())));
-        let epoch = inner.group.as_ref().map(|g| g.epoch);
-        self.commit_group_if_last(&mut inner);
-        drop(inner);
-        let results = written?;
-        if let Some(epoch) = epoch {
-            self.wait_for_group(epoch)?;
-        }
-        Ok(results)
+        // Group commit (ADR 22): the batch joins the open group transaction under a
+        // savepoint of its own, and returns once that group is committed.
+        self.write_in_group(|inner| write_batch(inner, db, docs, new_edits, audit))
     }
 }
 
 /// One batch of [`Store::bulk_docs_audited`], inside the open group transaction under its own
 /// savepoint: all of it joins the group, or none of it (the savepoint rolls back).
-fn write_in_group(
+fn write_batch(
     inner: &mut crate::store::Inner,
     db: &str,
     docs: Vec<DocWrite>,
