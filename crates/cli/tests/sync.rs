@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Running, ok};
+use common::{Running, interop_dir, ok, url_from};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,71 +15,8 @@ use std::process::{Child, Command, Output, Stdio};
 const PIN: &str = "864209";
 const HUB_PASSWORD: &str = "hub-sync-password";
 
-fn interop_dir() -> PathBuf {
-    // Tests run in parallel threads: install once, and let the others wait for it.
-    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    INSTALLED.get_or_init(install_interop).clone()
-}
-
-fn install_interop() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/pouchdb-interop");
-    if !dir.join("node_modules/pouchdb").exists()
-        || !dir.join("node_modules/express-pouchdb").exists()
-    {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is needed for the PouchDB interop tests (Node.js 20+)");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    }
-    dir
-}
-
-/// Reads the child's stdout until a line containing `http://`; returns the URL.
-fn url_from(child: &mut Child) -> String {
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("the process printed its address")
-            .unwrap();
-        if let Some(i) = line.find("http://") {
-            let url: String = line[i..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect();
-            // Keep draining stdout so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return url.trim_end_matches('/').to_owned();
-        }
-    }
-}
-
 fn start_hub(dir: &Path) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--user",
-            "admin",
-            "--pin-stdin",
-            "hub",
-            "serve",
-            "--init",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--account", "sync", "--create-db", "records"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("hearth starts");
-    writeln!(child.stdin.as_mut().unwrap(), "{PIN}\n{HUB_PASSWORD}").unwrap();
-    let url = url_from(&mut child);
-    (Running(child), url)
+    common::serve_hub(dir, "127.0.0.1:0", PIN, HUB_PASSWORD)
 }
 
 fn hearth(dir: &Path, args: &[&str], stdin: &str) -> Output {

@@ -67,25 +67,112 @@ fn endpoint(store: &Arc<Store>) -> Endpoint {
     })
 }
 
-async fn start_hub(dir: &tempfile::TempDir) -> String {
+/// A hub in this process: the CouchDB API and the encrypted RPC channel, each on its own
+/// loopback port, over one store.
+struct TestHub {
+    store: Arc<Store>,
+    couch: std::net::SocketAddr,
+    rpc: std::net::SocketAddr,
+    hub_key: [u8; 32],
+    uuid: String,
+}
+
+async fn start_hub(dir: &tempfile::TempDir) -> TestHub {
     let store = Arc::new(
         Store::open(&dir.path().join("hub.db"), &vault::Dek::generate().unwrap()).unwrap(),
     );
     store.ensure_db(DB).unwrap();
-    let hub = Arc::new(hub::Hub::new(store).unwrap());
+    let hub = Arc::new(hub::Hub::new(store.clone()).unwrap());
     hub.set_account("sync", "sync-password", true).unwrap();
+    let couch_router = hub::router(hub.clone(), 64 << 20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let couch = listener.local_addr().unwrap();
     tokio::spawn(hub::serve(
         listener,
-        hub::router(hub, 64 << 20),
+        couch_router.clone(),
         std::future::pending(),
     ));
-    format!("http://{addr}/{DB}")
+    let channel = vault::channel::StaticKey::generate().unwrap();
+    let hub_key = channel.public();
+    let keys = hub::rpc::HubKeys {
+        channel,
+        signing: ed25519_dalek::SigningKey::from_bytes(&vault::random_bytes::<32>().unwrap()),
+    };
+    let rpc = Arc::new(hub::rpc::Rpc::new(
+        hub.clone(),
+        keys,
+        couch_router,
+        hub::rpc::RpcSettings::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rpc_addr = listener.local_addr().unwrap();
+    tokio::spawn(hub::serve(
+        listener,
+        hub::rpc::router(rpc),
+        std::future::pending(),
+    ));
+    TestHub {
+        store,
+        couch,
+        rpc: rpc_addr,
+        hub_key,
+        uuid: hub.uuid.clone(),
+    }
 }
 
-fn remote(url: &str) -> Endpoint {
-    Endpoint::Http(replicate::HttpDb::new(url, Some("sync"), Some("sync-password")).unwrap())
+/// Pairs a replica with the hub, the RPC channel reached at `addr` (the proxy, when faulty).
+async fn pair(hub: &TestHub, replica: &Store, addr: &str) {
+    let token = vault::random_bytes::<16>().unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    hub.store
+        .put_pairing_offer(&token, exp as i64, "admin")
+        .unwrap();
+    let offer = vault::pairing::Offer {
+        v: 1,
+        addr: addr.to_owned(),
+        hub: hub.uuid.clone(),
+        key: hex::encode(hub.hub_key),
+        tls: None,
+        token: hex::encode(token),
+        exp,
+    };
+    replicate::rpc::pair(replica, &offer, "replica")
+        .await
+        .unwrap();
+}
+
+/// How a replica reaches the hub: the CouchDB API over HTTP, or the encrypted RPC channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Http,
+    Rpc,
+}
+
+/// Even replicas use the CouchDB API, odd ones the RPC channel.
+fn transport(replica: usize) -> Transport {
+    if replica % 2 == 0 {
+        Transport::Http
+    } else {
+        Transport::Rpc
+    }
+}
+
+fn remote(url: &str, replica: &Store, t: Transport) -> Endpoint {
+    match t {
+        Transport::Http => Endpoint::Http(
+            replicate::HttpDb::new(&format!("{url}/{DB}"), Some("sync"), Some("sync-password"))
+                .unwrap(),
+        ),
+        Transport::Rpc => {
+            let client =
+                replicate::rpc::RpcClient::from_store(replica, "sync", "sync-password").unwrap();
+            Endpoint::Http(replicate::HttpDb::over_rpc(Arc::new(client), DB).unwrap())
+        }
+    }
 }
 
 async fn replicate(from: &Arc<Store>, to: &Arc<Store>, interrupt: Option<u8>) {
@@ -249,44 +336,58 @@ fn run_with(replicas: usize, ops: &[Op], mode: Mode) {
             s
         })
         .collect();
-    let faulty = Arc::new(AtomicBool::new(mode == Mode::FaultyHub));
+    let faulty = Arc::new(AtomicBool::new(false));
+    // The hub, and the address of each of its ports as the replicas reach it (behind a faulty
+    // proxy each, in the fault mode); every replica is paired for the RPC channel.
     let hub = (mode != Mode::Direct).then(|| {
         rt.block_on(async {
-            let url = start_hub(&dir).await;
-            if mode == Mode::FaultyHub {
-                let addr: std::net::SocketAddr = url
-                    .trim_start_matches("http://")
-                    .trim_end_matches(&format!("/{DB}"))
-                    .parse()
-                    .unwrap();
-                format!("{}/{DB}", fault_proxy(addr, faulty.clone()).await)
+            let hub = start_hub(&dir).await;
+            let (couch, rpc) = if mode == Mode::FaultyHub {
+                (
+                    fault_proxy(hub.couch, faulty.clone()).await,
+                    fault_proxy(hub.rpc, faulty.clone()).await,
+                )
             } else {
-                url
+                (
+                    format!("http://{}", hub.couch),
+                    format!("http://{}", hub.rpc),
+                )
+            };
+            for s in &stores {
+                pair(&hub, s, &rpc).await;
             }
+            (hub, couch, rpc)
         })
     });
+    faulty.store(mode == Mode::FaultyHub, Ordering::Relaxed);
+    let remote_of = |replica: usize| {
+        let (_, couch, rpc) = hub.as_ref().unwrap();
+        let t = transport(replica);
+        let url = if t == Transport::Http { couch } else { rpc };
+        remote(url, &stores[replica], t)
+    };
     let mut crashes = 0u64;
     let mut sync = |from: usize, to: usize, interrupt: Option<u8>| {
         rt.block_on(async {
             match &hub {
                 None => replicate(&stores[from], &stores[to], interrupt).await,
-                Some(url) if faulty.load(Ordering::Relaxed) => {
+                Some(_) if faulty.load(Ordering::Relaxed) => {
                     // Under faults a replication may fail, or crash (dropped mid-flight at a
                     // moment that varies); either way nothing may be lost or invented.
                     crashes += 1;
                     let budget = Duration::from_millis(5 + (crashes * 37) % 120);
-                    let push = Replication::new(endpoint(&stores[from]), remote(url));
+                    let push = Replication::new(endpoint(&stores[from]), remote_of(from));
                     let _ = tokio::time::timeout(budget, run_rep_tolerant(push)).await;
-                    let pull = Replication::new(remote(url), endpoint(&stores[to]));
+                    let pull = Replication::new(remote_of(to), endpoint(&stores[to]));
                     let _ = tokio::time::timeout(budget, run_rep_tolerant(pull)).await;
                 }
-                Some(url) => {
+                Some(_) => {
                     run_rep(
-                        Replication::new(endpoint(&stores[from]), remote(url)),
+                        Replication::new(endpoint(&stores[from]), remote_of(from)),
                         interrupt,
                     )
                     .await;
-                    run_rep(Replication::new(remote(url), endpoint(&stores[to])), None).await;
+                    run_rep(Replication::new(remote_of(to), endpoint(&stores[to])), None).await;
                 }
             }
         })
@@ -340,6 +441,15 @@ fn run_with(replicas: usize, ops: &[Op], mode: Mode) {
     let first = snapshot(&stores[0]);
     for (i, s) in stores.iter().enumerate().skip(1) {
         assert_eq!(snapshot(s), first, "replica {i} differs from replica 0");
+    }
+    // Through a hub, every replica holds exactly the hub's documents: winner, every leaf
+    // (conflicts), deleted flags and bodies, whichever transport it used.
+    if let Some((h, _, _)) = &hub {
+        assert_eq!(
+            snapshot(&h.store),
+            first,
+            "the replicas differ from the hub"
+        );
     }
     // No acknowledged write is lost.
     let mut leaves_seen = BTreeSet::new();

@@ -6,8 +6,8 @@
 
 pub mod hub;
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 /// A child process, ended by its PID when the test ends.
@@ -53,4 +53,67 @@ pub fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// `tests/pouchdb-interop` with its npm packages installed (`npm ci` on first use; tests run in
+/// parallel threads, so one installs and the others wait for it).
+pub fn interop_dir() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(install_interop).clone()
+}
+
+fn install_interop() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/pouchdb-interop");
+    if !dir.join("node_modules/pouchdb").exists()
+        || !dir.join("node_modules/express-pouchdb").exists()
+    {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed for the PouchDB interop tests (Node.js 20+)");
+        assert!(status.success(), "npm ci failed in {}", dir.display());
+    }
+    dir
+}
+
+/// Reads the child's stdout until a line containing `http://`; returns the URL. Keeps draining
+/// stdout afterwards so the child never blocks on a full pipe.
+pub fn url_from(child: &mut Child) -> String {
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the process printed its address")
+            .unwrap();
+        if let Some(i) = line.find("http://") {
+            let url: String = line[i..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return url.trim_end_matches('/').to_owned();
+        }
+    }
+}
+
+/// `hearth hub serve --init` (the CouchDB API alone) on `listen`, with administrator `admin`
+/// (PIN `pin`), the account `sync` (password `password`) and the database `records`. Run again
+/// on the same folder it unlocks the existing node. Returns the process and its URL.
+pub fn serve_hub(dir: &Path, listen: &str, pin: &str, password: &str) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--user", "admin", "--pin-stdin", "hub", "serve", "--init"])
+        .args(["--listen", listen])
+        .args(["--account", "sync", "--create-db", "records"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("hearth starts");
+    writeln!(child.stdin.as_mut().unwrap(), "{pin}\n{password}").unwrap();
+    let url = url_from(&mut child);
+    (Running(child), url)
 }
