@@ -46,7 +46,12 @@ export async function dump(db) {
       conflicts = (w._conflicts || []).sort();
     } catch (e) {
       if (e.status !== 404) throw e;
-      winner = c.changes[0].rev; // deleted winner
+      // Every leaf is deleted: the winner is the highest generation, then the highest hash
+      // (the changes feed's order of leaves is not the winner first on every server).
+      const gen = (r) => Number(r.split('-')[0]);
+      winner = bodies
+        .map((l) => l._rev)
+        .reduce((a, b) => (gen(a) !== gen(b) ? (gen(a) > gen(b) ? a : b) : a > b ? a : b), c.changes[0].rev);
     }
     out[c.id] = { winner, conflicts, deleted: !!c.deleted, leaves: bodies };
   }

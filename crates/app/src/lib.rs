@@ -1,6 +1,6 @@
-//! The device's loopback server: the local FHIR R4 REST API (and, later, the Patient Explorer
-//! web UI). It binds loopback addresses only and requires the bearer token printed when it
-//! starts (docs/adr/0005-local-api-token.md).
+//! The device's loopback server: the local FHIR R4 REST API and the Patient Explorer web UI
+//! (`web`). It binds loopback addresses only; the API requires the bearer token printed when it
+//! starts (docs/adr/0007-local-api-on-loopback-with-a-token.md), the web UI a signed-in user.
 //!
 //! Routes (all JSON is `application/fhir+json`; errors are `OperationOutcome`):
 //!
@@ -22,7 +22,7 @@
 //! POST   /session/unlock {"pin", "code"?}     the same user resumes
 //! ```
 //!
-//! After `--idle` seconds without a request (default 15 minutes) the session locks: the data
+//! After `--idle-minutes` without a request (default 15) the session locks: the data
 //! key is dropped (zeroized) and the file closed; requests get `423 Locked` until the same
 //! user unlocks again.
 

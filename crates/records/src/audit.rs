@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 use store::AuditEvent;
 
-/// The authenticated user an operation runs for (sessions and roles come with issue 4; until
-/// then, the user who unlocked the node).
+/// The authenticated user an operation runs for: the user and role of the session that opened
+/// the records (`store::Session`, ADR 11).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     /// User name.

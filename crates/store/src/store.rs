@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::{Error, schema};
 
-/// Default SQLite page cache per connection: 64 MiB. SQLCipher's cost is paid on cache misses
+/// Default SQLite page cache per connection: 256 MiB. SQLCipher's cost is paid on cache misses
 /// (each miss decrypts and authenticates a page), so a cache sized to the hot set keeps reads
 /// close to plain SQLite.
 pub const DEFAULT_CACHE_MIB: u32 = 256;
