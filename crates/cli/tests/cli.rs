@@ -1038,3 +1038,105 @@ fn roles_can_require_an_authenticator_code_checked_offline() {
     // The admin's role does not require a code: unchanged.
     ok(&hearth(&dir, &["changes"], &pin));
 }
+
+/// Every file under `dir` (skipping build output, npm packages and hidden folders) whose name
+/// ends with one of `exts`.
+fn files_under(dir: &Path, exts: &[&str], out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        if path.is_dir() {
+            files_under(&path, exts, out);
+        } else if exts.iter().any(|e| name.ends_with(e)) {
+            out.push(path);
+        }
+    }
+}
+
+/// A newcomer follows links: every relative link in the Markdown (README, CONTRIBUTING, docs/)
+/// resolves to a file or folder of the repository, relative to the page; every repository path
+/// a code comment names (`docs/…`, `crates/…`, `tests/…`, `fuzz/…`) exists; and nothing points
+/// at the architecture page outside the repository.
+#[test]
+fn every_relative_link_in_docs_and_comments_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap();
+    let mut broken = Vec::new();
+    let mut pages = vec![root.join("README.md"), root.join("CONTRIBUTING.md")];
+    files_under(&root.join("docs"), &[".md"], &mut pages);
+    let mut sources = Vec::new();
+    files_under(&root.join("crates"), &[".rs", ".toml"], &mut sources);
+    files_under(&root.join("tests"), &[".mjs"], &mut sources);
+    sources.push(root.join(".ci/run"));
+    let placeholder = |t: &str| {
+        ["NNNN", "TARGET", "*", "{", "…", "<", "NN-"]
+            .iter()
+            .any(|p| t.contains(p))
+    };
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        if text.contains("ARCHITECTURE.md") {
+            broken.push(format!(
+                "{}: names ARCHITECTURE.md (use docs/architecture.md)",
+                page.display()
+            ));
+        }
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap().trim();
+            if target.is_empty()
+                || target.contains("://")
+                || target.starts_with("mailto:")
+                || placeholder(target)
+            {
+                continue;
+            }
+            let at = page.parent().unwrap().join(target);
+            if !at.exists() {
+                broken.push(format!("{}: link to {target}", page.display()));
+            }
+        }
+    }
+    for src in &sources {
+        let text = std::fs::read_to_string(src).unwrap();
+        for line in text.lines() {
+            let Some(c) = line.find("//").or_else(|| line.find("# ")) else {
+                continue;
+            };
+            let comment = &line[c..];
+            if comment.contains("ARCHITECTURE.md") {
+                broken.push(format!("{}: names ARCHITECTURE.md", src.display()));
+            }
+            for word in comment.split(|ch: char| ch.is_whitespace() || "()`'\",;[]\\".contains(ch))
+            {
+                let word = word.trim_end_matches(['.', ':']);
+                let repo_path = ["docs/", "crates/", "tests/", "fuzz/"]
+                    .iter()
+                    .any(|p| word.starts_with(p));
+                // A path names a file or folder (`docs/s` in "docs/s" is a unit).
+                let file_like =
+                    word.contains('.') || word.ends_with('/') || word.matches('/').count() > 1;
+                if !repo_path || !file_like || placeholder(word) || word.contains("://") {
+                    continue;
+                }
+                // From the repository's root, or from the crate the comment is in.
+                let krate = src
+                    .ancestors()
+                    .find(|a| a.join("Cargo.toml").exists())
+                    .unwrap_or(&root);
+                if !root.join(word).exists() && !krate.join(word).exists() {
+                    broken.push(format!("{}: names {word}", src.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links and paths that lead nowhere:\n{}",
+        broken.join("\n")
+    );
+}

@@ -1,5 +1,5 @@
 //! The Hearth hub's CouchDB-compatible HTTP API: what PouchDB apps, CouchDB replicators and
-//! other Hearth nodes use to replicate with a hub (`../shared/ARCHITECTURE.md` §4).
+//! other Hearth nodes use to replicate with a hub (docs/architecture.md §4).
 //!
 //! ```text
 //! GET    /                                     welcome, with the hub's stable uuid

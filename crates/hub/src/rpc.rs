@@ -1,4 +1,4 @@
-//! The device-facing RPC transport (seed 003, `../shared/ARCHITECTURE.md` §4): four routes on
+//! The device-facing RPC transport (seed 003, docs/architecture.md §4): four routes on
 //! plain HTTP that carry only ciphertext.
 //!
 //! ```text

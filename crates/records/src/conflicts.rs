@@ -1,4 +1,4 @@
-//! Conflicts that never lose clinical data (ARCHITECTURE §4, docs/adr/0014-conflict-policies.md).
+//! Conflicts that never lose clinical data (docs/architecture.md §4, docs/adr/0014-conflict-policies.md).
 //!
 //! Replication keeps every concurrent edit as a conflicting leaf revision. This module resolves
 //! them by a policy per resource type, deterministically: the resolution is a pure function of

@@ -1,5 +1,5 @@
 //! The device↔hub channel: a mutually authenticated X25519 handshake and AES-256-GCM envelopes
-//! with counters (`../shared/ARCHITECTURE.md` §4, transport 2). Pure: messages in, messages out.
+//! with counters (docs/architecture.md §4). Pure: messages in, messages out.
 //!
 //! ```text
 //! device D (static d, pinned hub key H)              hub H (static h, registered device key D)
