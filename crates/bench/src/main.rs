@@ -38,6 +38,17 @@ fn parse_args() -> Result<Config> {
             "--docs" => c.docs = num("--docs")?,
             "--reads" => c.reads = num("--reads")?,
             "--batch" => c.batch = num("--batch")?.max(1),
+            "--help" | "-h" => {
+                println!(
+                    "hearth-bench: the store's write and read speed, SQLCipher beside plain SQLite\n\n\
+                     Usage: hearth-bench [--docs N] [--reads N] [--batch N]\n\n\
+                     \x20 --docs N    documents written (default 100000)\n\
+                     \x20 --reads N   point reads timed (default 200000)\n\
+                     \x20 --batch N   documents per transaction (default 1000)\n\n\
+                     Prints a Markdown table; docs/benchmarks.md records a run."
+                );
+                std::process::exit(0);
+            }
             other => bail!("unknown argument {other}; use --docs N, --reads N, --batch N"),
         }
     }

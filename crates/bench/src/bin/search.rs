@@ -29,6 +29,16 @@ fn main() -> Result<()> {
         match a.as_str() {
             "--patients" => patients = num("--patients")?,
             "--queries" => queries = num("--queries")? as usize,
+            "--help" | "-h" => {
+                println!(
+                    "hearth-search-bench: offline search on a clinic-sized store\n\n\
+                     Usage: hearth-search-bench [--patients N] [--queries N]\n\n\
+                     \x20 --patients N  demo patients loaded through the FHIR layer (default 100000)\n\
+                     \x20 --queries N   searches timed per query kind (default 500)\n\n\
+                     Prints a Markdown table; docs/benchmarks.md records a run."
+                );
+                std::process::exit(0);
+            }
             other => bail!("unknown argument {other}; use --patients N, --queries N"),
         }
     }

@@ -63,7 +63,21 @@ fn parse_args() -> Result<Config> {
             "--clients" => c.clients = val()?.parse()?,
             "--skip-pouchdb" => c.pouchdb = false,
             "--rpc" => c.rpc = list(&val()?)?,
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!(
+                    "hearth-sync-bench: replication speed, Hearth beside PouchDB in one run\n\n\
+                     Usage: hearth-sync-bench [--docs N,N] [--memory N,N] [--clients N] [--rpc N,N] [--skip-pouchdb]\n\n\
+                     \x20 --docs N,N      documents of the side-by-side push/pull runs (default 10000,100000)\n\
+                     \x20 --memory N,N    documents pushed while the hub's peak memory is read (default 100000,500000)\n\
+                     \x20 --clients N     devices syncing with one hub at once (default 50)\n\
+                     \x20 --rpc N,N       documents of the CouchDB API vs RPC channel runs (default 10000)\n\
+                     \x20 a list of 0 skips that part\n\
+                     \x20 --skip-pouchdb  leave out the PouchDB side (needs npm ci in tests/pouchdb-interop)\n\n\
+                     Needs `cargo build --release -p hearth` first. Prints Markdown tables; docs/benchmarks.md records a run."
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}; --help lists the options"),
         }
     }
     Ok(c)
