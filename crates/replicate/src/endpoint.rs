@@ -421,7 +421,7 @@ pub fn bulk_docs_body(docs: &[Value]) -> bytes::Bytes {
 }
 
 impl HttpDb {
-    /// Posts a serialized `_bulk_docs` body (see [`bulk_docs_body`]); returns per-document
+    /// Posts a serialized `_bulk_docs` body (see `bulk_docs_body`); returns per-document
     /// errors. The body is cheap to clone, so a retry does not re-serialize.
     pub async fn bulk_docs_bytes(&self, body: bytes::Bytes) -> Result<Vec<DocError>, Error> {
         let v = self

@@ -1,5 +1,5 @@
 //! The device side of the hub's encrypted RPC transport (see `hub::rpc`): pairing, the channel
-//! handshake, login, and CouchDB calls carried in envelopes. [`HttpDb::over_rpc`] makes a
+//! handshake, login, and CouchDB calls carried in envelopes. [`crate::HttpDb::over_rpc`] makes a
 //! replication endpoint of it, so the same replicator runs over either transport.
 //!
 //! Calls on one client are serialized (envelope counters must arrive in order); the channel

@@ -106,7 +106,7 @@ pub enum UpstreamCommand {
     /// Relay to this upstream (a Hearth hub's or any CouchDB server's URL, without a database);
     /// its password is the next input line after the passphrase.
     Set {
-        /// e.g. https://couch.example.org:6984
+        /// e.g. `https://couch.example.org:6984`
         url: String,
         /// Account on the upstream.
         #[arg(long = "upstream-user")]
