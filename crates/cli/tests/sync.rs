@@ -8,9 +8,9 @@
 mod common;
 
 use common::{Running, interop_dir, ok, url_from};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 const PIN: &str = "864209";
 const HUB_PASSWORD: &str = "hub-sync-password";

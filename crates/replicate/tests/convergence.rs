@@ -154,7 +154,7 @@ enum Transport {
 
 /// Even replicas use the CouchDB API, odd ones the RPC channel.
 fn transport(replica: usize) -> Transport {
-    if replica % 2 == 0 {
+    if replica.is_multiple_of(2) {
         Transport::Http
     } else {
         Transport::Rpc
