@@ -15,6 +15,9 @@
 pub mod deid;
 pub mod demo;
 pub mod index;
+// Model fields are the FHIR R4 elements of the same name (the spec documents each); the
+// structs say which resource or datatype they model.
+#[allow(missing_docs)]
 pub mod models;
 mod outcome;
 pub mod primitives;

@@ -99,6 +99,7 @@ use Prim::*;
 
 // ---- datatypes -------------------------------------------------------------------------
 
+/// The elements of the FHIR R4 `Coding` datatype.
 pub const CODING: Ty = Ty::Complex(
     "Coding",
     &[
@@ -109,14 +110,17 @@ pub const CODING: Ty = Ty::Complex(
         p("userSelected", Boolean, Opt),
     ],
 );
+/// The elements of the FHIR R4 `CodeableConcept` datatype.
 pub const CC: Ty = Ty::Complex(
     "CodeableConcept",
     &[c("coding", CODING, Many), p("text", String, Opt)],
 );
+/// The elements of the FHIR R4 `Period` datatype.
 pub const PERIOD: Ty = Ty::Complex(
     "Period",
     &[p("start", DateTime, Opt), p("end", DateTime, Opt)],
 );
+/// The elements of the FHIR R4 `Quantity` datatype.
 pub const QUANTITY: Ty = Ty::Complex(
     "Quantity",
     &[
@@ -127,10 +131,12 @@ pub const QUANTITY: Ty = Ty::Complex(
         p("code", Code, Opt),
     ],
 );
+/// The elements of the FHIR R4 `Range` datatype.
 pub const RANGE: Ty = Ty::Complex(
     "Range",
     &[c("low", QUANTITY, Opt), c("high", QUANTITY, Opt)],
 );
+/// The elements of the FHIR R4 `Ratio` datatype.
 pub const RATIO: Ty = Ty::Complex(
     "Ratio",
     &[
@@ -138,6 +144,7 @@ pub const RATIO: Ty = Ty::Complex(
         c("denominator", QUANTITY, Opt),
     ],
 );
+/// The elements of the FHIR R4 `Identifier` datatype.
 pub const IDENTIFIER: Ty = Ty::Complex(
     "Identifier",
     &[
@@ -153,7 +160,9 @@ pub const IDENTIFIER: Ty = Ty::Complex(
         c("assigner", Ty::Any, Opt),
     ],
 );
+/// Reference targets of a `Reference(Any)` element: every resource type.
 pub const REFERENCE_ANY: &[&str] = &[];
+/// The elements of the FHIR R4 `HumanName` datatype.
 pub const HUMAN_NAME: Ty = Ty::Complex(
     "HumanName",
     &[
@@ -178,6 +187,7 @@ pub const HUMAN_NAME: Ty = Ty::Complex(
         c("period", PERIOD, Opt),
     ],
 );
+/// The elements of the FHIR R4 `ContactPoint` datatype.
 pub const CONTACT_POINT: Ty = Ty::Complex(
     "ContactPoint",
     &[
@@ -192,6 +202,7 @@ pub const CONTACT_POINT: Ty = Ty::Complex(
         c("period", PERIOD, Opt),
     ],
 );
+/// The elements of the FHIR R4 `Address` datatype.
 pub const ADDRESS: Ty = Ty::Complex(
     "Address",
     &[
@@ -207,6 +218,7 @@ pub const ADDRESS: Ty = Ty::Complex(
         c("period", PERIOD, Opt),
     ],
 );
+/// The elements of the FHIR R4 `Attachment` datatype.
 pub const ATTACHMENT: Ty = Ty::Complex(
     "Attachment",
     &[
@@ -220,6 +232,7 @@ pub const ATTACHMENT: Ty = Ty::Complex(
         p("creation", DateTime, Opt),
     ],
 );
+/// The elements of the FHIR R4 `Annotation` datatype.
 pub const ANNOTATION: Ty = Ty::Complex(
     "Annotation",
     &[
@@ -235,6 +248,7 @@ pub const ANNOTATION: Ty = Ty::Complex(
         p("text", Markdown, Req),
     ],
 );
+/// The elements of the FHIR R4 `Meta` datatype.
 pub const META: Ty = Ty::Complex(
     "Meta",
     &[
@@ -246,6 +260,7 @@ pub const META: Ty = Ty::Complex(
         c("tag", CODING, Many),
     ],
 );
+/// The elements of the FHIR R4 `Narrative` datatype.
 pub const NARRATIVE: Ty = Ty::Complex(
     "Narrative",
     &[
@@ -258,6 +273,7 @@ pub const NARRATIVE: Ty = Ty::Complex(
     ],
 );
 const UNITS_OF_TIME: &[&str] = &["s", "min", "h", "d", "wk", "mo", "a"];
+/// The elements of the FHIR R4 `Timing` datatype.
 pub const TIMING: Ty = Ty::Complex(
     "Timing",
     &[
@@ -294,6 +310,7 @@ pub const TIMING: Ty = Ty::Complex(
         c("code", CC, Opt),
     ],
 );
+/// The elements of the FHIR R4 `Dosage` datatype.
 pub const DOSAGE: Ty = Ty::Complex(
     "Dosage",
     &[

@@ -474,6 +474,7 @@ impl Store {
         })
     }
 
+    /// The document's revision tree: every revision kept, with its status and deleted flag.
     pub fn rev_tree(&self, db: &str, id: &DocId) -> Result<RevTree, Error> {
         self.read(|inner| {
             let meta = inner.meta(db)?;
