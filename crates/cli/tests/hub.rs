@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use common::hub::*;
 use common::{Running, ok};
