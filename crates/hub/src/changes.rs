@@ -415,6 +415,12 @@ pub(crate) async fn changes(
                 .ok_or_else(|| {
                     CouchError::bad_request("Selector must be specified in POST payload")
                 })?;
+            if !sel.is_object() {
+                // couch_changes' answer to a selector that is not an object.
+                return Err(CouchError::bad_request(
+                    "Selector error: expected a JSON object",
+                ));
+            }
             Filter::Selector(Arc::new(Selector::parse(&sel)?))
         }
         Some("_design") => Filter::Design,

@@ -428,32 +428,60 @@ pub(crate) async fn bulk_docs(
             "POST body must include `docs` parameter.",
         ));
     };
+    // As CouchDB (chttpd_db's `_bulk_docs`): every document is parsed and validated before
+    // anything is written, and one that is not a valid document (a bad `_id`, an unknown
+    // underscore member, no revision under `new_edits: false`) refuses the whole request.
+    // What is decided per document (access, conflicts) is answered per document.
+    let mut parsed = Vec::with_capacity(docs.len());
+    for mut d in docs {
+        let id_hint = d.get("_id").and_then(Value::as_str).map(str::to_owned);
+        if new_edits && d.is_object() && d.get("_id").is_none() {
+            d["_id"] = Value::String(new_doc_id()?);
+        }
+        if id_hint.as_deref().is_some_and(|i| i.starts_with("_local/")) {
+            let Value::Object(m) = d else {
+                unreachable!("a value with an _id member is an object")
+            };
+            parsed.push(Parsed::Local(crate::doc::LocalWrite::from_json(m, None)?));
+            continue;
+        }
+        match DocWrite::from_json(d, None) {
+            Ok(w) if !new_edits && w.rev.is_none() => {
+                return Err(CouchError::bad_request(
+                    "When `new_edits: false`, the document needs `_rev` or `_revisions` specified",
+                ));
+            }
+            Ok(w) => parsed.push(Parsed::Doc(w)),
+            Err(store::Error::Conflict) => parsed.push(Parsed::Conflict(id_hint)),
+            Err(e) => return Err(store_doc_error(&e)),
+        }
+    }
     blocking(move || {
         let access = Access::load(&hub.store, &db, &p)?;
         let mut refused = 0usize;
-        // Documents that cannot even be parsed get their error in place; the rest go to the
+        // Documents named by a revision that cannot exist get `conflict` in place; `_local`
+        // documents are written one by one (they have no revision tree); the rest go to the
         // store in one transaction.
-        let mut slots: Vec<Result<usize, Value>> = Vec::with_capacity(docs.len());
-        let mut writes = Vec::with_capacity(docs.len());
-        for mut d in docs {
-            let id_hint = d.get("_id").and_then(Value::as_str).map(str::to_owned);
-            if new_edits && d.is_object() && d.get("_id").is_none() {
-                d["_id"] = Value::String(new_doc_id()?);
-            }
-            match DocWrite::from_json(d, None) {
-                Ok(w) if !new_edits && w.rev.is_none() => slots.push(Err(doc_error(
-                    Some(w.id.as_str()),
+        let mut slots: Vec<Result<usize, Value>> = Vec::with_capacity(parsed.len());
+        let mut writes = Vec::with_capacity(parsed.len());
+        for d in parsed {
+            match d {
+                Parsed::Conflict(id_hint) => slots.push(Err(doc_error(
+                    id_hint.as_deref(),
                     None,
-                    &CouchError::bad_request("new_edits=false needs _rev on every document"),
+                    &store_doc_error(&store::Error::Conflict),
                 ))),
-                Ok(w) if w.id.kind() == store::DocKind::Local => slots.push(Err(doc_error(
-                    Some(w.id.as_str()),
-                    None,
-                    &CouchError::bad_request(
-                        "_local documents are written with PUT /{db}/_local/{id}",
-                    ),
-                ))),
-                Ok(w) if !access.may_write(w.id.as_str(), w.deleted) => {
+                Parsed::Local(w) => {
+                    let id = w.id.as_str().to_owned();
+                    match w.write(&hub, &p, &db) {
+                        Ok(rev) if new_edits => {
+                            slots.push(Err(json!({"ok": true, "id": id, "rev": rev})))
+                        }
+                        Ok(_) => {}
+                        Err(e) => slots.push(Err(doc_error(Some(&id), None, &e))),
+                    }
+                }
+                Parsed::Doc(w) if !access.may_write(w.id.as_str(), w.deleted) => {
                     refused += 1;
                     slots.push(Err(doc_error(
                         Some(w.id.as_str()),
@@ -461,11 +489,10 @@ pub(crate) async fn bulk_docs(
                         &Access::forbidden(true),
                     )))
                 }
-                Ok(w) => {
+                Parsed::Doc(w) => {
                     slots.push(Ok(writes.len()));
                     writes.push(w);
                 }
-                Err(e) => slots.push(Err(doc_error(id_hint.as_deref(), None, &e.into()))),
             }
         }
         if refused > 0 {
@@ -528,6 +555,17 @@ pub(crate) async fn bulk_docs(
         Ok(json(StatusCode::CREATED, Value::Array(out)))
     })
     .await
+}
+
+/// One member of a `_bulk_docs` request, once parsed.
+enum Parsed {
+    /// A document with a revision tree.
+    Doc(DocWrite),
+    /// A `_local` document (PouchDB writes checkpoints this way), written like
+    /// `PUT /{db}/_local/{id}` and answered in place.
+    Local(crate::doc::LocalWrite),
+    /// A document naming a revision that cannot exist here: `conflict`, in place.
+    Conflict(Option<String>),
 }
 
 /// A per-document store error as CouchDB names it.
@@ -693,6 +731,8 @@ pub(crate) async fn all_docs(
     let q = Params(q);
     let include_docs = q.bool("include_docs", false)?;
     let conflicts = q.bool("conflicts", false)?;
+    // With include_docs, attachment bodies inline (base64) instead of stubs.
+    let attachments = include_docs && q.bool("attachments", false)?;
     let descending = q.bool("descending", false)?;
     let inclusive_end = q.bool("inclusive_end", true)?;
     let limit = q.u64("limit")?;
@@ -706,11 +746,27 @@ pub(crate) async fn all_docs(
             None => {}
         }
     }
-    let start_key = q.key(&["startkey", "start_key"])?;
-    let end_key = q.key(&["endkey", "end_key"])?;
+    let mut start_key = q.key(&["startkey", "start_key"])?;
+    let mut end_key = q.key(&["endkey", "end_key"])?;
     let single_key = q.key(&["key"])?;
-    if single_key.is_some() && keys.is_none() {
-        keys = single_key.map(|k| vec![Value::String(k)]);
+    if keys.is_some() && (single_key.is_some() || start_key.is_some() || end_key.is_some()) {
+        // couch_mrview_util's validate_args.
+        return Err(CouchError::query_parse(
+            "`keys` is incompatible with `key`, `start_key` and `end_key`",
+        ));
+    }
+    let update_seq = if q.bool("update_seq", false)? {
+        let db = db.clone();
+        let hub = hub.clone();
+        Some(blocking(move || Ok(hub.store.update_seq(&db)?)).await?)
+    } else {
+        None
+    };
+    // `key` is the range from the key to itself (deleted documents are not in a range, as
+    // CouchDB answers; only `keys` lists them).
+    if let Some(k) = single_key {
+        start_key = Some(k.clone());
+        end_key = Some(k);
     }
     let Some(keys) = keys else {
         let q = AllDocsQuery {
@@ -721,7 +777,13 @@ pub(crate) async fn all_docs(
             skip,
             descending,
         };
-        return all_docs_stream(hub, p, db, q, include_docs, conflicts).await;
+        let what = Listing {
+            include_docs,
+            conflicts,
+            attachments,
+            update_seq,
+        };
+        return all_docs_stream(hub, p, db, q, what).await;
     };
     blocking(move || {
         let store = &hub.store;
@@ -766,7 +828,7 @@ pub(crate) async fn all_docs(
                             let mut row = json!({"id": id, "key": id, "value": {"rev": w.rev.to_string()}});
                             if include_docs {
                                 let d = store.get(&db, &docid, &get_opts)?;
-                                row["doc"] = d.to_json();
+                                row["doc"] = crate::doc::doc_json(store, &db, &d, attachments, None)?;
                             }
                             rows.push(row);
                         }
@@ -777,13 +839,27 @@ pub(crate) async fn all_docs(
         if include_docs && !rows.is_empty() {
             hub.audit(&p, "sync", format!("_all_docs db={db} docs={}", rows.len()))?;
         }
-        Ok(json(StatusCode::OK, json!({"total_rows": total, "offset": skip, "rows": rows})))
+        let mut out = json!({"total_rows": total, "offset": skip, "rows": rows});
+        if let Some(seq) = update_seq {
+            out["update_seq"] = seq.into();
+        }
+        Ok(json(StatusCode::OK, out))
     })
     .await
 }
 
 /// Rows of `_all_docs` read per step when streaming a range.
 const ALL_DOCS_PAGE: u64 = 1000;
+
+/// What each row of an `_all_docs` listing carries.
+#[derive(Clone, Copy)]
+struct Listing {
+    include_docs: bool,
+    conflicts: bool,
+    attachments: bool,
+    /// `update_seq=true`: the database's sequence, sent after the rows.
+    update_seq: Option<u64>,
+}
 
 /// `_all_docs` over a key range, streamed a page at a time (memory stays flat however many
 /// documents the range holds).
@@ -792,9 +868,14 @@ async fn all_docs_stream(
     p: Principal,
     db: String,
     q: AllDocsQuery,
-    include_docs: bool,
-    conflicts: bool,
+    what: Listing,
 ) -> CouchResult<Response> {
+    let Listing {
+        include_docs,
+        conflicts,
+        attachments,
+        update_seq,
+    } = what;
     let want = q.limit.unwrap_or(u64::MAX);
     let skip = q.skip;
     // One page: rows as JSON, the last id, whether the range is exhausted.
@@ -816,7 +897,15 @@ async fn all_docs_stream(
                 let mut row = serde_json::to_vec(&json!({"id": r.id.as_str(), "key": r.id.as_str(), "value": {"rev": r.rev.to_string()}}))
                     .unwrap_or_default();
                 if include_docs {
-                    let doc = if conflicts {
+                    let doc = if attachments {
+                        match hub.store.get(&db, &r.id, &opts) {
+                            Ok(d) => Ok(serde_json::to_vec(&crate::doc::doc_json(
+                                &hub.store, &db, &d, true, None,
+                            )?)
+                            .unwrap_or_default()),
+                            Err(e) => Err(e),
+                        }
+                    } else if conflicts {
                         hub.store
                             .get(&db, &r.id, &opts)
                             .map(|d| serde_json::to_vec(&d.to_json()).unwrap_or_default())
@@ -892,7 +981,11 @@ async fn all_docs_stream(
                 }
             }
         }
-        let _ = tx.send(Ok(Bytes::from_static(b"\n]}\n"))).await;
+        let tail = match update_seq {
+            Some(seq) => format!("\n],\"update_seq\":{seq}}}\n"),
+            None => "\n]}\n".to_owned(),
+        };
+        let _ = tx.send(Ok(Bytes::from(tail))).await;
     });
     let stream =
         futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {

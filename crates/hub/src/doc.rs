@@ -206,6 +206,21 @@ async fn read_doc(
             }
             return Ok(json(StatusCode::OK, Value::Array(out)));
         }
+        let mut opts = opts;
+        if latest && let Some(rev) = &opts.rev {
+            // `rev` with `latest=true`: the leaf that descends from it (CouchDB answers the
+            // newest leaf, for a client holding an old revision).
+            let leaf = store
+                .open_revs(&db, &docid, &OpenRevs::Revs(vec![rev.clone()]), false, true)?
+                .into_iter()
+                .find_map(|o| match o {
+                    OpenRev::Ok(d) => Some(d.rev),
+                    OpenRev::Missing(_) => None,
+                });
+            if let Some(leaf) = leaf {
+                opts.rev = Some(leaf);
+            }
+        }
         let d = store.get(&db, &docid, &opts)?;
         let mut v = doc_json(store, &db, &d, attachments, atts_since.as_deref())?;
         if revs_info {
@@ -392,6 +407,15 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    // `/{db}/_local%2F{id}`: the same `_local` handlers (and their gate) as `/{db}/_local/{id}`.
+    if let Some(local) = id.strip_prefix("_local/") {
+        let (s, e, path) = (State(hub), Extension(p), Path((db, local.to_owned())));
+        return match method {
+            Method::PUT => put_local(s, e, path, Query(q.0), headers, body).await,
+            Method::DELETE => delete_local(s, e, path, Query(q.0), headers).await,
+            _ => get_local(s, e, path).await,
+        };
+    }
     match method {
         Method::PUT => write_doc(hub, p, db, id, q, headers, body).await,
         Method::DELETE => remove_doc(hub, p, db, id, q, headers).await,
@@ -491,6 +515,12 @@ pub(crate) async fn attachment_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    if id == "_local" {
+        // `/{db}/_local/{id}/{name}` (chttpd_db's answer).
+        return Err(CouchError::bad_request(
+            "_local documents do not accept attachments.",
+        ));
+    }
     attachment(hub, p, db, id, name, Params(q), method, headers, body).await
 }
 
@@ -635,13 +665,110 @@ fn local_id(id: &str) -> CouchResult<DocId> {
     parse_docid(&format!("_local/{id}"))
 }
 
+/// `_local` ids the node keeps for itself (its permission matrix, `_local/hearth-permissions`,
+/// and whatever else it names `hearth-…`): the security policy is the node's, changed by its
+/// administrator through `hearth roles`, never by a document API (docs/architecture.md).
+const RESERVED_LOCAL_PREFIX: &str = "_local/hearth-";
+
+/// Refuses a `_local` document the node keeps for itself, to every account (administrators
+/// included), and records the attempt.
+pub(crate) fn check_local_access(hub: &HubState, p: &Principal, id: &DocId) -> CouchResult<()> {
+    if !id.as_str().starts_with(RESERVED_LOCAL_PREFIX) {
+        return Ok(());
+    }
+    hub.denied(
+        p,
+        id.as_str(),
+        "the node's own policy document, through a document api",
+    )?;
+    Err(CouchError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "this _local document is the node's security policy; change it with `hearth roles` on the node",
+    ))
+}
+
+/// A write of a `_local` document, parsed once for `PUT`, `DELETE` and `_bulk_docs`.
+/// `_local` documents have no revision tree and no attachments: `_revisions` and
+/// `_attachments` are not kept (as CouchDB), and the revision is `0-N`.
+pub(crate) struct LocalWrite {
+    pub(crate) id: DocId,
+    rev: Option<String>,
+    deleted: bool,
+    body: Map<String, Value>,
+}
+
+impl LocalWrite {
+    /// Parses the JSON of a `_local` document; `path_id` is the id from the URL.
+    pub(crate) fn from_json(
+        mut m: Map<String, Value>,
+        path_id: Option<&str>,
+    ) -> CouchResult<LocalWrite> {
+        let id = match (m.remove("_id"), path_id) {
+            (Some(Value::String(a)), Some(b)) if a != b => {
+                return Err(CouchError::bad_request(
+                    "Document id must match the id in the URL",
+                ));
+            }
+            (Some(Value::String(a)), _) => a,
+            (None, Some(b)) => b.to_owned(),
+            _ => return Err(CouchError::bad_request("Document id must be a string")),
+        };
+        let rev = match m.remove("_rev") {
+            Some(Value::String(s)) => Some(s),
+            None | Some(Value::Null) => None,
+            Some(_) => return Err(CouchError::bad_request("Invalid rev format")),
+        };
+        let deleted = match m.remove("_deleted") {
+            None => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(CouchError::bad_request("_deleted must be true or false")),
+        };
+        m.remove("_revisions");
+        m.remove("_attachments");
+        for k in [
+            "_revs_info",
+            "_conflicts",
+            "_deleted_conflicts",
+            "_local_seq",
+        ] {
+            m.remove(k);
+        }
+        if let Some(k) = m.keys().find(|k| k.starts_with('_')) {
+            return Err(CouchError::new(
+                StatusCode::BAD_REQUEST,
+                "doc_validation",
+                format!("Bad special document member: {k}"),
+            ));
+        }
+        Ok(LocalWrite {
+            id: parse_docid(&id)?,
+            rev,
+            deleted,
+            body: m,
+        })
+    }
+
+    /// Writes it, after the reserved-id check; the new revision (`0-0` for a deletion).
+    pub(crate) fn write(self, hub: &HubState, p: &Principal, db: &str) -> CouchResult<String> {
+        check_local_access(hub, p, &self.id)?;
+        let rev = hub
+            .store
+            .put_local(db, &self.id, self.rev.as_deref(), self.deleted, &self.body)
+            .map_err(|e| store_doc_error(&e))?;
+        Ok(if self.deleted { "0-0".into() } else { rev })
+    }
+}
+
 pub(crate) async fn get_local(
     State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
     Path((db, id)): DocPath,
 ) -> CouchResult<Response> {
     check_db(&db)?;
     let docid = local_id(&id)?;
     blocking(move || {
+        check_local_access(&hub, &p, &docid)?;
         let (rev, body) = hub.store.get_local(&db, &docid)?;
         let mut m = Map::with_capacity(body.len() + 2);
         m.insert("_id".into(), docid.as_str().into());
@@ -654,6 +781,7 @@ pub(crate) async fn get_local(
 
 pub(crate) async fn put_local(
     State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
     Path((db, id)): DocPath,
     Query(q): Q,
     headers: HeaderMap,
@@ -664,16 +792,14 @@ pub(crate) async fn put_local(
     let Value::Object(mut m) = json_body(&headers, &body)? else {
         return Err(CouchError::bad_request("Document must be a JSON object"));
     };
-    let rev = match m.remove("_rev") {
-        Some(Value::String(s)) => Some(s),
-        _ => Params(q).get("rev").map(str::to_owned),
-    };
-    let deleted = m.remove("_deleted") == Some(Value::Bool(true));
-    m.remove("_id");
+    if !m.contains_key("_rev")
+        && let Some(r) = Params(q).get("rev")
+    {
+        m.insert("_rev".into(), r.into());
+    }
+    let w = LocalWrite::from_json(m, Some(docid.as_str()))?;
     blocking(move || {
-        let rev = hub
-            .store
-            .put_local(&db, &docid, rev.as_deref(), deleted, &m)?;
+        let rev = w.write(&hub, &p, &db)?;
         Ok(json(
             StatusCode::CREATED,
             json!({"ok": true, "id": docid.as_str(), "rev": rev}),
@@ -684,6 +810,7 @@ pub(crate) async fn put_local(
 
 pub(crate) async fn delete_local(
     State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
     Path((db, id)): DocPath,
     Query(q): Q,
     headers: HeaderMap,
@@ -697,10 +824,14 @@ pub(crate) async fn delete_local(
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim_matches('"').to_owned())
     });
+    let w = LocalWrite {
+        id: docid.clone(),
+        rev,
+        deleted: true,
+        body: Map::new(),
+    };
     blocking(move || {
-        let rev = hub
-            .store
-            .put_local(&db, &docid, rev.as_deref(), true, &Map::new())?;
+        let rev = w.write(&hub, &p, &db)?;
         Ok(json(
             StatusCode::OK,
             json!({"ok": true, "id": docid.as_str(), "rev": rev}),

@@ -344,18 +344,24 @@ async fn replication_endpoints() {
     let docs = json!({"new_edits": false, "docs": [
         {"_id": "a", "_rev": "2-bbb", "_revisions": {"start": 2, "ids": ["bbb", "aaa"]}, "v": "b"},
         {"_id": "a", "_rev": "2-ccc", "_revisions": {"start": 2, "ids": ["ccc", "aaa"]}, "v": "c"},
-        {"_id": "b", "v": 1},
-        {"_id": "_local/x", "_rev": "1-a"}
+        {"_id": "_local/x", "_rev": "0-4"},
+        {"_id": "_local/y", "n": 1}
     ]});
     let (s, v) = h.call(Method::POST, "/db/_bulk_docs", Some(docs)).await;
     assert_eq!(s, 201);
     let errors = v.as_array().unwrap();
     assert_eq!(
         errors.len(),
-        2,
+        1,
         "only failures are listed with new_edits=false: {v}"
     );
-    assert_eq!(errors[0]["id"], "b");
+    assert_eq!(
+        (errors[0]["id"].as_str(), errors[0]["error"].as_str()),
+        (Some("_local/x"), Some("conflict")),
+        "a _local revision that is not there: {v}"
+    );
+    let (s, _) = h.call(Method::GET, "/db/_local/y", None).await;
+    assert_eq!(s, StatusCode::OK);
     let (_, v) = h.call(Method::GET, "/db/a?conflicts=true", None).await;
     assert_eq!(v["_rev"], "2-ccc");
     assert_eq!(v["_conflicts"], json!(["2-bbb"]));
@@ -991,25 +997,311 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     assert_eq!(s, StatusCode::CREATED);
     let (s, v) = h.call(Method::GET, "/bad/..%2F..%2Fetc", None).await;
     assert_eq!((s, v["_id"].as_str()), (StatusCode::OK, Some("../../etc")));
-    // A _bulk_docs batch with one bad document writes the good ones and names the bad one; a
-    // batch refused as a whole writes nothing.
+    // A _bulk_docs batch with one document that is not a document is refused as a whole and
+    // writes nothing (as CouchDB: every document is validated before any is written).
+    for bad in [json!({"_id": "_nope"}), json!("not an object")] {
+        let (s, v) = h
+            .call(
+                Method::POST,
+                "/bad/_bulk_docs",
+                Some(json!({"docs": [{"_id": "good", "a": 1}, bad]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+    let (_, info) = h.call(Method::GET, "/bad", None).await;
+    assert_eq!(info["doc_count"], 1, "only the odd id: {info}");
+}
+
+/// Details where a real client notices a difference from CouchDB 3.x (issue 17), each as
+/// CouchDB answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchdb_parity_details() {
+    let h = start().await;
+    h.call(Method::PUT, "/p", None).await;
+
+    // _bulk_docs refuses the whole request when one document is not a document.
+    for (bad, error) in [
+        (json!({"_id": "_bad"}), "illegal_docid"),
+        (json!({"_id": "x", "_foo": 1}), "doc_validation"),
+    ] {
+        let (s, v) = h
+            .call(
+                Method::POST,
+                "/p/_bulk_docs",
+                Some(json!({"docs": [{"_id": "good", "a": 1}, bad]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(err(&v).0, error, "{v}");
+    }
     let (s, v) = h
         .call(
             Method::POST,
-            "/bad/_bulk_docs",
-            Some(json!({"docs": [{"_id": "good", "a": 1}, {"_id": "_nope"}, "not an object"]})),
+            "/p/_bulk_docs",
+            Some(json!({"new_edits": false, "docs": [
+                {"_id": "good", "_rev": "1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, {"_id": "norev"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(err(&v).1.contains("needs `_rev` or `_revisions`"), "{v}");
+    let (s, _) = h.call(Method::GET, "/p/good", None).await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "nothing of a refused request is written"
+    );
+
+    // _revisions wins over a _rev that disagrees with it (PouchDB sends such documents).
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/p/_bulk_docs",
+            Some(json!({"new_edits": false, "docs": [{
+                "_id": "r", "_rev": "1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "_revisions": {"start": 2, "ids": ["bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]},
+                "v": 2}]})),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    assert_eq!(v.as_array().unwrap().len(), 3);
-    assert_eq!(v[0]["ok"], true);
-    assert!(
-        v[1]["error"].is_string() && v[2]["error"].is_string(),
+    let (_, v) = h.call(Method::GET, "/p/r", None).await;
+    assert_eq!(v["_rev"], "2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "{v}");
+
+    // The replicator's bookkeeping fields are kept in the body.
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/p/job",
+            Some(json!({"source": "a", "_replication_id": "abc", "_replication_state": "completed",
+                "_replication_state_time": "2026-12-07T00:00:00Z", "_replication_stats": {"docs_written": 1}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, v) = h.call(Method::GET, "/p/job", None).await;
+    assert_eq!(v["_replication_state"], "completed", "{v}");
+    assert_eq!(v["_replication_stats"]["docs_written"], 1, "{v}");
+
+    // A revision id that cannot exist here is a conflict, not a bad request.
+    let (_, v) = h.call(Method::PUT, "/p/c", Some(json!({"a": 1}))).await;
+    let rev1 = v["rev"].as_str().unwrap().to_owned();
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/p/c",
+            Some(json!({"_rev": "3-totally_fake_rev", "a": 2})),
+        )
+        .await;
+    assert_eq!((s, err(&v).0), (StatusCode::CONFLICT, "conflict"), "{v}");
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/p/_bulk_docs",
+            Some(json!({"docs": [{"_id": "c", "_rev": "3-totally_fake_rev"}]})),
+        )
+        .await;
+    assert_eq!(v[0]["error"], "conflict", "{v}");
+
+    // latest=true with an old revision answers the leaf that descends from it.
+    let (_, v) = h
+        .call(Method::PUT, "/p/c", Some(json!({"_rev": rev1, "a": 3})))
+        .await;
+    let rev2 = v["rev"].as_str().unwrap().to_owned();
+    let (_, v) = h
+        .call(Method::GET, &format!("/p/c?rev={rev1}&latest=true"), None)
+        .await;
+    assert_eq!(v["_rev"], rev2.as_str(), "{v}");
+    let (_, v) = h.call(Method::GET, &format!("/p/c?rev={rev1}"), None).await;
+    assert_eq!(v["_rev"], rev1.as_str(), "{v}");
+
+    // _local documents: written in _bulk_docs, no _revisions or _attachments kept, a
+    // deletion answers 0-0, no attachments under them.
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/p/_bulk_docs",
+            Some(json!({"docs": [{"_id": "_local/ck", "last_seq": 5,
+                "_revisions": {"start": 1, "ids": ["x"]}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v[0]["rev"], "0-1", "{v}");
+    let (_, v) = h.call(Method::GET, "/p/_local/ck", None).await;
+    assert_eq!(v["last_seq"], 5, "{v}");
+    assert!(v.get("_revisions").is_none(), "{v}");
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/p/_local/ck",
+            Some(json!({"_rev": "0-1", "last_seq": 6,
+                "_attachments": {"a.txt": {"content_type": "text/plain", "data": "aGk="}}})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["rev"].as_str()),
+        (StatusCode::CREATED, Some("0-2")),
         "{v}"
     );
-    let (_, info) = h.call(Method::GET, "/bad", None).await;
+    let (_, v) = h.call(Method::GET, "/p/_local/ck", None).await;
+    assert!(v.get("_attachments").is_none(), "{v}");
+    let (s, v) = h.call(Method::GET, "/p/_local/ck/a.txt", None).await;
     assert_eq!(
-        info["doc_count"], 2,
-        "the odd id and the good document: {info}"
+        (s, err(&v)),
+        (
+            StatusCode::BAD_REQUEST,
+            ("bad_request", "_local documents do not accept attachments.")
+        )
     );
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/p/_bulk_docs",
+            Some(json!({"docs": [{"_id": "_local/ck", "_rev": "0-2", "_deleted": true}]})),
+        )
+        .await;
+    assert_eq!(v[0]["rev"], "0-0", "{v}");
+    let (s, _) = h.call(Method::GET, "/p/_local/ck", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The node's own policy is not a document: no account, administrators included, reads or
+    // writes it through the CouchDB API, in _bulk_docs or not.
+    for who in [("admin", "admin-password"), ("nurse", "nurse-password")] {
+        let (s, v) = h
+            .call_as(
+                Some(who),
+                Method::PUT,
+                "/p/_local/hearth-permissions",
+                Some(json!({"grants": {}})),
+            )
+            .await;
+        assert_eq!((s, err(&v).0), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
+        let (s, _) = h
+            .call_as(Some(who), Method::GET, "/p/_local/hearth-permissions", None)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (_, v) = h
+            .call_as(
+                Some(who),
+                Method::POST,
+                "/p/_bulk_docs",
+                Some(json!({"docs": [{"_id": "_local/hearth-permissions", "grants": {}}]})),
+            )
+            .await;
+        assert_eq!(v[0]["error"], "forbidden", "{v}");
+        // Nor with the slash escaped, through the document route.
+        let (s, v) = h
+            .call_as(
+                Some(who),
+                Method::PUT,
+                "/p/_local%2Fhearth-permissions",
+                Some(json!({"grants": {}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        let (s, v) = h
+            .call_as(
+                Some(who),
+                Method::GET,
+                "/p/_local%2Fhearth-permissions",
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    }
+
+    // _all_docs: key and keys together are refused; a deleted document is not in a key
+    // range; update_seq is answered; attachments inline with include_docs.
+    let (s, v) = h
+        .call(
+            Method::GET,
+            "/p/_all_docs?key=%22c%22&keys=%5B%22c%22%5D",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::BAD_REQUEST, "query_parse_error"),
+        "{v}"
+    );
+    let (_, v) = h.call(Method::GET, "/p/c", None).await;
+    let cur = v["_rev"].as_str().unwrap().to_owned();
+    h.call(Method::DELETE, &format!("/p/c?rev={cur}"), None)
+        .await;
+    let (_, v) = h.call(Method::GET, "/p/_all_docs?key=%22c%22", None).await;
+    assert_eq!(v["rows"], json!([]), "{v}");
+    let (_, v) = h
+        .call(Method::GET, "/p/_all_docs?keys=%5B%22c%22%5D", None)
+        .await;
+    assert_eq!(v["rows"][0]["value"]["deleted"], true, "{v}");
+    let (_, info) = h.call(Method::GET, "/p", None).await;
+    for path in [
+        "/p/_all_docs?update_seq=true",
+        "/p/_all_docs?keys=%5B%22r%22%5D&update_seq=true",
+    ] {
+        let (_, v) = h.call(Method::GET, path, None).await;
+        assert_eq!(v["update_seq"], info["update_seq"], "{path}: {v}");
+    }
+    h.call(
+        Method::PUT,
+        "/p/withatt",
+        Some(
+            json!({"_attachments": {"n.txt": {"content_type": "text/plain", "data": "aGVsbG8="}}}),
+        ),
+    )
+    .await;
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/p/_all_docs?include_docs=true&attachments=true&key=%22withatt%22",
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["rows"][0]["doc"]["_attachments"]["n.txt"]["data"], "aGVsbG8=",
+        "{v}"
+    );
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/p/_all_docs?include_docs=true&key=%22withatt%22",
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["rows"][0]["doc"]["_attachments"]["n.txt"]["stub"], true,
+        "{v}"
+    );
+
+    // A selector that is not an object, on _changes.
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/p/_changes?filter=_selector",
+            Some(json!({"selector": [1]})),
+        )
+        .await;
+    assert_eq!(
+        (s, err(&v)),
+        (
+            StatusCode::BAD_REQUEST,
+            ("bad_request", "Selector error: expected a JSON object")
+        )
+    );
+
+    // An Authorization header that does not parse is ignored on the public routes.
+    let resp = h
+        .client
+        .get(format!("{}/", h.url))
+        .header("Authorization", "Bearer what-is-this")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = h
+        .client
+        .get(format!("{}/p", h.url))
+        .header("Authorization", "Bearer what-is-this")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }

@@ -166,6 +166,26 @@ const IGNORED_SPECIALS: &[&str] = &[
     "_local_seq",
 ];
 
+/// Underscore fields CouchDB keeps in the body as written: the replicator's bookkeeping on
+/// `_replicator` documents and `_access` (couch_doc's `transfer_fields`).
+const KEPT_SPECIALS: &[&str] = &[
+    "_access",
+    "_replication_id",
+    "_replication_state",
+    "_replication_state_time",
+    "_replication_state_reason",
+    "_replication_stats",
+];
+
+/// A `_rev` of the form `N-x` whose `x` is not 32 hex digits: CouchDB parses it (it accepts
+/// any revision id that is not exactly 32 characters), finds no such revision and answers
+/// `conflict`. Hearth revisions are always 32 hex digits, so no stored document has one.
+fn is_foreign_rev(s: &str) -> bool {
+    s.split_once('-').is_some_and(|(g, h)| {
+        g.parse::<u64>().is_ok_and(|g| g > 0) && !h.is_empty() && h.len() != 32
+    })
+}
+
 impl DocWrite {
     /// A write of a body with no attachments.
     pub fn new(id: DocId, rev: Option<Rev>, body: Body) -> DocWrite {
@@ -203,6 +223,7 @@ impl DocWrite {
         let mut deleted = false;
         let mut attachments = BTreeMap::new();
         let mut revisions = None;
+        let mut foreign_rev = false;
         for (k, v) in map {
             match k.as_str() {
                 "_id" => match v {
@@ -210,14 +231,13 @@ impl DocWrite {
                     _ => return Err(Error::BadDocId("document id must be a string".into())),
                 },
                 "_rev" => match v {
-                    Value::String(s) => {
-                        rev = Some(
-                            s.parse::<Rev>()
-                                .map_err(|e| Error::BadRequest(e.to_string()))?,
-                        )
-                    }
+                    Value::String(s) => match s.parse::<Rev>() {
+                        Ok(r) => rev = Some(r),
+                        Err(_) if is_foreign_rev(&s) => foreign_rev = true,
+                        Err(_) => return Err(Error::BadRequest("Invalid rev format".into())),
+                    },
                     Value::Null => {}
-                    _ => return Err(Error::BadRequest("_rev must be a string".into())),
+                    _ => return Err(Error::BadRequest("Invalid rev format".into())),
                 },
                 "_deleted" => match v {
                     Value::Bool(b) => deleted = b,
@@ -230,6 +250,9 @@ impl DocWrite {
                     })?)
                 }
                 k if IGNORED_SPECIALS.contains(&k) => {}
+                k if KEPT_SPECIALS.contains(&k) => {
+                    body.insert(k.to_owned(), v);
+                }
                 k if k.starts_with('_') => {
                     return Err(Error::DocValidation(format!(
                         "Bad special document member: {k}"
@@ -250,15 +273,16 @@ impl DocWrite {
             (None, Some(b)) => b.to_owned(),
             (None, None) => return Err(Error::BadDocId("document has no _id".into())),
         };
-        if let (Some(r), Some(revs)) = (&rev, &revisions) {
+        // CouchDB lets `_revisions` win over `_rev` (couch_doc's transfer_fields keeps the
+        // revisions list, whichever member comes first); PouchDB sends documents whose `_rev`
+        // and `_revisions` disagree, and a refusal there ends its whole replication.
+        if let Some(revs) = &revisions {
             let path = revs
                 .to_path()
                 .map_err(|e| Error::BadRequest(e.to_string()))?;
-            if path.first() != Some(r) {
-                return Err(Error::BadRequest(
-                    "_revisions does not start with _rev".into(),
-                ));
-            }
+            rev = path.first().cloned().or(rev);
+        } else if foreign_rev {
+            return Err(Error::Conflict);
         }
         Ok(DocWrite {
             id: DocId::parse(&id)?,
@@ -446,14 +470,31 @@ mod tests {
         assert!(DocWrite::from_json(json!([1]), None).is_err());
         assert!(DocWrite::from_json(json!({"_id":"a"}), Some("b")).is_err());
         assert!(DocWrite::from_json(json!({"_id": 5}), None).is_err());
-        assert!(
-            DocWrite::from_json(
-                json!({"_rev":"1-a","_revisions":{"start":2,"ids":["b","a"]}}),
-                Some("x")
-            )
-            .is_err()
-        );
-        assert!(DocWrite::from_json(json!({"_rev":"bogus"}), Some("x")).is_err());
+        // `_revisions` wins over a `_rev` that disagrees with it, in either member order.
+        for v in [
+            json!({"_rev":"1-a","_revisions":{"start":2,"ids":["b","a"]}}),
+            json!({"_revisions":{"start":2,"ids":["b","a"]},"_rev":"1-a"}),
+        ] {
+            let w = DocWrite::from_json(v, Some("x")).unwrap();
+            assert_eq!(w.rev.unwrap().to_string(), "2-b");
+        }
+        assert!(matches!(
+            DocWrite::from_json(json!({"_rev":"bogus"}), Some("x")),
+            Err(Error::BadRequest(r)) if r == "Invalid rev format"
+        ));
+        // A well-formed revision that cannot be one of ours names no revision: a conflict.
+        assert!(matches!(
+            DocWrite::from_json(json!({"_rev":"3-totally_fake_rev"}), Some("x")),
+            Err(Error::Conflict)
+        ));
+        // The replicator's bookkeeping fields stay in the body, in the order written.
+        let w = DocWrite::from_json(
+            json!({"_id":"r","_replication_state":"completed","_replication_id":"abc","a":1}),
+            None,
+        )
+        .unwrap();
+        let keys: Vec<&str> = w.body.keys().map(String::as_str).collect();
+        assert!(keys.contains(&"_replication_state") && keys.contains(&"_replication_id"));
     }
 
     #[test]

@@ -245,18 +245,15 @@ fn write_replicated(
     doc: DocWrite,
     c: &mut Counts,
 ) -> Result<Rev, Error> {
-    let rev = doc.rev.clone().ok_or_else(|| {
+    // `_revisions`, when given, names the revision (CouchDB lets it win over `_rev`).
+    let path = match (&doc.revisions, &doc.rev) {
+        (Some(r), _) => r.to_path().map_err(|e| Error::BadRequest(e.to_string()))?,
+        (None, Some(rev)) => vec![rev.clone()],
+        (None, None) => Vec::new(),
+    };
+    let rev = path.first().cloned().ok_or_else(|| {
         Error::BadRequest("a replicated document (new_edits=false) needs _rev".into())
     })?;
-    let path = match &doc.revisions {
-        Some(r) => r.to_path().map_err(|e| Error::BadRequest(e.to_string()))?,
-        None => vec![rev.clone()],
-    };
-    if path.first() != Some(&rev) {
-        return Err(Error::BadRequest(
-            "_revisions does not start with _rev".into(),
-        ));
-    }
     let existing = load(conn, meta.id, doc.id.as_str())?;
     if existing.as_ref().is_some_and(|e| e.tree.contains(&rev)) {
         return Ok(rev);
