@@ -3,9 +3,9 @@
 //! One test binary for the crate (each file below was a binary of its own; one link instead
 //! of several on a 2-core machine). Run one part with `cargo test -p hearth --test tests faults::`.
 
-mod common;
 mod backup;
 mod cli;
+mod common;
 mod faults;
 mod hub;
 mod sync;
