@@ -438,13 +438,13 @@ pub(crate) async fn bulk_docs(
         if new_edits && d.is_object() && d.get("_id").is_none() {
             d["_id"] = Value::String(new_doc_id()?);
         }
-        if id_hint.as_deref().is_some_and(|i| i.starts_with("_local/")) {
-            let Value::Object(m) = d else {
-                unreachable!("a value with an _id member is an object")
-            };
-            parsed.push(Parsed::Local(crate::doc::LocalWrite::from_json(m, None)?));
-            continue;
-        }
+        let d = match d {
+            Value::Object(m) if id_hint.as_deref().is_some_and(|i| i.starts_with("_local/")) => {
+                parsed.push(Parsed::Local(crate::doc::LocalWrite::from_json(m, None)?));
+                continue;
+            }
+            other => other,
+        };
         match DocWrite::from_json(d, None) {
             Ok(w) if !new_edits && w.rev.is_none() => {
                 return Err(CouchError::bad_request(
