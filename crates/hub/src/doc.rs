@@ -726,13 +726,8 @@ impl LocalWrite {
         };
         m.remove("_revisions");
         m.remove("_attachments");
-        for k in [
-            "_revs_info",
-            "_conflicts",
-            "_deleted_conflicts",
-            "_local_seq",
-        ] {
-            m.remove(k);
+        for k in store::IGNORED_SPECIALS {
+            m.remove(*k);
         }
         if let Some(k) = m.keys().find(|k| k.starts_with('_')) {
             return Err(CouchError::new(

@@ -159,7 +159,7 @@ pub struct DocWrite {
 }
 
 /// Underscore fields CouchDB accepts on input and ignores (they are outputs).
-const IGNORED_SPECIALS: &[&str] = &[
+pub const IGNORED_SPECIALS: &[&str] = &[
     "_revs_info",
     "_conflicts",
     "_deleted_conflicts",

@@ -45,7 +45,8 @@ pub use datadir::{
 };
 pub use devices::{ChainProblem, Device, SignedHead, Witnessed};
 pub use doc::{
-    AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, MAX_DOC_ID_BYTES,
+    AttachmentInfo, AttachmentInput, Body, DocId, DocKind, DocWrite, Document, IGNORED_SPECIALS,
+    MAX_DOC_ID_BYTES,
 };
 pub use index::{Filter, IndexTerm, Indexer, SearchPage, SearchQuery};
 pub use read::{
