@@ -275,16 +275,16 @@ impl Deidentifier {
                 .and_then(|y| y.parse::<i64>().ok())
             && self.this_year - year > 89
         {
-            obj.remove("birthDate");
-            obj.remove("_birthDate");
+            obj.shift_remove("birthDate");
+            obj.shift_remove("_birthDate");
             let ext = obj.entry("extension").or_insert_with(|| json!([]));
             if let Some(a) = ext.as_array_mut() {
                 a.push(json!({"url": AGE_90_PLUS_URL, "valueBoolean": true}));
             }
         }
         if matches!(rt.as_str(), "Patient" | "RelatedPerson" | "Practitioner") {
-            obj.remove("name");
-            obj.remove("_name");
+            obj.shift_remove("name");
+            obj.shift_remove("_name");
         }
         self.walk_object(obj, &[RESOURCE_BASE, elements]);
         Some(out)
@@ -292,7 +292,7 @@ impl Deidentifier {
 
     fn walk_object(&self, obj: &mut Map<String, Value>, sets: &[&'static [El]]) {
         for k in REMOVE_ALWAYS {
-            obj.remove(*k);
+            obj.shift_remove(*k);
         }
         obj.retain(|k, _| !k.starts_with('_') || !REMOVE_ALWAYS.contains(&&k[1..]));
         let keys: Vec<String> = obj.keys().cloned().collect();
@@ -338,8 +338,8 @@ impl Deidentifier {
             }
             Ty::Reference(_) => {
                 if let Some(obj) = value.as_object_mut() {
-                    obj.remove("display");
-                    obj.remove("identifier");
+                    obj.shift_remove("display");
+                    obj.shift_remove("identifier");
                     if let Some(Value::String(r)) = obj.get_mut("reference") {
                         *r = self.reference(r);
                     }
@@ -379,9 +379,9 @@ impl Deidentifier {
     }
 
     fn attachment(&self, obj: &mut Map<String, Value>) {
-        obj.remove("url");
-        obj.remove("hash");
-        obj.remove("size");
+        obj.shift_remove("url");
+        obj.shift_remove("hash");
+        obj.shift_remove("size");
         let text = obj
             .get("contentType")
             .and_then(Value::as_str)
@@ -401,13 +401,13 @@ impl Deidentifier {
                         );
                     }
                     None => {
-                        obj.remove("data");
+                        obj.shift_remove("data");
                     }
                 }
             }
             Some(_) => {
                 // Images (signatures, photos) and other binaries: biometric or unreadable.
-                obj.remove("data");
+                obj.shift_remove("data");
             }
             None => {}
         }
@@ -457,7 +457,7 @@ impl Deidentifier {
             Value::Array(a) => a.iter_mut().for_each(|v| self.scrub_unknown(v)),
             Value::Object(o) => {
                 for k in REMOVE_ALWAYS.iter().chain(&["name", "display", "url"]) {
-                    o.remove(*k);
+                    o.shift_remove(*k);
                 }
                 if let Some(Value::String(r)) = o.get_mut("reference") {
                     *r = self.reference(r);
@@ -494,7 +494,7 @@ fn address(obj: &mut Map<String, Value>) {
     for k in [
         "line", "city", "district", "text", "period", "_line", "_city",
     ] {
-        obj.remove(k);
+        obj.shift_remove(k);
     }
     if let Some(zip) = obj.get("postalCode").and_then(Value::as_str) {
         let d = digits(zip);

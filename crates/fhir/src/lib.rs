@@ -7,7 +7,7 @@
 //! let bad = json!({"resourceType": "Patient", "gender": "F", "birthDate": "1948-13-01"});
 //! let report = fhir::validate(&bad);
 //! let paths: Vec<&str> = report.issues.iter().map(|i| i.expression.as_str()).collect();
-//! assert_eq!(paths, ["Patient.birthDate", "Patient.gender"]);
+//! assert_eq!(paths, ["Patient.gender", "Patient.birthDate"]);
 //! let outcome = fhir::operation_outcome(&report.issues);
 //! assert_eq!(outcome["resourceType"], "OperationOutcome");
 //! ```

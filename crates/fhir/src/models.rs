@@ -588,3 +588,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod number_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timing_counts_parse_beside_flattened_members() {
+        let input = json!({"resourceType": "MedicationRequest", "id": "m", "status": "active",
+            "intent": "order", "subject": {"reference": "Patient/p"},
+            "dosageInstruction": [{"timing": {"repeat": {"frequency": 2, "period": 1.0, "periodUnit": "d", "count": 10}}}]});
+        let parsed = parse(&input).unwrap().unwrap();
+        let Resource::MedicationRequest(m) = &parsed else {
+            panic!("not a medication request")
+        };
+        let repeat = m.dosage_instruction[0]
+            .timing
+            .as_ref()
+            .unwrap()
+            .repeat
+            .as_ref()
+            .unwrap();
+        assert_eq!(repeat.frequency, Some(2));
+        assert_eq!(repeat.count, Some(10));
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), input);
+    }
+}

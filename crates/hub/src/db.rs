@@ -418,12 +418,12 @@ pub(crate) async fn bulk_docs(
             "_bulk_docs takes {\"docs\": [...]}",
         ));
     };
-    let new_edits = match m.remove("new_edits") {
+    let new_edits = match m.shift_remove("new_edits") {
         None => true,
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(CouchError::bad_request("new_edits must be true or false")),
     };
-    let Some(Value::Array(docs)) = m.remove("docs") else {
+    let Some(Value::Array(docs)) = m.shift_remove("docs") else {
         return Err(CouchError::bad_request(
             "POST body must include `docs` parameter.",
         ));

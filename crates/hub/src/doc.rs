@@ -704,7 +704,7 @@ impl LocalWrite {
         mut m: Map<String, Value>,
         path_id: Option<&str>,
     ) -> CouchResult<LocalWrite> {
-        let id = match (m.remove("_id"), path_id) {
+        let id = match (m.shift_remove("_id"), path_id) {
             (Some(Value::String(a)), Some(b)) if a != b => {
                 return Err(CouchError::bad_request(
                     "Document id must match the id in the URL",
@@ -714,20 +714,20 @@ impl LocalWrite {
             (None, Some(b)) => b.to_owned(),
             _ => return Err(CouchError::bad_request("Document id must be a string")),
         };
-        let rev = match m.remove("_rev") {
+        let rev = match m.shift_remove("_rev") {
             Some(Value::String(s)) => Some(s),
             None | Some(Value::Null) => None,
             Some(_) => return Err(CouchError::bad_request("Invalid rev format")),
         };
-        let deleted = match m.remove("_deleted") {
+        let deleted = match m.shift_remove("_deleted") {
             None => false,
             Some(Value::Bool(b)) => b,
             Some(_) => return Err(CouchError::bad_request("_deleted must be true or false")),
         };
-        m.remove("_revisions");
-        m.remove("_attachments");
+        m.shift_remove("_revisions");
+        m.shift_remove("_attachments");
         for k in store::IGNORED_SPECIALS {
-            m.remove(*k);
+            m.shift_remove(*k);
         }
         if let Some(k) = m.keys().find(|k| k.starts_with('_')) {
             return Err(CouchError::new(

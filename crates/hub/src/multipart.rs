@@ -91,9 +91,9 @@ pub fn parse_related(content_type: &str, body: &[u8]) -> CouchResult<Value> {
             let (_, data) = bodies.next().ok_or_else(|| {
                 CouchError::bad_request("an attachment marked follows has no multipart part")
             })?;
-            obj.remove("follows");
-            obj.remove("length");
-            obj.remove("encoding");
+            obj.shift_remove("follows");
+            obj.shift_remove("length");
+            obj.shift_remove("encoding");
             obj.insert(
                 "data".into(),
                 base64::engine::general_purpose::STANDARD

@@ -523,7 +523,7 @@ impl Records {
                     o.insert("id".into(), Value::String(rid.to_owned()));
                     o.insert("resourceType".into(), Value::String(rt.to_owned()));
                     if let Some(meta) = o.get_mut("meta").and_then(Value::as_object_mut) {
-                        meta.remove("versionId");
+                        meta.shift_remove("versionId");
                     }
                 }
                 self.check(&m, &[])?;

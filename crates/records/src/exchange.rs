@@ -212,8 +212,8 @@ fn same_content(stored: &[u8], resource: &Value) -> bool {
     let Value::Object(mut b) = resource.clone() else {
         return false;
     };
-    a.remove("meta");
-    b.remove("meta");
+    a.shift_remove("meta");
+    b.shift_remove("meta");
     a == b
 }
 

@@ -562,12 +562,12 @@ impl Records {
         };
         let meta = obj.entry("meta").or_insert_with(|| json!({}));
         if let Some(m) = meta.as_object_mut() {
-            m.remove("versionId");
+            m.shift_remove("versionId");
             // The clock is stamped by the store path (`write`), never taken from a client.
             if let Some(Value::Array(ext)) = m.get_mut("extension") {
                 ext.retain(|e| e.get("url").and_then(Value::as_str) != Some(conflicts::HLC_URL));
                 if ext.is_empty() {
-                    m.remove("extension");
+                    m.shift_remove("extension");
                 }
             }
             m.insert(

@@ -936,8 +936,8 @@ impl Endpoint {
                 let l = l.clone();
                 let id = id.to_owned();
                 blocking(move || {
-                    body.remove("_rev");
-                    body.remove("_id");
+                    body.shift_remove("_rev");
+                    body.shift_remove("_id");
                     l.store
                         .put_local(&l.db, &DocId::parse(&id)?, rev.as_deref(), false, &body)?;
                     Ok(())

@@ -906,7 +906,7 @@ mod tests {
             "performer": [{"reference": "Practitioner/pr.2"}], "hasMember": [{"reference": "#contained"}],
             "basedOn": [{"reference": "http://example.org/fhir/ServiceRequest/1"}],
             "focus": [{"reference": "urn:uuid:1234"}], "_revisions": {"reference": "Patient/x"}});
-        assert_eq!(references(&v), ["Practitioner/pr.2", "Patient/p-1"]);
+        assert_eq!(references(&v), ["Patient/p-1", "Practitioner/pr.2"]);
     }
 
     #[test]

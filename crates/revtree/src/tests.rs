@@ -18,6 +18,39 @@ fn canonical_json_sorts_keys() {
 }
 
 #[test]
+fn body_json_keeps_key_order_and_written_numbers() {
+    let text = r#"{"b":1.00,"a":{"z":1e+400,"y":0.010},"c":[3,-0,12345678901234567890123]}"#;
+    let body: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).unwrap();
+    assert_eq!(body_json(&body), text.as_bytes());
+    assert_eq!(
+        canonical_json(&body),
+        br#"{"a":{"y":0.010,"z":1e+400},"b":1.00,"c":[3,-0,12345678901234567890123]}"#
+    );
+    // The one normalization serde_json makes (ADR 25): the exponent marker is written `e` with
+    // its sign. Digits, precision and trailing zeros are kept.
+    let upper: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"v":1.000000000000000000E-245,"w":2E5}"#).unwrap();
+    assert_eq!(
+        body_json(&upper),
+        br#"{"v":1.000000000000000000e-245,"w":2e+5}"#
+    );
+}
+
+#[test]
+fn canonical_json_is_the_same_for_any_key_order() {
+    let one: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"\u00e9":1,"e":{"q":[{"b":2,"a":1}]},"Z":null}"#).unwrap();
+    let two: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"Z":null,"e":{"q":[{"a":1,"b":2}]},"é":1}"#).unwrap();
+    assert_ne!(body_json(&one), body_json(&two));
+    assert_eq!(canonical_json(&one), canonical_json(&two));
+    assert_eq!(
+        canonical_json(&one),
+        r#"{"Z":null,"e":{"q":[{"a":1,"b":2}]},"é":1}"#.as_bytes()
+    );
+}
+
+#[test]
 fn linear_history_has_one_leaf() {
     let mut t = RevTree::new();
     t.merge_path(&path(&["1-a"]), false).unwrap();

@@ -391,13 +391,32 @@ impl fmt::Debug for Document {
 }
 
 impl Document {
-    /// The CouchDB JSON form, with attachments as stubs.
+    /// The CouchDB JSON form, with attachments as stubs, in CouchDB's order: `_id`, `_rev`,
+    /// the body's members as written, then `_deleted`, `_revisions`, `_conflicts`,
+    /// `_deleted_conflicts` and `_attachments`.
     pub fn to_json(&self) -> Value {
         let mut m = Map::with_capacity(self.body.len() + 4);
         m.insert("_id".into(), Value::String(self.id.0.clone()));
         m.insert("_rev".into(), Value::String(self.rev.to_string()));
+        for (k, v) in &self.body {
+            m.insert(k.clone(), v.clone());
+        }
         if self.deleted {
             m.insert("_deleted".into(), Value::Bool(true));
+        }
+        if let Some(r) = &self.revisions {
+            m.insert(
+                "_revisions".into(),
+                serde_json::to_value(r).unwrap_or(Value::Null),
+            );
+        }
+        let revs =
+            |v: &Vec<Rev>| Value::Array(v.iter().map(|r| Value::String(r.to_string())).collect());
+        if let Some(c) = self.conflicts.as_ref().filter(|c| !c.is_empty()) {
+            m.insert("_conflicts".into(), revs(c));
+        }
+        if let Some(c) = self.deleted_conflicts.as_ref().filter(|c| !c.is_empty()) {
+            m.insert("_deleted_conflicts".into(), revs(c));
         }
         if !self.attachments.is_empty() {
             let atts: Map<String, Value> = self
@@ -414,23 +433,6 @@ impl Document {
                 })
                 .collect();
             m.insert("_attachments".into(), Value::Object(atts));
-        }
-        let revs =
-            |v: &Vec<Rev>| Value::Array(v.iter().map(|r| Value::String(r.to_string())).collect());
-        if let Some(c) = self.conflicts.as_ref().filter(|c| !c.is_empty()) {
-            m.insert("_conflicts".into(), revs(c));
-        }
-        if let Some(c) = self.deleted_conflicts.as_ref().filter(|c| !c.is_empty()) {
-            m.insert("_deleted_conflicts".into(), revs(c));
-        }
-        if let Some(r) = &self.revisions {
-            m.insert(
-                "_revisions".into(),
-                serde_json::to_value(r).unwrap_or(Value::Null),
-            );
-        }
-        for (k, v) in &self.body {
-            m.insert(k.clone(), v.clone());
         }
         Value::Object(m)
     }

@@ -25,7 +25,7 @@ pub enum IndexTerm {
     Text(String),
 }
 
-/// Computes a document's index terms from its stored body (canonical JSON).
+/// Computes a document's index terms from its stored body (JSON as written).
 pub trait Indexer: Send + Sync {
     /// The terms of the winning revision `body` of document `id` in database `db`.
     fn terms(&self, db: &str, id: &DocId, body: &[u8]) -> Vec<IndexTerm>;

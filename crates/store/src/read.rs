@@ -33,6 +33,9 @@ pub enum OpenRevs {
 }
 
 /// One answer of [`Store::open_revs`].
+// `Ok` is the answer nearly every time; boxing it would add an allocation per revision to save
+// stack space on the rare `Missing`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum OpenRev {
     /// The revision was found.
@@ -41,7 +44,7 @@ pub enum OpenRev {
     Missing(Rev),
 }
 
-/// The winning revision of a document with its body as stored (canonical JSON, unparsed).
+/// The winning revision of a document with its body as stored (JSON as written, unparsed).
 /// `Debug` shows the id and revision, never the body.
 #[derive(Clone, PartialEq)]
 pub struct RawDocument {
@@ -49,7 +52,7 @@ pub struct RawDocument {
     pub id: DocId,
     /// The winning revision.
     pub rev: Rev,
-    /// The body: a JSON object without underscore fields, keys sorted.
+    /// The body: a JSON object without underscore fields, keys in written order.
     pub body: Vec<u8>,
     /// Attachment stubs by name.
     pub attachments: BTreeMap<String, AttachmentInfo>,
@@ -116,9 +119,9 @@ pub fn stubs_json(attachments: &BTreeMap<String, AttachmentInfo>) -> Vec<u8> {
     serde_json::to_vec(&stubs).unwrap_or_default()
 }
 
-/// Builds a document's CouchDB JSON from its parts without parsing the stored body: `_id`,
-/// `_rev`, `_deleted`, `_revisions` and `_attachments` (given as JSON) spliced in front of the
-/// body's members.
+/// Builds a document's CouchDB JSON from its parts without parsing the stored body, in
+/// CouchDB's order: `_id`, `_rev`, the body's members as written, then `_deleted`, `_revisions`
+/// and `_attachments` (given as JSON).
 pub fn splice_json(
     id: &DocId,
     rev: &Rev,
@@ -134,6 +137,14 @@ pub fn splice_json(
     out.extend_from_slice(b",\"_rev\":\"");
     out.extend_from_slice(rev.to_string().as_bytes());
     out.push(b'"');
+    // The stored body is a JSON object: "{}" or "{...}".
+    let inner = body
+        .get(1..body.len().saturating_sub(1))
+        .unwrap_or_default();
+    if !inner.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(inner);
+    }
     if deleted {
         out.extend_from_slice(b",\"_deleted\":true");
     }
@@ -144,14 +155,6 @@ pub fn splice_json(
     if let Some(a) = attachments_json {
         out.extend_from_slice(b",\"_attachments\":");
         out.extend_from_slice(a);
-    }
-    // The stored body is a JSON object: "{}" or "{...}".
-    let inner = body
-        .get(1..body.len().saturating_sub(1))
-        .unwrap_or_default();
-    if !inner.is_empty() {
-        out.push(b',');
-        out.extend_from_slice(inner);
     }
     out.push(b'}');
     out
@@ -166,7 +169,7 @@ pub struct RawRevision {
     pub rev: Rev,
     /// Whether it is a deletion.
     pub deleted: bool,
-    /// Canonical JSON body.
+    /// The body as written (JSON object without underscore members).
     pub body: Vec<u8>,
     /// Attachment stubs.
     pub attachments: BTreeMap<String, AttachmentInfo>,
@@ -294,7 +297,7 @@ impl Store {
         })
     }
 
-    /// Reads the winning revision as stored: its canonical JSON body, unparsed. This is the
+    /// Reads the winning revision as stored: its JSON body as written, unparsed. This is the
     /// path that serves documents over HTTP (the stored bytes are spliced into the response),
     /// so a read costs one indexed lookup and no JSON parsing.
     pub fn get_raw(&self, db: &str, id: &DocId) -> Result<RawDocument, Error> {

@@ -17,7 +17,7 @@
 //! revs         stored bodies of revisions (leaves, and ancestors until compaction)
 //!   doc, rev     unique together
 //!   deleted      whether the revision is a deletion
-//!   body         canonical JSON of the body
+//!   body         JSON of the body as written (keys in written order, numbers as written; ADR 25)
 //!   atts         JSON map of attachment stubs, or NULL
 //! attachments  attachment contents, content-addressed per database
 //!   db_id, digest  primary key (digest is md5-<base64> of the identity bytes)

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use revtree::{Rev, RevTree, canonical_json};
+use revtree::{Rev, RevTree, body_json, canonical_json};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::audit::AuditEvent;
@@ -219,12 +219,17 @@ fn write_edit(
         };
         atts.insert(name, info);
     }
-    let body = canonical_json(&doc.body);
     let digests: Vec<(&str, &str)> = atts
         .iter()
         .map(|(n, a)| (n.as_str(), a.digest.as_str()))
         .collect();
-    let rev = Rev::derive(parent.as_ref(), doc.deleted, &body, &digests);
+    let rev = Rev::derive(
+        parent.as_ref(),
+        doc.deleted,
+        &canonical_json(&doc.body),
+        &digests,
+    );
+    let body = body_json(&doc.body);
     let mut path = vec![rev.clone()];
     path.extend(parent);
     let new = NewRev {
@@ -291,7 +296,7 @@ fn write_replicated(
         };
         atts.insert(name, info);
     }
-    let body = canonical_json(&doc.body);
+    let body = body_json(&doc.body);
     let new = NewRev {
         doc_id: &doc.id,
         rev: &rev,

@@ -509,11 +509,11 @@ pub(crate) async fn edit_demographics(
         p["name"][0]["given"] = json!(given);
         p["name"][0]["family"] = json!(f.family.trim());
         if let Some(n) = p["name"][0].as_object_mut() {
-            n.remove("text");
+            n.shift_remove("text");
         }
         if f.birth_date.trim().is_empty() {
             if let Some(o) = p.as_object_mut() {
-                o.remove("birthDate");
+                o.shift_remove("birthDate");
             }
         } else {
             p["birthDate"] = json!(f.birth_date.trim());
