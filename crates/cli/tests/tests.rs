@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod common;
 mod faults;
+mod fidelity;
 mod hub;
 mod sync;
 mod web;
