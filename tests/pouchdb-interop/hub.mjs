@@ -94,6 +94,27 @@ await main(async () => {
   assert.equal(again.docs_written, 0);
   ok('noop');
 
+  // Documents whose _rev disagrees with their _revisions (PouchDB's own bulkDocs with
+  // new_edits: false takes _revisions, and so does CouchDB): written by PouchDB on either side,
+  // replicated both ways, and the revision everywhere is the one _revisions names.
+  const h = (c) => c.repeat(32);
+  const odd = mem('odd');
+  await odd.bulkDocs([{ _id: 'mismatch-local', _rev: `1-${h('a')}`, _revisions: { start: 3, ids: [h('c'), h('b'), h('a')] }, v: 1 }], { new_edits: false });
+  const hubOdd = remote(url('mismatch'), user, password);
+  const sent = await hubOdd.bulkDocs([{ _id: 'mismatch-remote', _rev: `2-${h('f')}`, _revisions: { start: 4, ids: [h('d'), h('e'), h('f')] }, v: 2 }], { new_edits: false });
+  assert.ok(sent.every((r) => !r.error), JSON.stringify(sent));
+  const both = await odd.sync(hubOdd);
+  assert.equal(both.push.ok, true);
+  assert.equal(both.pull.ok, true);
+  assert.equal(both.push.docs_written, 1);
+  assert.equal(both.pull.docs_written, 1);
+  assert.equal((await hubOdd.get('mismatch-local'))._rev, `3-${h('c')}`);
+  assert.equal((await odd.get('mismatch-remote'))._rev, `4-${h('d')}`);
+  const path = await hubOdd.get('mismatch-remote', { revs: true });
+  assert.deepEqual(path._revisions, { start: 4, ids: [h('d'), h('e'), h('f')] });
+  assert.deepEqual(await dump(odd), await dump(hubOdd));
+  ok('revisions-mismatch');
+
   // Bad credentials: an authentication error, not data.
   const wrong = remote(url('interop'), user, 'not-the-password');
   await assert.rejects(wrong.info(), (e) => e.status === 401);

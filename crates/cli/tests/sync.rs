@@ -61,6 +61,7 @@ fn pouchdb_replicates_with_the_hub() {
         "live",
         "resume",
         "noop",
+        "revisions-mismatch",
         "auth",
     ] {
         assert!(
