@@ -3,9 +3,11 @@
 // winner and conflicts) so two databases can be compared exactly.
 import PouchDB from 'pouchdb';
 import memory from 'pouchdb-adapter-memory';
+import find from 'pouchdb-find';
 import assert from 'node:assert/strict';
 
 PouchDB.plugin(memory);
+PouchDB.plugin(find);
 
 export { PouchDB, assert };
 

@@ -115,6 +115,24 @@ await main(async () => {
   assert.deepEqual(await dump(odd), await dump(hubOdd));
   ok('revisions-mismatch');
 
+  // Mango through pouchdb-find against the hub: an index, a sorted query, explain, delete.
+  const fdb = remote(url('find'), user, password);
+  await fdb.bulkDocs(Array.from({ length: 20 }, (_, i) => ({ _id: `Observation/f${String(i).padStart(2, '0')}`, resourceType: 'Observation', n: i % 5, value: i })));
+  const created = await fdb.createIndex({ index: { fields: ['n'] }, ddoc: 'by-n', name: 'n' });
+  assert.equal(created.result, 'created');
+  const found = await fdb.find({ selector: { n: { $gte: 3 } }, sort: [{ n: 'desc' }], fields: ['_id', 'n'], limit: 3 });
+  assert.equal(found.docs.length, 3);
+  assert.ok(found.docs.every((d) => d.n === 4 && Object.keys(d).join() === '_id,n'), JSON.stringify(found));
+  const page2 = await fdb.find({ selector: { value: { $gt: 9 } }, limit: 5, bookmark: (await fdb.find({ selector: { value: { $gt: 9 } }, limit: 5 })).bookmark });
+  assert.deepEqual(page2.docs.map((d) => d.value), [15, 16, 17, 18, 19]);
+  const indexes = await fdb.getIndexes();
+  assert.equal(indexes.indexes.length, 2);
+  const explained = await fdb.explain({ selector: { n: 3 } });
+  assert.equal(explained.index.name, 'n');
+  await fdb.deleteIndex(indexes.indexes[1]);
+  assert.equal((await fdb.getIndexes()).indexes.length, 1);
+  ok('find');
+
   // Bad credentials: an authentication error, not data.
   const wrong = remote(url('interop'), user, 'not-the-password');
   await assert.rejects(wrong.info(), (e) => e.status === 401);

@@ -62,6 +62,7 @@ fn pouchdb_replicates_with_the_hub() {
         "resume",
         "noop",
         "revisions-mismatch",
+        "find",
         "auth",
     ] {
         assert!(

@@ -89,13 +89,109 @@ pub(crate) async fn not_found() -> Response {
     CouchError::not_found("missing").into_response()
 }
 
-pub(crate) async fn no_javascript_find() -> Response {
+/// CouchDB's 405 naming the methods a route takes.
+pub(crate) fn method_not_allowed_error(allowed: &str) -> CouchError {
     CouchError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "Mango queries (_find, _index) are not served by the Hearth hub; use _all_docs or _changes with a _selector filter",
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("Only {allowed} allowed"),
     )
-    .into_response()
+}
+
+/// `GET|PUT /{db}/_revs_limit`: how many revisions of history each document keeps.
+pub(crate) async fn revs_limit(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    method: Method,
+    body: Bytes,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    match method {
+        Method::GET => {
+            blocking(move || {
+                Access::load(&hub.store, &db, &p)?;
+                let limit = hub.store.db_info(&db)?.revs_limit;
+                Ok(json(StatusCode::OK, json!(limit)))
+            })
+            .await
+        }
+        Method::PUT => {
+            require_admin(&p)?;
+            let limit = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.as_u64())
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    CouchError::bad_request("Rev limit has to be an integer between 1 and 1000000")
+                })?;
+            blocking(move || {
+                hub.store.set_revs_limit(&db, limit as usize)?;
+                hub.audit(&p, "db_config", format!("db={db} revs_limit={limit}"))?;
+                Ok(json(StatusCode::OK, json!({"ok": true})))
+            })
+            .await
+        }
+        _ => Err(method_not_allowed_error("GET,PUT")),
+    }
+}
+
+/// `GET|PUT /{db}/_security`. Who may read and write is the hub's accounts and permission
+/// matrix (ADR 24), not a CouchDB security object: reading answers with the roles that have
+/// access, and writing is refused for everyone.
+pub(crate) async fn security(
+    State(hub): State<HubState>,
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+    method: Method,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    match method {
+        Method::GET => {
+            blocking(move || {
+                Access::load(&hub.store, &db, &p)?;
+                hub.store.db_info(&db)?;
+                Ok(json(
+                    StatusCode::OK,
+                    json!({
+                        "admins": {"names": [], "roles": ["_admin"]},
+                        "members": {"names": [], "roles": records::ROLES},
+                    }),
+                ))
+            })
+            .await
+        }
+        Method::PUT => Err(CouchError::forbidden(
+            "The hub's access rules are its accounts and permission matrix (hearth hub account, hearth roles); _security cannot change them",
+        )),
+        _ => Err(method_not_allowed_error("GET,PUT")),
+    }
+}
+
+/// `POST /{db}/_purge`: refused. A purge erases revisions as if they never existed, on this
+/// node only; clinical records keep their history, and a deletion (a tombstone that
+/// replicates) is how a record is removed.
+pub(crate) async fn purge(
+    Extension(p): Extension<Principal>,
+    Path(db): Path<String>,
+) -> CouchResult<Response> {
+    check_db(&db)?;
+    require_admin(&p)?;
+    Err(CouchError::forbidden(
+        "Purging is disabled on a Hearth hub: clinical records keep their history. Delete the document instead; the deletion replicates",
+    ))
+}
+
+/// `POST /{db}/_view_cleanup` and `POST /{db}/_compact/{ddoc}`: there are no view index files
+/// to clean or compact, so both succeed at once (administrators, as in CouchDB).
+pub(crate) async fn view_maintenance(
+    Extension(p): Extension<Principal>,
+    Path(params): Path<Vec<(String, String)>>,
+) -> CouchResult<Response> {
+    let db = params.first().map(|(_, v)| v.clone()).unwrap_or_default();
+    check_db(&db)?;
+    require_admin(&p)?;
+    Ok(json(StatusCode::ACCEPTED, json!({"ok": true})))
 }
 
 pub(crate) async fn all_dbs(

@@ -254,7 +254,7 @@ async fn read_doc(
 }
 
 /// Writes one document; returns the new revision.
-fn write_one(
+pub(crate) fn write_one(
     hub: &HubState,
     p: &Principal,
     db: &str,

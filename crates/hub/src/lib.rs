@@ -14,6 +14,12 @@
 //! GET|PUT|DELETE /{db}/{docid}/{attachment}    attachments
 //! GET|PUT|DELETE /{db}/_local/{id}             checkpoints
 //! GET|PUT|DELETE /{db}/_design/{name}          design documents, stored and replicated; no JavaScript runs
+//! POST   /{db}/_find | _explain                Mango queries (a scan; indexes choose and sort)
+//! GET|POST /{db}/_index, DELETE _index/{ddoc}/json/{name}   JSON index definitions
+//! GET|PUT /{db}/_revs_limit                    revisions of history kept (PUT: admin)
+//! GET    /{db}/_security                       the roles with access (PUT refused: the matrix rules)
+//! POST   /{db}/_purge                          refused: records keep their history
+//! POST   /{db}/_view_cleanup | _compact/{ddoc} nothing to do (no view files): 202
 //! ```
 //!
 //! Every request but `/`, `/_up` and `/_session` needs a hub account (HTTP Basic or the
@@ -30,6 +36,7 @@ pub mod config;
 mod db;
 mod doc;
 pub mod error;
+mod find;
 mod multipart;
 pub mod params;
 pub mod qr;
@@ -260,8 +267,38 @@ pub fn router(hub: HubState, max_body: usize) -> Router {
                 .fallback(db::method_not_allowed),
         )
         .route("/{db}/_design/{name}/{*rest}", any(doc::design_sub))
-        .route("/{db}/_find", any(db::no_javascript_find))
-        .route("/{db}/_index", any(db::no_javascript_find))
+        .route("/{db}/_find", any(find::find))
+        .route("/{db}/_explain", any(find::explain))
+        .route("/{db}/_index", any(find::index))
+        .route("/{db}/_index/{ddoc}/{kind}/{name}", any(find::delete_index))
+        .route(
+            "/{db}/_index/_design/{ddoc}/{kind}/{name}",
+            any(find::delete_index),
+        )
+        .route(
+            "/{db}/_revs_limit",
+            get(db::revs_limit)
+                .put(db::revs_limit)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_security",
+            get(db::security)
+                .put(db::security)
+                .fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_purge",
+            post(db::purge).fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_view_cleanup",
+            post(db::view_maintenance).fallback(db::method_not_allowed),
+        )
+        .route(
+            "/{db}/_compact/{ddoc}",
+            post(db::view_maintenance).fallback(db::method_not_allowed),
+        )
         .route(
             "/{db}/{doc}",
             get(doc::doc_route)

@@ -23,6 +23,8 @@ async fn start() -> TestHub {
     let hub = Arc::new(hub::Hub::new(store).unwrap());
     hub.set_account("admin", "admin-password", true).unwrap();
     hub.set_account("nurse", "nurse-password", false).unwrap();
+    hub.set_account_role("front", "front-password", "front_desk")
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(hub::serve(
@@ -1304,4 +1306,232 @@ async fn couchdb_parity_details() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mango_find_index_explain_and_their_siblings() {
+    let h = start().await;
+    h.call(Method::PUT, "/m", None).await;
+    let mut docs: Vec<Value> = (0..60)
+        .map(|i| json!({"_id": format!("Observation/o{i:02}"), "resourceType": "Observation", "n": i % 7, "v": {"q": 60 - i}, "status": if i % 2 == 0 { "final" } else { "preliminary" }}))
+        .collect();
+    docs.push(
+        json!({"_id": "Observation/nofield", "resourceType": "Observation", "status": "final"}),
+    );
+    // Written as text: a Rust literal 1.50 would be the double 1.5.
+    docs.push(
+        serde_json::from_str(
+            r#"{"_id": "Patient/p1", "resourceType": "Patient", "n": 3, "value": 1.50}"#,
+        )
+        .unwrap(),
+    );
+    let (s, _) = h
+        .call(Method::POST, "/m/_bulk_docs", Some(json!({ "docs": docs })))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // A selector without an index: a scan, CouchDB's warning, 25 documents by default, bookmark
+    // paging.
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/m/_find",
+            Some(json!({"selector": {"status": "final"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["docs"].as_array().unwrap().len(), 25);
+    assert_eq!(
+        v["warning"],
+        "No matching index found, create an index to optimize query time."
+    );
+    let (_, next) = h
+        .call(
+            Method::POST,
+            "/m/_find",
+            Some(json!({"selector": {"status": "final"}, "bookmark": v["bookmark"], "limit": 100})),
+        )
+        .await;
+    assert_eq!(next["docs"].as_array().unwrap().len(), 6, "{next}");
+    // Numbers come back as written, fields projected in the order asked.
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/m/_find",
+            Some(json!({"selector": {"value": {"$gt": 1}}, "fields": ["value", "_id"]})),
+        )
+        .await;
+    assert_eq!(
+        serde_json::to_string(&v["docs"][0]).unwrap(),
+        r#"{"value":1.50,"_id":"Patient/p1"}"#
+    );
+
+    // A sort needs an index, as in CouchDB.
+    let sorted = json!({"selector": {"n": {"$gte": 5}}, "sort": [{"n": "desc"}], "fields": ["_id", "n"], "limit": 3});
+    let (s, v) = h.call(Method::POST, "/m/_find", Some(sorted.clone())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(err(&v).0, "no_usable_index");
+    // Creating an index: admins only; the same definition twice exists once.
+    let def = json!({"index": {"fields": ["n"]}, "name": "by-n", "ddoc": "obs"});
+    let (s, v) = h
+        .call_as(
+            Some(("nurse", "nurse-password")),
+            Method::POST,
+            "/m/_index",
+            Some(def.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let (s, v) = h.call(Method::POST, "/m/_index", Some(def.clone())).await;
+    assert_eq!(
+        (s, &v["result"]),
+        (StatusCode::OK, &json!("created")),
+        "{v}"
+    );
+    assert_eq!(v["id"], "_design/obs");
+    let (_, v) = h.call(Method::POST, "/m/_index", Some(def)).await;
+    assert_eq!(v["result"], "exists");
+    let (_, v) = h.call(Method::GET, "/m/_index", None).await;
+    assert_eq!(v["total_rows"], 2, "{v}");
+    assert_eq!(v["indexes"][0]["name"], "_all_docs");
+    assert_eq!(
+        v["indexes"][1],
+        json!({"ddoc": "_design/obs", "name": "by-n", "type": "json", "partitioned": false, "def": {"fields": [{"n": "asc"}]}})
+    );
+    // The index is a CouchDB design document, replicated like one.
+    let (_, ddoc) = h.call(Method::GET, "/m/_design/obs", None).await;
+    assert_eq!(ddoc["language"], "query");
+    assert_eq!(
+        ddoc["views"]["by-n"]["options"]["def"]["fields"],
+        json!(["n"])
+    );
+    // Now the sort works, descending, and only documents that have the field are eligible.
+    let (s, v) = h.call(Method::POST, "/m/_find", Some(sorted.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["docs"].as_array().unwrap().len(), 3);
+    assert!(
+        v["docs"].as_array().unwrap().iter().all(|d| d["n"] == 6),
+        "{v}"
+    );
+    assert!(v.get("warning").is_none(), "{v}");
+    let (_, v) = h.call(Method::POST, "/m/_explain", Some(sorted)).await;
+    assert_eq!(v["index"]["name"], "by-n", "{v}");
+    assert_eq!(v["dbname"], "m");
+    assert_eq!(v["limit"], 3);
+    // Each role finds only what the matrix lets it read: front desk sees the patient, not the
+    // observations with the same value.
+    let q = json!({"selector": {"n": 3}, "fields": ["_id"], "limit": 100});
+    let (_, all) = h.call(Method::POST, "/m/_find", Some(q.clone())).await;
+    assert_eq!(all["docs"].as_array().unwrap().len(), 10, "{all}");
+    let (s, v) = h
+        .call_as(
+            Some(("front", "front-password")),
+            Method::POST,
+            "/m/_find",
+            Some(q),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["docs"], json!([{"_id": "Patient/p1"}]));
+    // Bad requests get CouchDB's errors.
+    for (body, error) in [
+        (json!({}), "missing_required_key"),
+        (json!({"selector": []}), "bad_request"),
+        (
+            json!({"selector": {}, "sort": ["n", {"v": "desc"}]}),
+            "bad_request",
+        ),
+        (
+            json!({"selector": {}, "bookmark": "garbage"}),
+            "invalid_bookmark",
+        ),
+        (json!({"selector": {}, "limit": -1}), "bad_request"),
+    ] {
+        let (s, v) = h.call(Method::POST, "/m/_find", Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(err(&v).0, error, "{body}: {v}");
+    }
+    let (s, v) = h.call(Method::GET, "/m/_find", None).await;
+    assert_eq!(
+        (s, err(&v).0),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/m/_index",
+            Some(json!({"index": {"fields": ["x"]}, "type": "text"})),
+        )
+        .await;
+    assert_eq!((s, err(&v).0), (StatusCode::BAD_REQUEST, "invalid_index"));
+    // Deleting the last index of a design document deletes the document.
+    let (s, _) = h
+        .call(Method::DELETE, "/m/_index/_design/obs/json/nope", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = h
+        .call(Method::DELETE, "/m/_index/obs/json/by-n", None)
+        .await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({"ok": true})));
+    let (s, _) = h.call(Method::GET, "/m/_design/obs", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The siblings.
+    let (s, v) = h.call(Method::GET, "/m/_revs_limit", None).await;
+    assert_eq!((s, v), (StatusCode::OK, json!(1000)));
+    let (s, v) = h.call(Method::PUT, "/m/_revs_limit", Some(json!(50))).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"ok": true})));
+    let (_, v) = h.call(Method::GET, "/m/_revs_limit", None).await;
+    assert_eq!(v, json!(50));
+    let (s, v) = h
+        .call(Method::PUT, "/m/_revs_limit", Some(json!("many")))
+        .await;
+    assert_eq!((s, err(&v).0), (StatusCode::BAD_REQUEST, "bad_request"));
+    let (s, _) = h
+        .call_as(
+            Some(("nurse", "nurse-password")),
+            Method::PUT,
+            "/m/_revs_limit",
+            Some(json!(5)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = h.call(Method::GET, "/m/_security", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["admins"]["roles"], json!(["_admin"]));
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/m/_security",
+            Some(json!({"members": {"names": []}})),
+        )
+        .await;
+    assert_eq!((s, err(&v).0), (StatusCode::FORBIDDEN, "forbidden"));
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/m/_purge",
+            Some(json!({"Patient/p1": ["1-x"]})),
+        )
+        .await;
+    assert_eq!((s, err(&v).0), (StatusCode::FORBIDDEN, "forbidden"));
+    let (_, still) = h.call(Method::GET, "/m/Patient%2Fp1", None).await;
+    assert_eq!(still["value"].to_string(), "1.50");
+    for path in ["/m/_view_cleanup", "/m/_compact/obs"] {
+        let (s, v) = h.call(Method::POST, path, Some(json!({}))).await;
+        assert_eq!(
+            (s, v),
+            (StatusCode::ACCEPTED, json!({"ok": true})),
+            "{path}"
+        );
+    }
+    let (s, _) = h
+        .call_as(
+            Some(("nurse", "nurse-password")),
+            Method::POST,
+            "/m/_view_cleanup",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }

@@ -66,6 +66,7 @@ fn install_interop() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/pouchdb-interop");
     if !dir.join("node_modules/pouchdb").exists()
         || !dir.join("node_modules/express-pouchdb").exists()
+        || !dir.join("node_modules/pouchdb-find").exists()
     {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
