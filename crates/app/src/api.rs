@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/{rt}", get(search).post(create))
         .route("/fhir/{rt}/{id}", get(read).put(update).delete(delete))
         .route("/fhir/{rt}/{id}/_history", get(history))
+        .route("/fhir/{rt}/{id}/_history/{vid}", get(vread))
         .route("/fhir/Patient/{id}/$everything", get(everything))
         .route("/conflicts", get(conflicts_list))
         .route("/conflicts/auto", axum::routing::post(conflicts_auto))
@@ -299,6 +300,19 @@ async fn read(
     Path((rt, id)): Path<(String, String)>,
 ) -> Result<Fhir, ApiError> {
     let stored = blocking(&state, move |r| r.read(&rt, &id)).await?;
+    Ok(Fhir {
+        status: StatusCode::OK,
+        etag: Some(stored.version),
+        body: stored.resource,
+        location: None,
+    })
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    Path((rt, id, vid)): Path<(String, String, String)>,
+) -> Result<Fhir, ApiError> {
+    let stored = blocking(&state, move |r| r.vread(&rt, &id, &vid)).await?;
     Ok(Fhir {
         status: StatusCode::OK,
         etag: Some(stored.version),

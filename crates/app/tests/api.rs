@@ -624,3 +624,79 @@ async fn bad_input_gets_an_operation_outcome_and_writes_nothing() {
         .update_seq;
     assert_eq!(before, after, "nothing was written");
 }
+
+/// FHIR decimals keep their written precision through create, read, version read and search
+/// (R4 `decimal`: "the precision of the decimal value has significance"; ADR 25).
+#[tokio::test]
+async fn decimals_keep_their_written_precision() {
+    let (_d, st, _now) = state();
+    let app = router(st);
+    let (s, _, p) = call(
+        &app,
+        "POST",
+        "/fhir/Patient",
+        Some(json!({"resourceType": "Patient", "name": [{"family": "Ngata"}]})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let pid = p["id"].as_str().unwrap();
+    let text = format!(
+        r#"{{"resourceType":"Observation","status":"final","code":{{"text":"lab panel"}},"subject":{{"reference":"Patient/{pid}"}},"valueQuantity":{{"value":1.00,"unit":"mg"}},"component":[{{"code":{{"text":"a"}},"valueQuantity":{{"value":0.010,"unit":"g"}}}},{{"code":{{"text":"b"}},"valueQuantity":{{"value":120.0,"unit":"mmHg"}}}},{{"code":{{"text":"c"}},"valueQuantity":{{"value":1.50e-3,"unit":"mol"}}}},{{"code":{{"text":"d"}},"valueQuantity":{{"value":123456789012345678,"unit":"1"}}}}]}}"#
+    );
+    let written: Value = serde_json::from_str(&text).unwrap();
+    let (s, h, created) = call(&app, "POST", "/fhir/Observation", Some(written), &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let version = h[header::ETAG]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .to_owned();
+    let values = |o: &Value| -> Vec<String> {
+        std::iter::once(&o["valueQuantity"]["value"])
+            .chain(
+                o["component"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| &c["valueQuantity"]["value"]),
+            )
+            .map(Value::to_string)
+            .collect()
+    };
+    let expected = ["1.00", "0.010", "120.0", "1.50e-3", "123456789012345678"];
+    assert_eq!(values(&created), expected);
+    let (_, _, read) = call(&app, "GET", &format!("/fhir/Observation/{id}"), None, &[]).await;
+    assert_eq!(values(&read), expected);
+    let (s, _, old) = call(
+        &app,
+        "GET",
+        &format!("/fhir/Observation/{id}/_history/{version}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{old}");
+    assert_eq!(values(&old), expected);
+    let (s, _, oo) = call(
+        &app,
+        "GET",
+        &format!("/fhir/Observation/{id}/_history/9-{}", "0".repeat(32)),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{oo}");
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    let (_, _, found) = call(
+        &app,
+        "GET",
+        &format!("/fhir/Observation?subject=Patient/{pid}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(values(&found["entry"][0]["resource"]), expected, "{found}");
+}

@@ -714,18 +714,7 @@ impl Records {
 
     /// `read`: the current version.
     pub fn read(&self, rt: &str, id: &str) -> Result<Stored, FhirError> {
-        if !self.permissions.allows(&self.actor.role, rt, Action::Read) {
-            // Only a break-glass grant for this record's patient opens it.
-            let opened = !self.grants.is_empty()
-                && self
-                    .read_unaudited(rt, id)
-                    .ok()
-                    .and_then(|s| patient_of(&s.resource))
-                    .is_some_and(|p| self.glass(&p));
-            if !opened {
-                self.allow(rt, Action::Read, Some(format!("{rt}/{id}")), None)?;
-            }
-        }
+        self.may_read_record(rt, id)?;
         match self.read_unaudited(rt, id) {
             Ok(stored) => {
                 self.audit_reads("read", &[&stored.resource])?;
@@ -739,6 +728,65 @@ impl Records {
                 Err(e)
             }
         }
+    }
+
+    /// The role may read this type, or a break-glass grant opens this record's patient; a
+    /// refusal is audited.
+    fn may_read_record(&self, rt: &str, id: &str) -> Result<(), FhirError> {
+        if !self.permissions.allows(&self.actor.role, rt, Action::Read) {
+            // Only a break-glass grant for this record's patient opens it.
+            let opened = !self.grants.is_empty()
+                && self
+                    .read_unaudited(rt, id)
+                    .ok()
+                    .and_then(|s| patient_of(&s.resource))
+                    .is_some_and(|p| self.glass(&p));
+            if !opened {
+                self.allow(rt, Action::Read, Some(format!("{rt}/{id}")), None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `vread`: one version of a resource (`{rt}/{id}/_history/{vid}`), audited like a read.
+    /// A version the store does not hold is 404; a deletion is 410.
+    pub fn vread(&self, rt: &str, id: &str, vid: &str) -> Result<Stored, FhirError> {
+        self.may_read_record(rt, id)?;
+        let did = doc_id(rt, id)?;
+        let missing = || {
+            FhirError::one(
+                404,
+                IssueCode::NotFound,
+                "Resource",
+                &format!("{rt}/{id} has no version {vid}"),
+            )
+        };
+        let rev: Rev = vid.parse().map_err(|_| missing())?;
+        let opts = GetOptions {
+            rev: Some(rev.clone()),
+            ..GetOptions::default()
+        };
+        let doc = match self.store.get(&self.db, &did, &opts) {
+            Ok(d) => d,
+            Err(store::Error::NotFound(_)) => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        };
+        if doc.deleted {
+            return Err(FhirError::one(
+                410,
+                IssueCode::NotFound,
+                "Resource",
+                &format!("version {vid} of {rt}/{id} is a deletion"),
+            ));
+        }
+        let resource = with_version(Value::Object(doc.body), &rev);
+        self.audit_reads("read", &[&resource])?;
+        Ok(Stored {
+            id: id.to_owned(),
+            version: rev.to_string(),
+            resource,
+            created: false,
+        })
     }
 
     /// Whether a resource exists (and is not deleted). Returns no content, so it is not
