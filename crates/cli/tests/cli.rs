@@ -202,7 +202,7 @@ fn users_pins_lockout_and_rekey_through_the_binary() {
         &format!("{PIN}\nkim-pin-1\n"),
     ));
     let as_kim = |args: &[&str], stdin: &str| hearth_as(&dir, "nurse.kim", args, stdin);
-    ok(&as_kim(&["changes"], "kim-pin-1\n"));
+    ok(&as_kim(&["audit", "verify"], "kim-pin-1\n"));
     let err = fail(&as_kim(
         &["user", "add", "x", "--role", "nurse"],
         "kim-pin-1\n123456\n",
@@ -210,26 +210,26 @@ fn users_pins_lockout_and_rekey_through_the_binary() {
     assert!(err.contains("only an administrator"), "{err}");
     // Two wrong PINs are free; the third must wait; after it, Kim is locked out.
     for _ in 0..2 {
-        let err = fail(&as_kim(&["changes"], "wrong-pin\n"));
+        let err = fail(&as_kim(&["audit", "verify"], "wrong-pin\n"));
         assert!(err.contains("wrong user or PIN"), "{err}");
     }
-    let err = fail(&as_kim(&["changes"], "kim-pin-1\n"));
+    let err = fail(&as_kim(&["audit", "verify"], "kim-pin-1\n"));
     // Two seconds after the last failure (one, if a second boundary passed between commands).
     assert!(
         err.contains("wait 2 s and try again") || err.contains("wait 1 s and try again"),
         "{err}"
     );
     std::thread::sleep(Duration::from_millis(2100));
-    let err = fail(&as_kim(&["changes"], "wrong-pin\n"));
+    let err = fail(&as_kim(&["audit", "verify"], "wrong-pin\n"));
     assert!(err.contains("wrong user or PIN"), "{err}");
-    let err = fail(&as_kim(&["changes"], "kim-pin-1\n"));
+    let err = fail(&as_kim(&["audit", "verify"], "kim-pin-1\n"));
     assert!(err.contains("locked out"), "{err}");
     ok(&hearth(
         &dir,
         &["user", "passwd", "nurse.kim"],
         &format!("{PIN}\nkim-pin-2\n"),
     ));
-    ok(&as_kim(&["changes"], "kim-pin-2\n"));
+    ok(&as_kim(&["audit", "verify"], "kim-pin-2\n"));
     let list = ok(&hearth(&dir, &["user", "list"], &format!("{PIN}\n")));
     assert!(
         list.contains("nurse.kim\tnurse\t0 failed attempts"),
@@ -243,7 +243,7 @@ fn users_pins_lockout_and_rekey_through_the_binary() {
     ));
     let out = ok(&hearth(&dir, &["rekey"], &format!("{PIN}\n{PIN}\n")));
     assert!(out.contains("1 other user(s) need a new PIN"), "{out}");
-    let err = fail(&as_kim(&["changes"], "kim-pin-2\n"));
+    let err = fail(&as_kim(&["audit", "verify"], "kim-pin-2\n"));
     assert!(err.contains("must be reset by an administrator"), "{err}");
     let got = json(&ok(&hearth(
         &dir,
@@ -1019,7 +1019,7 @@ fn roles_can_require_an_authenticator_code_checked_offline() {
         &["user", "require-totp", "--role", "clinician"],
         &pin,
     ));
-    let as_kim = |stdin: &str| hearth_as(&dir, "kim", &["changes"], stdin);
+    let as_kim = |stdin: &str| hearth_as(&dir, "kim", &["audit", "verify"], stdin);
     let err = fail(&as_kim("kim-pin-1\n000000\n"));
     assert!(err.contains("enroll you first"), "{err}");
     let out = ok(&hearth(&dir, &["user", "totp", "kim"], &pin));
@@ -1139,4 +1139,103 @@ fn every_relative_link_in_docs_and_comments_resolves() {
         "links and paths that lead nowhere:\n{}",
         broken.join("\n")
     );
+}
+
+/// Issue 15, item 3 (ADR 27): the raw document commands are administrator tools and the audit
+/// trail is for auditors; each refusal, and each document an administrator reads, is audited.
+#[test]
+fn raw_document_commands_and_the_audit_trail_are_gated_by_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let pin = format!("{PIN}\n");
+    ok(&hearth(&dir, &["demo-data", "--patients", "1"], &pin));
+    for (user, role, upin) in [
+        ("fd.ana", "front_desk", "ana-pin-1"),
+        ("nurse.bo", "nurse", "bo-pin-22"),
+        ("aud.cy", "auditor", "cy-pin-333"),
+    ] {
+        ok(&hearth(
+            &dir,
+            &["user", "add", user, "--role", role],
+            &format!("{PIN}\n{upin}\n"),
+        ));
+    }
+    let file = tmp.path().join("doc.json");
+    std::fs::write(&file, r#"{"_id":"Basic/x","resourceType":"Basic"}"#).unwrap();
+    let at_file = format!("@{}", file.display());
+    let raw: Vec<Vec<&str>> = vec![
+        vec!["doc", "get", "Patient/p-000000"],
+        vec!["doc", "put", &at_file],
+        vec![
+            "doc",
+            "delete",
+            "Patient/p-000000",
+            "--rev",
+            "1-00000000000000000000000000000000",
+        ],
+        vec!["doc", "load", file.to_str().unwrap()],
+        vec!["changes", "--include-docs"],
+        vec!["db", "list"],
+        vec!["db", "delete", "records", "--yes"],
+        vec!["sync", "--remote", "local:copy"],
+    ];
+    for (user, upin) in [
+        ("fd.ana", "ana-pin-1\n"),
+        ("nurse.bo", "bo-pin-22\n"),
+        ("aud.cy", "cy-pin-333\n"),
+    ] {
+        for args in &raw {
+            let err = fail(&hearth_as(&dir, user, args, upin));
+            assert!(
+                err.contains("is an administrator tool") && err.contains("this needs admin"),
+                "{user} {args:?}: {err}"
+            );
+        }
+    }
+    for (user, upin) in [("fd.ana", "ana-pin-1\n"), ("nurse.bo", "bo-pin-22\n")] {
+        for args in [
+            vec!["audit", "list"],
+            vec!["audit", "report", "--patient", "p-000000"],
+            vec!["audit", "export"],
+        ] {
+            let err = fail(&hearth_as(&dir, user, &args, upin));
+            assert!(
+                err.contains("this needs admin or auditor"),
+                "{user} {args:?}: {err}"
+            );
+        }
+    }
+    // The records are all still there.
+    let info = ok(&hearth(&dir, &["db", "info", "records"], &pin));
+    assert!(!info.contains("\"doc_count\": 0"), "{info}");
+    // The administrator reads a record with the raw tool: one audit entry naming the patient.
+    ok(&hearth(&dir, &["doc", "get", "Patient/p-000000"], &pin));
+    let trail = ok(&hearth_as(
+        &dir,
+        "aud.cy",
+        &["audit", "list", "--by", "admin"],
+        "cy-pin-333\n",
+    ));
+    assert!(
+        trail
+            .lines()
+            .any(|l| l
+                .contains("\tread\tsuccess\tPatient/p-000000\tPatient/p-000000\thearth doc get")),
+        "{trail}"
+    );
+    // Every refusal is in the trail, under the user who tried.
+    for user in ["fd.ana", "nurse.bo", "aud.cy"] {
+        let theirs = ok(&hearth_as(
+            &dir,
+            "aud.cy",
+            &["audit", "list", "--by", user],
+            "cy-pin-333\n",
+        ));
+        let denied = theirs
+            .lines()
+            .filter(|l| l.contains("\tdenied\tdenied"))
+            .count();
+        assert!(denied >= raw.len(), "{user}: {theirs}");
+    }
 }

@@ -531,7 +531,8 @@ impl Drop for SmallDisk {
 #[test]
 fn a_full_or_read_only_disk_gives_a_clear_error_and_no_corruption() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&tmp.path().join("disk"), 16) else {
+    // 32 MiB: 20,000 documents and the audit entry each one gets (ADR 27).
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("disk"), 32) else {
         // Only where a tmpfs cannot be mounted; `HEARTH_REQUIRE_MOUNT=1` makes that a failure.
         assert!(
             std::env::var_os("HEARTH_REQUIRE_MOUNT").is_none(),

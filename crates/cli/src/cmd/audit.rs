@@ -43,6 +43,16 @@ pub enum AuditCommand {
 
 pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
     let node = ctx.unlock()?;
+    // Who read which patient's record is itself protected: reading the entries takes the
+    // auditor or administrator role, as in the app.
+    if matches!(cmd, AuditCommand::List { .. } | AuditCommand::Export { .. }) {
+        super::require_role(
+            &node,
+            super::AUDIT_READERS,
+            "audit list/export",
+            "shows who read which patient's record",
+        )?;
+    }
     match cmd {
         AuditCommand::Verify => match node.store.audit_verify()? {
             Ok(n) => {

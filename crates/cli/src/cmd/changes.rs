@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
-    let node = ctx.unlock()?;
+    let node = ctx.unlock_admin("changes")?;
     let q = ChangesQuery {
         since: a.since,
         limit: a.limit,
@@ -42,6 +42,36 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         conflicts: false,
     };
     let page = node.store.changes(&a.db, &q)?;
+    // Every document shown is audited; ids alone are one entry for the listing.
+    let events: Vec<_> = if a.include_docs {
+        page.results
+            .iter()
+            .filter_map(|c| c.doc.as_ref())
+            .map(|d| {
+                super::doc_event(
+                    &node,
+                    "read",
+                    d.id.as_str(),
+                    Some(&Value::Object(d.body.clone())),
+                    "changes --include-docs",
+                )
+            })
+            .collect()
+    } else {
+        vec![store::AuditEvent {
+            user: node.user.clone(),
+            role: node.role.clone(),
+            action: "read".into(),
+            outcome: "success".into(),
+            detail: Some(format!(
+                "hearth changes: {} ids of '{}'",
+                page.results.len(),
+                a.db
+            )),
+            ..store::AuditEvent::default()
+        }]
+    };
+    node.store.audit_append(&events)?;
     let results: Vec<Value> = page
         .results
         .iter()

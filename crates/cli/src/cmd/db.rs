@@ -23,10 +23,22 @@ pub enum DbCommand {
 }
 
 pub fn run(ctx: &mut Context, cmd: DbCommand) -> Result<()> {
-    let node = ctx.unlock()?;
+    let node = ctx.unlock_admin("db")?;
+    let audited = |action: &str, name: &str| -> Result<()> {
+        node.store.audit_append(&[store::AuditEvent {
+            user: node.user.clone(),
+            role: node.role.clone(),
+            action: action.into(),
+            outcome: "success".into(),
+            detail: Some(format!("hearth db: '{name}'")),
+            ..store::AuditEvent::default()
+        }])?;
+        Ok(())
+    };
     match cmd {
         DbCommand::Create { name } => {
             node.store.create_db(&name)?;
+            audited("db_create", &name)?;
             outln!("Created database '{name}'.");
         }
         DbCommand::List => {
@@ -48,6 +60,7 @@ pub fn run(ctx: &mut Context, cmd: DbCommand) -> Result<()> {
                 );
             }
             node.store.delete_db(&name)?;
+            audited("db_delete", &name)?;
             outln!("Deleted database '{name}'.");
         }
     }

@@ -7,7 +7,7 @@ use revtree::Rev;
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, OpenRev, OpenRevs};
 
-use super::{Context, DEFAULT_DB, print_json};
+use super::{Context, DEFAULT_DB, doc_event, print_json};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DocCommand {
@@ -64,7 +64,7 @@ pub enum DocCommand {
 pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
     match cmd {
         DocCommand::Put { json, id, db } => {
-            let node = ctx.unlock()?;
+            let node = ctx.unlock_admin("doc put")?;
             let text = match json.as_str() {
                 "-" => ctx.input.rest_of_stdin()?,
                 s if s.starts_with('@') => std::fs::read_to_string(&s[1..])
@@ -75,9 +75,14 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                 serde_json::from_str(&text).context("the document is not valid JSON")?;
             let write = DocWrite::from_json(value, id.as_deref())?;
             let doc_id = write.id.clone();
+            let body = Value::Object(write.body.clone());
+            let event = doc_event(&node, "update", doc_id.as_str(), Some(&body), "doc put");
             let rev = node
                 .store
-                .put(&db, write)
+                .bulk_docs_audited(&db, vec![write], true, |_| vec![event])
+                .context("cannot write the document")?
+                .pop()
+                .context("nothing was written")?
                 .context("cannot write the document")?;
             print_json(&json!({"ok": true, "id": doc_id.as_str(), "rev": rev.to_string()}))
         }
@@ -89,7 +94,7 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
             open_revs,
             db,
         } => {
-            let node = ctx.unlock()?;
+            let node = ctx.unlock_admin("doc get")?;
             let id = DocId::parse(&id)?;
             if let Some(which) = open_revs {
                 let which = if which == "all" {
@@ -98,6 +103,20 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                     OpenRevs::Revs(which.split(',').map(parse_rev).collect::<Result<_>>()?)
                 };
                 let out = node.store.open_revs(&db, &id, &which, revs, false)?;
+                let events: Vec<_> = out
+                    .iter()
+                    .filter_map(|r| match r {
+                        OpenRev::Ok(d) => Some(doc_event(
+                            &node,
+                            "read",
+                            id.as_str(),
+                            Some(&Value::Object(d.body.clone())),
+                            "doc get",
+                        )),
+                        OpenRev::Missing(_) => None,
+                    })
+                    .collect();
+                node.store.audit_append(&events)?;
                 let rows: Vec<Value> = out
                     .into_iter()
                     .map(|r| match r {
@@ -117,14 +136,30 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                 .store
                 .get(&db, &id, &opts)
                 .context("cannot read the document")?;
+            node.store.audit_append(&[doc_event(
+                &node,
+                "read",
+                id.as_str(),
+                Some(&Value::Object(doc.body.clone())),
+                "doc get",
+            )])?;
             print_json(&doc.to_json())
         }
         DocCommand::Delete { id, rev, db } => {
-            let node = ctx.unlock()?;
+            let node = ctx.unlock_admin("doc delete")?;
             let id = DocId::parse(&id)?;
+            let event = doc_event(&node, "delete", id.as_str(), None, "doc delete");
             let new = node
                 .store
-                .put(&db, DocWrite::deletion(id.clone(), parse_rev(&rev)?))
+                .bulk_docs_audited(
+                    &db,
+                    vec![DocWrite::deletion(id.clone(), parse_rev(&rev)?)],
+                    true,
+                    |_| vec![event],
+                )
+                .context("cannot delete the document")?
+                .pop()
+                .context("nothing was written")?
                 .context("cannot delete the document")?;
             print_json(&json!({"ok": true, "id": id.as_str(), "rev": new.to_string()}))
         }
@@ -164,7 +199,7 @@ fn parse_many(text: &str) -> Result<Vec<Value>> {
 }
 
 fn load(ctx: &mut Context, file: &std::path::Path, batch_size: usize, db: &str) -> Result<()> {
-    let node = ctx.unlock()?;
+    let node = ctx.unlock_admin("doc load")?;
     let text = if file.as_os_str() == "-" {
         ctx.input.rest_of_stdin()?
     } else {
@@ -187,9 +222,22 @@ fn load(ctx: &mut Context, file: &std::path::Path, batch_size: usize, db: &str) 
         let tail = rest.split_off(batch_size.min(rest.len()));
         let batch = std::mem::replace(&mut rest, tail);
         done += batch.len();
+        // One audit entry per document written, in the batch's transaction.
+        let written: Vec<(String, Value)> = batch
+            .iter()
+            .map(|w| (w.id.as_str().to_owned(), Value::Object(w.body.clone())))
+            .collect();
+        let audit = |results: &[Result<Rev, store::Error>]| {
+            written
+                .iter()
+                .zip(results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|((id, body), _)| doc_event(&node, "update", id, Some(body), "doc load"))
+                .collect()
+        };
         for r in node
             .store
-            .bulk_docs(db, batch, true)
+            .bulk_docs_audited(db, batch, true, audit)
             .context("cannot write a batch")?
         {
             match r {

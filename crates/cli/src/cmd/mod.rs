@@ -17,8 +17,9 @@ pub mod user;
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
-use store::{DataDir, Unlocked};
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+use store::{AuditEvent, DataDir, Unlocked};
 
 use crate::input::Input;
 
@@ -53,6 +54,20 @@ impl Context {
         self.unlock_as(false)
     }
 
+    /// Unlocks for a raw document command (`doc`, `changes`, `db`, `sync --remote local:`).
+    /// These work on documents beside the permission matrix, so they are administrator tools:
+    /// any other role is refused with a clear message, and the refusal is audited.
+    pub fn unlock_admin(&mut self, command: &str) -> Result<Unlocked> {
+        let node = self.unlock()?;
+        require_role(
+            &node,
+            &["admin"],
+            command,
+            "is an administrator tool: it reads and writes documents outside the permission matrix. Use `hearth fhir` (or the app) for records",
+        )?;
+        Ok(node)
+    }
+
     /// Unlocks beside a running app or hub (for a backup; see `Store::open_alongside`).
     pub fn unlock_alongside(&mut self) -> Result<Unlocked> {
         self.unlock_as(true)
@@ -78,6 +93,57 @@ impl Context {
         }
         .context("cannot unlock the vault")?;
         Ok(node)
+    }
+}
+
+/// Roles that may read the audit trail: who saw which patient is itself protected
+/// information, so front desk, nurses and clinicians do not read it (docs/adr/0027-raw-commands-are-administrator-tools.md).
+pub const AUDIT_READERS: &[&str] = &["admin", "auditor"];
+
+/// Refuses `hearth {command}` unless the unlocked user's role is one of `roles`; the refusal
+/// is in the audit trail.
+pub fn require_role(node: &Unlocked, roles: &[&str], command: &str, why: &str) -> Result<()> {
+    if roles.contains(&node.role.as_str()) {
+        return Ok(());
+    }
+    node.store.audit_append(&[AuditEvent {
+        user: node.user.clone(),
+        role: node.role.clone(),
+        action: "denied".into(),
+        outcome: "denied".into(),
+        detail: Some(format!("hearth {command}")),
+        ..AuditEvent::default()
+    }])?;
+    bail!(
+        "`hearth {command}` {why}. Your role is {}; this needs {}.",
+        node.role,
+        roles.join(" or ")
+    )
+}
+
+/// The audit entry of one document an administrator read or wrote through a raw command:
+/// the document as resource, and its patient where the document names one.
+pub fn doc_event(
+    node: &Unlocked,
+    action: &str,
+    id: &str,
+    body: Option<&Value>,
+    command: &str,
+) -> AuditEvent {
+    let patient = if id.starts_with("Patient/") {
+        Some(id.to_owned())
+    } else {
+        body.and_then(records::patient_of)
+    };
+    AuditEvent {
+        user: node.user.clone(),
+        role: node.role.clone(),
+        action: action.into(),
+        outcome: "success".into(),
+        patient,
+        resource: Some(id.to_owned()),
+        detail: Some(format!("hearth {command}")),
+        ..AuditEvent::default()
     }
 }
 
