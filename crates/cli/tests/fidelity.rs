@@ -14,9 +14,7 @@ use std::process::Command;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::common::hub::{
-    ADMIN_PW, NURSE_PW, PIN, add_nurse, device, hearth, init_hub, start_hub, sync,
-};
+use crate::common::hub::{ADMIN_PW, NURSE_PW, PIN, add_nurse, device, hearth, init_hub, start_hub};
 use crate::common::{interop_dir, ok};
 
 /// Documents PouchDB writes, and documents written over HTTP with numbers it cannot hold.
@@ -24,6 +22,11 @@ const POUCH_DOCS: usize = 5_000;
 const RICH_DOCS: usize = 5_000;
 /// Written on a device afterwards and pushed over the RPC channel.
 const DEVICE_DOCS: usize = 1_000;
+/// FHIR Observations with such numbers, for the FHIR export.
+const FHIR_DOCS: usize = 300;
+/// The random documents are not FHIR records, so they live in a database of their own: the
+/// hub validates what enters its clinical database, `records` (ADR 28).
+const DB: &str = "fidelity";
 
 /// xorshift64: the same documents for the same seed.
 struct Rng(u64);
@@ -191,7 +194,7 @@ fn without_rev(mut doc: Value) -> String {
 fn device_docs(dir: &Path) -> BTreeMap<String, String> {
     let out = ok(&hearth(
         dir,
-        &["--user", "nurse1", "changes", "--include-docs"],
+        &["--user", "nurse1", "changes", "--db", DB, "--include-docs"],
         &format!("{PIN}\n"),
     ));
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -213,7 +216,7 @@ fn hub_docs(couch: &str, auth: &str) -> BTreeMap<String, String> {
     let (status, body) = http(
         couch,
         "GET",
-        "/records/_all_docs?include_docs=true",
+        &format!("/{DB}/_all_docs?include_docs=true"),
         auth,
         "",
     );
@@ -230,6 +233,24 @@ fn hub_docs(couch: &str, auth: &str) -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+/// `hearth sync --hub` of the fidelity database, over the RPC channel.
+fn sync_rpc(dir: &Path) -> std::process::Output {
+    hearth(
+        dir,
+        &[
+            "--user",
+            "nurse1",
+            "sync",
+            "--db",
+            DB,
+            "--hub",
+            "--remote-user",
+            "nurse@clinic",
+        ],
+        &format!("{PIN}\n{NURSE_PW}\n"),
+    )
 }
 
 fn node(args: &[&str]) -> String {
@@ -285,13 +306,16 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
         .to_owned();
     let couch = urls["CouchDB API"].clone();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("nurse@clinic:{NURSE_PW}"));
-    let _ = ADMIN_PW;
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     device(&a, &admin, &hub_dir, "device-a");
     device(&b, &admin, &hub_dir, "device-b");
 
     // 1. Real PouchDB writes half, over the CouchDB API.
-    let remote = format!("{couch}/records");
+    let admin_auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("admin@clinic:{ADMIN_PW}"));
+    let (status, _) = http(&couch, "PUT", &format!("/{DB}"), &admin_auth, "");
+    assert_eq!(status, 201);
+    let remote = format!("{couch}/{DB}");
     let pouch = by_id(&node(&[
         "push",
         &remote,
@@ -323,7 +347,7 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let (status, answer) = http(&couch, "POST", "/records/_bulk_docs", &auth, &body);
+        let (status, answer) = http(&couch, "POST", &format!("/{DB}/_bulk_docs"), &auth, &body);
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
         assert!(!String::from_utf8_lossy(&answer).contains("error"));
     }
@@ -332,7 +356,7 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
     same("hub", &all, &hub_docs(&couch, &auth));
 
     // 3. Device A pulls over the RPC channel, device B over the CouchDB API.
-    let out = ok(&sync(&a));
+    let out = ok(&sync_rpc(&a));
     assert!(
         out.contains(" 0 failed") || !out.contains("failed"),
         "{out}"
@@ -345,6 +369,8 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
             "--user",
             "nurse1",
             "sync",
+            "--db",
+            DB,
             "--remote",
             &remote,
             "--remote-user",
@@ -368,17 +394,27 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
     std::fs::write(&file, &ndjson).unwrap();
     ok(&hearth(
         &a,
-        &["--user", "nurse1", "doc", "load", file.to_str().unwrap()],
+        &[
+            "--user",
+            "nurse1",
+            "doc",
+            "load",
+            "--db",
+            DB,
+            file.to_str().unwrap(),
+        ],
         &format!("{PIN}\n"),
     ));
     same("device A (written)", &written, &device_docs(&a));
-    ok(&sync(&a));
+    ok(&sync_rpc(&a));
     ok(&hearth(
         &b,
         &[
             "--user",
             "nurse1",
             "sync",
+            "--db",
+            DB,
             "--remote",
             &remote,
             "--remote-user",
@@ -398,6 +434,29 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
     let back = by_id(&node(&["pull", &remote, "nurse@clinic", NURSE_PW]));
     assert_eq!(back.len(), all.len());
     same("PouchDB pulling back", &pouch, &back);
+
+    // FHIR Observations with the same kinds of numbers, in device B's records, for the export.
+    let mut fhir_docs = BTreeMap::new();
+    let mut ndjson = String::new();
+    for i in 0..FHIR_DOCS {
+        let id = format!("fx-{i:05}");
+        let text = format!(
+            r#"{{"_id":"Observation/{id}","resourceType":"Observation","id":"{id}","status":"final","code":{{"text":"lab"}},"valueQuantity":{{"value":{},"unit":"mg"}},"component":[{{"code":{{"text":"a"}},"valueQuantity":{{"value":{}}}}},{{"code":{{"text":"b"}},"valueQuantity":{{"value":{}}}}}]}}"#,
+            number(&mut r),
+            number(&mut r),
+            number(&mut r)
+        );
+        ndjson.push_str(&text);
+        ndjson.push('\n');
+        fhir_docs.insert(format!("Observation/{id}"), text);
+    }
+    let file = tmp.path().join("fhir.ndjson");
+    std::fs::write(&file, &ndjson).unwrap();
+    ok(&hearth(
+        &b,
+        &["--user", "nurse1", "doc", "load", file.to_str().unwrap()],
+        &format!("{PIN}\n"),
+    ));
 
     // 6. A backup of device B, restored into a new folder.
     let key = tmp.path().join("backup-key.json");
@@ -477,7 +536,7 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
                 )
             })
             .collect();
-    let as_resources: BTreeMap<String, String> = all
+    let as_resources: BTreeMap<String, String> = fhir_docs
         .iter()
         .map(|(id, text)| {
             let mut v: Value = serde_json::from_str(text).unwrap();
@@ -485,7 +544,7 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
             (id.clone(), serde_json::to_string(&v).unwrap())
         })
         .collect();
-    assert_eq!(exported.len(), all.len());
+    assert_eq!(exported.len(), fhir_docs.len());
     same("FHIR export", &as_resources, &exported);
     same(
         "device B restored from its backup",

@@ -109,6 +109,73 @@ impl Access {
     }
 }
 
+/// The hub's clinical database: the one devices replicate, whose documents are FHIR records.
+/// Other databases belong to PouchDB apps and hold any JSON, as CouchDB's would.
+pub const RECORDS_DB: &str = "records";
+
+fn known_type(t: &str) -> bool {
+    fhir::schema::RESOURCES.iter().any(|(k, _)| *k == t)
+}
+
+/// Checks a document bound for the clinical database before it is stored: a FHIR record's
+/// `resourceType` is the type its id names (the body decides, not just the id), and it passes
+/// the structural validation devices apply (`fhir::validate`; references are not resolved,
+/// because what they name may arrive later in the same replication). Deletions, design
+/// documents and documents that are not FHIR records pass. The refusal is CouchDB's answer to
+/// a document `validate_doc_update` rejects: 403 `forbidden` with the reason.
+pub fn check_record(db: &str, w: &mut store::DocWrite) -> CouchResult<()> {
+    if db != RECORDS_DB || w.deleted || w.id.as_str().starts_with("_design/") {
+        return Ok(());
+    }
+    let id = w.id.as_str();
+    let id_type = id.split_once('/').map(|(t, _)| t).filter(|t| known_type(t));
+    let body_type = w
+        .body
+        .get("resourceType")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let refuse = |reason: String| {
+        Err(CouchError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            reason,
+        ))
+    };
+    match (id_type, body_type.as_deref()) {
+        (None, None) => return Ok(()),
+        (None, Some(rt)) if !known_type(rt) => return Ok(()),
+        (None, Some(rt)) => {
+            return refuse(format!(
+                "a {rt} record's document id is {rt}/<id>, not {id}"
+            ));
+        }
+        (Some(t), None) => return refuse(format!("{id} needs \"resourceType\": \"{t}\"")),
+        (Some(t), Some(rt)) if t != rt => {
+            return refuse(format!(
+                "resourceType {rt} does not match the document id {id}"
+            ));
+        }
+        (Some(_), Some(_)) => {}
+    }
+    // Validated in place: the body moves into a Value and back, without a copy.
+    let resource = serde_json::Value::Object(std::mem::take(&mut w.body));
+    let report = fhir::validate(&resource);
+    if let serde_json::Value::Object(m) = resource {
+        w.body = m;
+    }
+    match report
+        .issues
+        .iter()
+        .find(|i| i.severity == fhir::Severity::Error)
+    {
+        Some(issue) => refuse(format!(
+            "{id} is not a valid FHIR record: {}: {}",
+            issue.expression, issue.diagnostics
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

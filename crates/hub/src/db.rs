@@ -585,10 +585,24 @@ pub(crate) async fn bulk_docs(
                         &Access::forbidden(true),
                     )))
                 }
-                Parsed::Doc(w) => {
-                    slots.push(Ok(writes.len()));
-                    writes.push(w);
-                }
+                Parsed::Doc(mut w) => match crate::access::check_record(&db, &mut w) {
+                    Ok(()) => {
+                        slots.push(Ok(writes.len()));
+                        writes.push(w);
+                    }
+                    Err(e) => {
+                        hub.denied(
+                            &p,
+                            w.id.as_str(),
+                            "an invalid record through the couchdb api",
+                        )?;
+                        slots.push(Err(doc_error(
+                            Some(w.id.as_str()),
+                            w.rev.as_ref().filter(|_| !new_edits),
+                            &e,
+                        )));
+                    }
+                },
             }
         }
         if refused > 0 {

@@ -258,7 +258,7 @@ pub(crate) fn write_one(
     hub: &HubState,
     p: &Principal,
     db: &str,
-    w: DocWrite,
+    mut w: DocWrite,
     new_edits: bool,
 ) -> CouchResult<Rev> {
     let id = w.id.clone();
@@ -266,6 +266,10 @@ pub(crate) fn write_one(
     if !Access::load(&hub.store, db, p)?.may_write(id.as_str(), w.deleted) {
         hub.denied(p, id.as_str(), "write through the couchdb api")?;
         return Err(Access::forbidden(true));
+    }
+    if let Err(e) = crate::access::check_record(db, &mut w) {
+        hub.denied(p, id.as_str(), "an invalid record through the couchdb api")?;
+        return Err(e);
     }
     let who = p.clone();
     let mut results = hub.store.bulk_docs_audited(db, vec![w], new_edits, |res| {

@@ -1535,3 +1535,111 @@ async fn mango_find_index_explain_and_their_siblings() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// Issue 15 item 5 (ADR 28): what enters the clinical database is a valid record of the type
+/// its id names, on every write path; other databases hold any JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clinical_database_takes_only_valid_records_of_the_named_type() {
+    let h = start().await;
+    assert_eq!(
+        h.call(Method::PUT, "/records", None).await.0,
+        StatusCode::CREATED
+    );
+    let note = json!({"resourceType": "DocumentReference", "status": "current",
+        "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}]});
+    // A note stored under a Patient id: refused on PUT, for every account.
+    for who in [("admin", "admin-password"), ("nurse", "nurse-password")] {
+        let (s, v) = h
+            .call_as(
+                Some(who),
+                Method::PUT,
+                "/records/Patient%2Fx",
+                Some(note.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(err(&v).0, "forbidden");
+        assert!(
+            err(&v)
+                .1
+                .contains("does not match the document id Patient/x"),
+            "{v}"
+        );
+    }
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/records/_bulk_docs",
+            Some(json!({"docs": [
+                {"_id": "Patient/ok", "resourceType": "Patient", "id": "ok", "gender": "female"},
+                {"_id": "Observation/o1", "resourceType": "Patient", "id": "o1"},
+                {"_id": "Patient/bare", "id": "bare"},
+                {"_id": "note-1", "resourceType": "DocumentReference", "status": "current"},
+                {"_id": "Patient/bad", "resourceType": "Patient", "id": "bad", "gender": "F"},
+                {"_id": "app-setting", "theme": "dark"},
+            ]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows[0]["ok"], true, "{v}");
+    for (i, why) in [
+        (
+            1,
+            "resourceType Patient does not match the document id Observation/o1",
+        ),
+        (2, "Patient/bare needs \"resourceType\": \"Patient\""),
+        (
+            3,
+            "a DocumentReference record's document id is DocumentReference/<id>",
+        ),
+        (4, "Patient/bad is not a valid FHIR record: Patient.gender"),
+    ] {
+        assert_eq!(rows[i]["error"], "forbidden", "{v}");
+        assert!(
+            rows[i]["reason"].as_str().unwrap().contains(why),
+            "{i}: {v}"
+        );
+    }
+    assert_eq!(rows[5]["ok"], true, "{v}");
+    // Replicated documents (new_edits=false) are checked the same way.
+    let (_, v) = h
+        .call(
+            Method::POST,
+            "/records/_bulk_docs",
+            Some(json!({"new_edits": false, "docs": [
+                {"_id": "Patient/r1", "_rev": "1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "resourceType": "DocumentReference"}]})),
+        )
+        .await;
+    assert_eq!(v[0]["error"], "forbidden", "{v}");
+    for id in [
+        "Patient%2Fx",
+        "Observation%2Fo1",
+        "Patient%2Fbare",
+        "note-1",
+        "Patient%2Fbad",
+        "Patient%2Fr1",
+    ] {
+        assert_eq!(
+            h.call(Method::GET, &format!("/records/{id}"), None).await.0,
+            StatusCode::NOT_FOUND,
+            "{id}"
+        );
+    }
+    // A deletion needs no body; another database takes any JSON.
+    let (_, ok) = h.call(Method::GET, "/records/Patient%2Fok", None).await;
+    let rev = ok["_rev"].as_str().unwrap();
+    let (s, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/records/Patient%2Fok?rev={rev}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    h.call(Method::PUT, "/appdata", None).await;
+    let (s, _) = h
+        .call(Method::PUT, "/appdata/Patient%2Fx", Some(note))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+}

@@ -25,7 +25,9 @@ use revtree::Rev;
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, OpenRev, OpenRevs, Store};
 
-const DB: &str = "records";
+/// The documents are not FHIR records, so they use a database of their own (the hub validates
+/// its clinical database, `records`: ADR 28).
+const DB: &str = "convergence";
 const DOCS: u8 = 5;
 
 #[derive(Clone, Debug)]

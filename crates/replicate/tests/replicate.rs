@@ -27,14 +27,16 @@ fn node(dir: &tempfile::TempDir, name: &str) -> Arc<Store> {
         )
         .unwrap(),
     );
-    s.ensure_db("records").unwrap();
+    // Replication mechanics with bodies that are not all valid FHIR: a database of its own,
+    // since the hub validates its clinical database, `records` (ADR 28).
+    s.ensure_db("clinic").unwrap();
     s
 }
 
 fn local(store: &Arc<Store>) -> Endpoint {
     Endpoint::Local(LocalDb {
         store: store.clone(),
-        db: "records".into(),
+        db: "clinic".into(),
         actor: actor(),
     })
 }
@@ -50,7 +52,7 @@ async fn hub(dir: &tempfile::TempDir) -> (String, Arc<Store>) {
         hub::router(hub, 64 << 20),
         std::future::pending(),
     ));
-    (format!("http://{addr}/records"), store)
+    (format!("http://{addr}/clinic"), store)
 }
 
 fn remote(url: &str) -> Endpoint {
@@ -63,24 +65,24 @@ fn put(store: &Store, id: &str, rev: Option<&str>, body: Value) -> String {
         rev: rev.map(|r| r.parse().unwrap()),
         ..w
     };
-    store.put("records", w).unwrap().to_string()
+    store.put("clinic", w).unwrap().to_string()
 }
 
 /// Every document's leaves with their bodies, and its winner: what must agree everywhere.
 fn snapshot(store: &Store) -> BTreeMap<String, (String, Vec<Value>)> {
     let mut out = BTreeMap::new();
     let changes = store
-        .changes("records", &store::ChangesQuery::default())
+        .changes("clinic", &store::ChangesQuery::default())
         .unwrap();
     for c in changes.results {
         let leaves = store
-            .open_revs("records", &c.id, &OpenRevs::All, false, false)
+            .open_revs("clinic", &c.id, &OpenRevs::All, false, false)
             .unwrap();
         let mut bodies: Vec<Value> = leaves
             .into_iter()
             .map(|l| match l {
                 OpenRev::Ok(d) => {
-                    let mut v = replicate::doc_with_attachments(store, "records", &d).unwrap();
+                    let mut v = replicate::doc_with_attachments(store, "clinic", &d).unwrap();
                     if let Some(atts) = v.get_mut("_attachments").and_then(Value::as_object_mut) {
                         for a in atts.values_mut() {
                             a.as_object_mut().unwrap().remove("revpos");
@@ -112,7 +114,7 @@ async fn devices_converge_through_the_hub() {
     put(&a, "Patient/p2", None, json!({"resourceType": "Patient"}));
     let gone = put(&a, "Task/t1", None, json!({"resourceType": "Task"}));
     a.put(
-        "records",
+        "clinic",
         DocWrite::deletion(DocId::parse("Task/t1").unwrap(), gone.parse().unwrap()),
     )
     .unwrap();
@@ -122,7 +124,7 @@ async fn devices_converge_through_the_hub() {
         None,
     )
     .unwrap();
-    a.put("records", sig).unwrap();
+    a.put("clinic", sig).unwrap();
 
     let push = Replication::new(local(&a), remote(&url))
         .run_once(|_| {})
@@ -174,7 +176,7 @@ async fn devices_converge_through_the_hub() {
     assert_eq!(sa["Patient/p1"].1.len(), 2, "both edits kept as a conflict");
     let doc = a
         .get(
-            "records",
+            "clinic",
             &DocId::parse("Patient/p1").unwrap(),
             &GetOptions {
                 conflicts: true,
@@ -185,7 +187,7 @@ async fn devices_converge_through_the_hub() {
     assert_eq!(doc.conflicts.unwrap().len(), 1);
     assert!(matches!(
         a.get(
-            "records",
+            "clinic",
             &DocId::parse("Task/t1").unwrap(),
             &GetOptions::default()
         ),
@@ -193,7 +195,7 @@ async fn devices_converge_through_the_hub() {
     ));
     let (_, data) = b
         .get_attachment(
-            "records",
+            "clinic",
             &DocId::parse("Consent/c1").unwrap(),
             "sig.png",
             None,
@@ -226,7 +228,7 @@ async fn interrupted_replication_resumes_from_its_checkpoint() {
                 .unwrap()
         })
         .collect();
-    a.bulk_docs("records", docs, true).unwrap();
+    a.bulk_docs("clinic", docs, true).unwrap();
 
     let mut rep = Replication::new(local(&a), remote(&url));
     rep.batch_size = 20;
@@ -272,7 +274,7 @@ async fn retries_until_the_hub_is_reachable() {
     drop(probe);
     let a = node(&dir, "a");
     put(&a, "Patient/p1", None, json!({"resourceType": "Patient"}));
-    let url = format!("http://{addr}/records");
+    let url = format!("http://{addr}/clinic");
     let mut rep = Replication::new(local(&a), remote(&url));
     rep.retry.initial = Duration::from_millis(100);
     let task = tokio::spawn(async move { rep.run_once(|_| {}).await });
@@ -292,7 +294,7 @@ async fn retries_until_the_hub_is_reachable() {
     assert!(
         store
             .get(
-                "records",
+                "clinic",
                 &DocId::parse("Patient/p1").unwrap(),
                 &GetOptions::default()
             )
@@ -327,10 +329,7 @@ async fn continuous_replication_follows_new_writes() {
         let id = DocId::parse(&format!("Communication/c{i}")).unwrap();
         let mut arrived = false;
         for _ in 0..100 {
-            if hub_store
-                .get("records", &id, &GetOptions::default())
-                .is_ok()
-            {
+            if hub_store.get("clinic", &id, &GetOptions::default()).is_ok() {
                 arrived = true;
                 break;
             }
@@ -395,12 +394,12 @@ async fn referenced_resources_arrive_first_and_travel_once() {
         "each resource travelled once: {stats:?}"
     );
     let feed = hub_store
-        .changes("records", &store::ChangesQuery::default())
+        .changes("clinic", &store::ChangesQuery::default())
         .unwrap();
     let order: Vec<&str> = feed.results.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(order, ["Patient/p1", "Encounter/e1", "Observation/o1"]);
     assert_eq!(
-        hub_store.update_seq("records").unwrap(),
+        hub_store.update_seq("clinic").unwrap(),
         3,
         "nothing was written twice"
     );

@@ -27,14 +27,16 @@ fn node(dir: &tempfile::TempDir, name: &str) -> Arc<Store> {
         )
         .unwrap(),
     );
-    s.ensure_db("records").unwrap();
+    // Replication mechanics with bodies that are not all valid FHIR: a database of its own,
+    // since the hub validates its clinical database, `records` (ADR 28).
+    s.ensure_db("clinic").unwrap();
     s
 }
 
 fn local(store: &Arc<Store>) -> Endpoint {
     Endpoint::Local(LocalDb {
         store: store.clone(),
-        db: "records".into(),
+        db: "clinic".into(),
         actor: Actor {
             user: "nurse".into(),
             role: "nurse".into(),
@@ -44,7 +46,7 @@ fn local(store: &Arc<Store>) -> Endpoint {
 
 fn put(store: &Store, id: &str, body: Value) {
     store
-        .put("records", DocWrite::from_json(body, Some(id)).unwrap())
+        .put("clinic", DocWrite::from_json(body, Some(id)).unwrap())
         .unwrap();
 }
 
@@ -168,7 +170,7 @@ fn offer(h: &TestHub) -> Offer {
 
 fn rpc_db(store: &Store, account: &str, password: &str) -> (Arc<RpcClient>, Endpoint) {
     let c = Arc::new(RpcClient::from_store(store, account, password).unwrap());
-    let ep = Endpoint::Http(HttpDb::over_rpc(c.clone(), "records").unwrap());
+    let ep = Endpoint::Http(HttpDb::over_rpc(c.clone(), "clinic").unwrap());
     (c, ep)
 }
 
@@ -176,7 +178,7 @@ fn rpc_db(store: &Store, account: &str, password: &str) -> (Arc<RpcClient>, Endp
 async fn two_devices_sync_through_the_channel_and_no_plaintext_crosses_it() {
     let dir = tempfile::tempdir().unwrap();
     let h = start_hub(&dir, Duration::from_secs(900)).await;
-    h.store.ensure_db("records").unwrap();
+    h.store.ensure_db("clinic").unwrap();
     let (a, b) = (node(&dir, "a"), node(&dir, "b"));
     replicate::rpc::pair(&a, &offer(&h), "tablet A")
         .await
@@ -232,7 +234,7 @@ async fn two_devices_sync_through_the_channel_and_no_plaintext_crosses_it() {
     assert_eq!(stats.docs_written, 2);
     let got = b
         .get(
-            "records",
+            "clinic",
             &store::DocId::parse("Patient/p1").unwrap(),
             &Default::default(),
         )
@@ -264,7 +266,7 @@ async fn two_devices_sync_through_the_channel_and_no_plaintext_crosses_it() {
 async fn roles_filter_what_the_hub_sends_and_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let h = start_hub(&dir, Duration::from_secs(900)).await;
-    h.store.ensure_db("records").unwrap();
+    h.store.ensure_db("clinic").unwrap();
     put(
         &h.store,
         "Patient/p1",
@@ -290,7 +292,7 @@ async fn roles_filter_what_the_hub_sends_and_accepts() {
         .await
         .unwrap();
     let ids: Vec<String> = desk
-        .changes("records", &Default::default())
+        .changes("clinic", &Default::default())
         .unwrap()
         .results
         .into_iter()
@@ -303,14 +305,14 @@ async fn roles_filter_what_the_hub_sends_and_accepts() {
     );
     // Asking directly is refused too.
     let r = client
-        .couch("GET", "/records/DocumentReference%2Fn1", None)
+        .couch("GET", "/clinic/DocumentReference%2Fn1", None)
         .await
         .unwrap();
     assert_eq!(r.status, 403);
     let r = client
         .couch(
             "POST",
-            "/records/_bulk_get",
+            "/clinic/_bulk_get",
             Some(br#"{"docs":[{"id":"Observation/o1"}]}"#.to_vec().into()),
         )
         .await
@@ -335,7 +337,7 @@ async fn roles_filter_what_the_hub_sends_and_accepts() {
     assert_eq!(stats.docs_written, 1);
     assert_eq!(stats.doc_write_failures, 1);
     let o2 = store::DocId::parse("Observation/o2").unwrap();
-    assert!(h.store.get("records", &o2, &Default::default()).is_err());
+    assert!(h.store.get("clinic", &o2, &Default::default()).is_err());
 }
 
 /// A hand-driven channel, to send what a well-behaved client never would.
@@ -411,7 +413,7 @@ impl Raw {
 async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_devices() {
     let dir = tempfile::tempdir().unwrap();
     let h = start_hub(&dir, Duration::from_secs(2)).await;
-    h.store.ensure_db("records").unwrap();
+    h.store.ensure_db("clinic").unwrap();
     let dev = node(&dir, "dev");
     let pairing = replicate::rpc::pair(&dev, &offer(&h), "tablet")
         .await
@@ -432,7 +434,7 @@ async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_
     };
     let c = RpcClient::new(&wrong, key(), "nurse@clinic", "nurse-password").unwrap();
     let err = c
-        .couch("GET", "/records", None)
+        .couch("GET", "/clinic", None)
         .await
         .unwrap_err()
         .to_string();
@@ -473,12 +475,12 @@ async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_
         raw.seal(
             Route::Query,
             n,
-            json!({"op": "http", "method": "GET", "path": "/records", "token": token}),
+            json!({"op": "http", "method": "GET", "path": "/clinic", "token": token}),
         )
     };
     let (status, v) = raw.send(Route::Query, &get(3)).await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["db_name"], "records");
+    assert_eq!(v["db_name"], "clinic");
     // Reordered: counter 2 after 3.
     let (status, _) = raw.send(Route::Query, &get(2)).await;
     assert_eq!(status, 409);
@@ -493,14 +495,14 @@ async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_
     let put_local = raw.seal(
         Route::Query,
         5,
-        json!({"op": "http", "method": "PUT", "path": "/records/_local/x", "token": token}),
+        json!({"op": "http", "method": "PUT", "path": "/clinic/_local/x", "token": token}),
     );
     assert_eq!(raw.send(Route::Query, &put_local).await.0, 400);
     // No token, or a forged one.
     let anon = raw.seal(
         Route::Query,
         6,
-        json!({"op": "http", "method": "GET", "path": "/records"}),
+        json!({"op": "http", "method": "GET", "path": "/clinic"}),
     );
     assert_eq!(raw.send(Route::Query, &anon).await.0, 401);
 
@@ -548,7 +550,7 @@ async fn sessions_expire_and_the_client_handshakes_again() {
         },
     )
     .await;
-    h.store.ensure_db("records").unwrap();
+    h.store.ensure_db("clinic").unwrap();
     let dev = node(&dir, "dev");
     let pairing = replicate::rpc::pair(&dev, &offer(&h), "tablet")
         .await
@@ -575,13 +577,13 @@ async fn sessions_expire_and_the_client_handshakes_again() {
     );
     // The client renews what expired on its own.
     let c = RpcClient::from_store(&dev, "nurse@clinic", "nurse-password").unwrap();
-    assert_eq!(c.couch("GET", "/records", None).await.unwrap().status, 200);
+    assert_eq!(c.couch("GET", "/clinic", None).await.unwrap().status, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(c.couch("GET", "/records", None).await.unwrap().status, 200);
+    assert_eq!(c.couch("GET", "/clinic", None).await.unwrap().status, 200);
     // A wrong password is refused inside the channel.
     let bad = RpcClient::from_store(&dev, "nurse@clinic", "wrong").unwrap();
     let err = bad
-        .couch("GET", "/records", None)
+        .couch("GET", "/clinic", None)
         .await
         .unwrap_err()
         .to_string();
@@ -594,7 +596,7 @@ async fn sessions_expire_and_the_client_handshakes_again() {
 async fn many_batches_replicate_over_the_channel() {
     let dir = tempfile::tempdir().unwrap();
     let h = start_hub(&dir, Duration::from_secs(900)).await;
-    h.store.ensure_db("records").unwrap();
+    h.store.ensure_db("clinic").unwrap();
     let a = node(&dir, "a");
     replicate::rpc::pair(&a, &offer(&h), "tablet")
         .await
@@ -609,7 +611,7 @@ async fn many_batches_replicate_over_the_channel() {
             .unwrap()
         })
         .collect();
-    a.bulk_docs("records", docs, true).unwrap();
+    a.bulk_docs("clinic", docs, true).unwrap();
     // A database the hub does not have yet: the replication creates it (an administrator).
     let c = Arc::new(RpcClient::from_store(&a, "admin@clinic", "admin-password").unwrap());
     let hub_ep = Endpoint::Http(HttpDb::over_rpc(c, "newdb").unwrap());
