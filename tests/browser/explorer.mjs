@@ -193,10 +193,21 @@ try {
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.locator("button", { hasText: "Keep this version" }).first().click()]);
   assert.match(await page.textContent("main"), /No conflicts wait for a person/);
 
-  step = "the front desk may not write a note";
+  step = "hidden is not absent: the front desk sees what its role may not";
   await page.click("text=Log out");
   await login(DESK);
   await page.goto(`${base}/patients/p-000001`);
+  const summary = await page.textContent("section[aria-label=Summary]");
+  assert.match(summary, /Allergies\s*Hidden for your role/, summary);
+  assert.match(summary, /Active medications\s*Hidden for your role/, summary);
+  assert.doesNotMatch(summary, /None recorded/, summary);
+  for (const rt of ["Observation", "MedicationRequest", "DocumentReference"]) {
+    assert.ok((await page.locator(`[data-hidden="${rt}"]`).count()) > 0, `${rt} is marked hidden`);
+  }
+  assert.match(await page.textContent("#break-glass"), /hidden for your role/i);
+  await shot("hidden-for-role");
+
+  step = "the front desk may not write a note";
   await page.fill("#note", "Front desk should not write this.");
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("text=Save note")]);
   assert.match(await page.textContent("h1"), /Not allowed/);

@@ -38,6 +38,8 @@ pub enum IssueCode {
     Forbidden,
     /// Processing failed on the server side.
     Exception,
+    /// Information exists that was not returned (for example, hidden from the caller's role).
+    Suppressed,
 }
 
 impl IssueCode {
@@ -55,6 +57,7 @@ impl IssueCode {
             IssueCode::Invalid => "invalid",
             IssueCode::Forbidden => "forbidden",
             IssueCode::Exception => "exception",
+            IssueCode::Suppressed => "suppressed",
         }
     }
 }
@@ -73,6 +76,16 @@ pub struct Issue {
 }
 
 impl Issue {
+    /// A warning issue: the request went ahead.
+    pub fn warning(code: IssueCode, expression: &str, diagnostics: &str) -> Issue {
+        Issue {
+            severity: Severity::Warning,
+            code,
+            diagnostics: diagnostics.to_owned(),
+            expression: expression.to_owned(),
+        }
+    }
+
     /// An error issue.
     pub fn error(code: IssueCode, expression: &str, diagnostics: &str) -> Issue {
         Issue {

@@ -1015,7 +1015,47 @@ impl Records {
             None,
         )?;
         b["type"] = json!("searchset");
+        // Hidden is not absent: the types the role may not read are named in an outcome
+        // entry, whether or not this patient has any, so a reader never takes a hidden
+        // allergy list for an empty one (and learns nothing about what exists).
+        let hidden = self.hidden_types(glass);
+        if !hidden.is_empty() {
+            let role = &self.actor.role;
+            let issues: Vec<Issue> = hidden
+                .iter()
+                .map(|rt| {
+                    Issue::warning(
+                        IssueCode::Suppressed,
+                        rt,
+                        &format!(
+                            "{rt} records are hidden for your role ({role}); break-glass to view"
+                        ),
+                    )
+                })
+                .collect();
+            if let Some(entries) = b["entry"].as_array_mut() {
+                entries.push(json!({
+                    "resource": fhir::operation_outcome(&issues),
+                    "search": {"mode": "outcome"},
+                }));
+            }
+        }
         Ok(b)
+    }
+
+    /// The record types of a patient's chart the caller's role may not read (none under a
+    /// break-glass grant for that patient).
+    pub fn hidden_types(&self, glass: bool) -> Vec<&'static str> {
+        if glass {
+            return Vec::new();
+        }
+        fhir::schema::RESOURCES
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| {
+                *t != "Patient" && !self.permissions.allows(&self.actor.role, t, Action::Read)
+            })
+            .collect()
     }
 
     /// Upcoming medication reminders for a patient: `(MedicationRequest id, due time)` for

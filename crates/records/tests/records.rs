@@ -81,11 +81,13 @@ fn load_demo(r: &Records, patients: u64) {
     }
 }
 
+/// The resources of a Bundle as `Type/id`, without its outcome entries.
 fn ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["search"]["mode"] != "outcome")
         .map(|e| {
             format!(
                 "{}/{}",
@@ -779,6 +781,40 @@ fn break_glass_opens_one_chart_for_an_hour_and_flags_everything() {
             .status,
         404
     );
+    // Hidden is not absent: before break-glass the chart names what the role does not see.
+    let hidden = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "outcome")
+            .flat_map(|e| e["resource"]["issue"].as_array().unwrap().clone())
+            .map(|i| {
+                assert_eq!(i["code"], "suppressed");
+                assert!(
+                    i["diagnostics"]
+                        .as_str()
+                        .unwrap()
+                        .contains("hidden for your role (front_desk); break-glass to view")
+                );
+                i["expression"][0].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let before = desk.everything("p-000000", BASE).unwrap();
+    let not_shown = hidden(&before);
+    for rt in [
+        "AllergyIntolerance",
+        "MedicationRequest",
+        "Observation",
+        "DocumentReference",
+    ] {
+        assert!(not_shown.iter().any(|h| h == rt), "{rt}: {not_shown:?}");
+    }
+    assert!(
+        !not_shown.iter().any(|h| h == "RelatedPerson"),
+        "{not_shown:?}"
+    );
     let g = desk
         .break_glass("p-000000", "patient collapsed at the desk")
         .unwrap();
@@ -793,7 +829,12 @@ fn break_glass_opens_one_chart_for_an_hour_and_flags_everything() {
         .len(),
         6
     );
-    assert_eq!(ids(&desk.everything("p-000000", BASE).unwrap()).len(), 20);
+    let opened = desk.everything("p-000000", BASE).unwrap();
+    assert_eq!(ids(&opened).len(), 20);
+    assert!(
+        hidden(&opened).is_empty(),
+        "nothing is hidden under break-glass"
+    );
     // ... only that patient's ...
     assert_eq!(
         desk.read("Observation", "p-000001-obs-0-hr")

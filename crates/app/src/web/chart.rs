@@ -116,6 +116,19 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
     let Some(p) = of("Patient").next().cloned() else {
         return error_page(&v, 404, "no such patient", "");
     };
+    // Types the role may not read, named by the API in an outcome entry: shown as hidden,
+    // never as absent (an allergy list that is hidden is not an empty one).
+    let hidden: Vec<String> = of("OperationOutcome")
+        .flat_map(|o| o["issue"].as_array().cloned().unwrap_or_default())
+        .filter(|i| i["code"] == "suppressed")
+        .filter_map(|i| i["expression"][0].as_str().map(str::to_owned))
+        .collect();
+    let is_hidden = |rt: &str| hidden.iter().any(|h| h == rt);
+    let hidden_note = |rt: &str| {
+        format!(
+            r##"<span class="pill warn hidden-for-role" data-hidden="{rt}">Hidden for your role — <a href="#break-glass">break the glass to view</a></span>"##
+        )
+    };
     let mut body = String::new();
     // Summary header.
     let allergies: Vec<String> = of("AllergyIntolerance")
@@ -191,12 +204,18 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
         esc(p["birthDate"].as_str().unwrap_or("")),
         esc(&mrn(&p)),
         esc(&phone(&p)),
-        if allergies.is_empty() {
+        if is_hidden("AllergyIntolerance") {
+            hidden_note("AllergyIntolerance")
+        } else if allergies.is_empty() {
             "None recorded".into()
         } else {
             format!(r#"<span class="pill bad">{}</span>"#, allergies.join(", "))
         },
-        meds.len(),
+        if is_hidden("MedicationRequest") {
+            hidden_note("MedicationRequest")
+        } else {
+            meds.len().to_string()
+        },
         if proxies.is_empty() {
             "—".into()
         } else {
@@ -263,6 +282,9 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
             )
         })
         .collect();
+    if is_hidden("Observation") {
+        trends = format!("<p>{}</p>", hidden_note("Observation"));
+    }
     body.push_str(&format!(
         r#"<section class="card" aria-labelledby="vitals-h"><h2 id="vitals-h">Vitals</h2>{trends}
 <form method="post" action="/patients/{pid}/vitals" class="row" aria-label="Record vitals">
@@ -323,6 +345,12 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
             )
         })
         .collect();
+    if is_hidden("MedicationRequest") {
+        med_rows = format!(
+            r#"<tr><td colspan="4">{}</td></tr>"#,
+            hidden_note("MedicationRequest")
+        );
+    }
     body.push_str(&format!(
         r#"<div class="grid"><section class="card"><h2>Medications</h2><table><thead><tr><th>Medication</th><th>Dosage</th><th>Next doses (UTC)</th><th>Next dose</th></tr></thead><tbody>{med_rows}</tbody></table>
 <h3>Recorded doses</h3><table id="doses"><tbody>{given_rows}</tbody></table></section>"#
@@ -382,6 +410,9 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
             esc(&note_text(d))
         ));
     }
+    if is_hidden("DocumentReference") {
+        notes = format!("<p>{}</p>", hidden_note("DocumentReference"));
+    }
     body.push_str(&format!(
         r#"<section class="card" aria-labelledby="notes-h"><h2 id="notes-h">Progress notes</h2>
 <form method="post" action="/patients/{}/notes"><label for="note">New note</label><textarea id="note" name="text" required></textarea>
@@ -440,6 +471,16 @@ pub(crate) async fn chart(State(s): State<AppState>, Path(id): Path<String>) -> 
 <section class="card"><h2>Tasks and maintenance</h2><table><thead><tr><th>Task</th><th>Status</th><th>Due</th></tr></thead><tbody>{tasks}</tbody></table></section></div>"#,
         enc(&id)
     ));
+    if !hidden.is_empty() {
+        body.push_str(&format!(
+            r#"<section class="card" id="break-glass" aria-labelledby="bg-h"><h2 id="bg-h">Parts of this chart are hidden for your role</h2>
+<p>Not shown: {}. In an emergency you may open the whole chart read-only for a limited time; your reason is recorded and reviewed.</p>
+<form method="post" action="/patients/{}/break-glass"><label for="reason">Reason (at least 10 characters)</label><textarea id="reason" name="reason" required minlength="10"></textarea>
+<p><button type="submit">Open chart in an emergency</button></p></form></section>"#,
+            esc(&hidden.join(", ")),
+            enc(&id)
+        ));
+    }
     html(StatusCode::OK, page(&patient_name(&p), Some(&v), &body))
 }
 
