@@ -120,6 +120,24 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// What a session cookie or RPC token is bound to: the account's name, role, admin flag and
+/// password hash. Changing the password or the role, or removing the account, changes (or
+/// removes) the stamp, which ends every cookie and token issued before, at once.
+pub fn credential_stamp(account: &Account) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    for part in [
+        account.name.as_bytes(),
+        account.role.as_bytes(),
+        &[u8::from(account.admin)],
+        account.password_hash.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
 /// Verifies credentials and issues and checks session cookies.
 pub struct Auth {
     key: Zeroizing<[u8; 32]>,
@@ -155,36 +173,9 @@ impl Auth {
     /// get the same answer.
     pub fn login(&self, store: &Store, name: &str, password: &str) -> CouchResult<Principal> {
         let wrong = || CouchError::unauthorized("Name or password is incorrect.");
-        {
-            let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((n, at)) = failures.get(name) {
-                let wait = Duration::from_secs(
-                    2u64.saturating_pow(n.saturating_sub(MAX_FAILURES)).min(300),
-                );
-                if *n >= MAX_FAILURES && at.elapsed() < wait {
-                    return Err(CouchError::new(
-                        axum::http::StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_requests",
-                        format!(
-                            "too many failed logins for this account; wait {} s",
-                            (wait - at.elapsed()).as_secs() + 1
-                        ),
-                    ));
-                }
-            }
-        }
-        let tag = self.mac(&[b"pw", name.as_bytes(), password.as_bytes()]);
-        let account: Option<Account> = store.get_account(name)?;
-        let Some(account) = account else {
-            self.note_failure(name);
-            return Err(wrong());
-        };
-        let is_cached = || {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.get(name).is_some_and(|(t, at)| {
-                ct_eq(t, &tag) && at.elapsed() < Duration::from_secs(CACHE_SECS)
-            })
-        };
+        // One attempt at a time per account, and the back-off is checked inside the turn:
+        // parallel guesses each wait for the one before to be counted, so they cannot all
+        // slip past the check made before the first failure was recorded.
         let gate = self
             .inflight
             .lock()
@@ -193,6 +184,27 @@ impl Auth {
             .or_default()
             .clone();
         let _turn = gate.lock().unwrap_or_else(|p| p.into_inner());
+        self.throttled(name)?;
+        let account: Option<Account> = store.get_account(name)?;
+        let Some(account) = account else {
+            self.note_failure(name);
+            return Err(wrong());
+        };
+        // The remembered verification is bound to the stored hash too: a password changed by
+        // another process (the CLI on the hub's folder) is not answered
+        // from memory with the old one.
+        let tag = self.mac(&[
+            b"pw",
+            name.as_bytes(),
+            password.as_bytes(),
+            account.password_hash.as_bytes(),
+        ]);
+        let is_cached = || {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(name).is_some_and(|(t, at)| {
+                ct_eq(t, &tag) && at.elapsed() < Duration::from_secs(CACHE_SECS)
+            })
+        };
         if !is_cached() {
             if !verify_password(password, &account.password_hash) {
                 self.note_failure(name);
@@ -213,6 +225,26 @@ impl Auth {
             role: account.role,
             device: None,
         })
+    }
+
+    /// 429 while the account is in its back-off window after repeated failures.
+    fn throttled(&self, name: &str) -> CouchResult<()> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, at)) = failures.get(name) {
+            let wait =
+                Duration::from_secs(2u64.saturating_pow(n.saturating_sub(MAX_FAILURES)).min(300));
+            if *n >= MAX_FAILURES && at.elapsed() < wait {
+                return Err(CouchError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!(
+                        "too many failed logins for this account; wait {} s",
+                        (wait - at.elapsed()).as_secs() + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn note_failure(&self, name: &str) {
@@ -238,22 +270,54 @@ impl Auth {
             .remove(name);
     }
 
-    /// A session cookie value for `name`: `base64(name:expiry:mac)`.
-    pub fn cookie(&self, name: &str, now: u64) -> String {
+    /// A session cookie value for `account`: `base64(name:expiry:mac)`, the MAC bound to the
+    /// account's [`credential_stamp`].
+    pub fn cookie(&self, account: &Account, now: u64) -> String {
         let expiry = now + SESSION_SECS;
-        let mac = self.mac(&[b"session", name.as_bytes(), &expiry.to_le_bytes()]);
+        let stamp = credential_stamp(account);
+        let name = &account.name;
+        let mac = self.mac(&[
+            b"session",
+            name.as_bytes(),
+            &expiry.to_le_bytes(),
+            stamp.as_bytes(),
+        ]);
         STANDARD.encode(format!("{name}:{expiry:x}:{}", hex::encode(mac)))
     }
 
-    /// The account a cookie value names, if it is genuine and unexpired.
-    pub fn check_cookie(&self, value: &str, now: u64) -> Option<String> {
+    /// The account name a cookie value claims (unchecked): look the account up, then
+    /// [`Auth::check_cookie`].
+    pub fn cookie_name(value: &str) -> Option<String> {
         let raw = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
+        raw.rsplitn(3, ':').nth(2).map(str::to_owned)
+    }
+
+    /// Whether a cookie value is genuine, unexpired and issued for the account as it is now
+    /// (same password, role and admin flag).
+    pub fn check_cookie(&self, value: &str, account: &Account, now: u64) -> bool {
+        let Some(raw) = STANDARD
+            .decode(value)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
+            return false;
+        };
         let mut parts = raw.rsplitn(3, ':');
-        let mac = hex::decode(parts.next()?).ok()?;
-        let expiry = u64::from_str_radix(parts.next()?, 16).ok()?;
-        let name = parts.next()?;
-        let want = self.mac(&[b"session", name.as_bytes(), &expiry.to_le_bytes()]);
-        (ct_eq(&mac, &want) && now < expiry).then(|| name.to_owned())
+        let (Some(mac), Some(expiry), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let (Ok(mac), Ok(expiry)) = (hex::decode(mac), u64::from_str_radix(expiry, 16)) else {
+            return false;
+        };
+        let stamp = credential_stamp(account);
+        let want = self.mac(&[
+            b"session",
+            name.as_bytes(),
+            &expiry.to_le_bytes(),
+            stamp.as_bytes(),
+        ]);
+        name == account.name && ct_eq(&mac, &want) && now < expiry
     }
 }
 
@@ -285,13 +349,24 @@ mod tests {
     #[test]
     fn cookies_are_signed_and_expire() {
         let a = Auth::new().unwrap();
-        let c = a.cookie("nurse:1", 1000);
-        assert_eq!(a.check_cookie(&c, 1001).as_deref(), Some("nurse:1"));
-        assert_eq!(a.check_cookie(&c, 1000 + SESSION_SECS), None);
+        let acct = |pw: &str, role: &str| Account {
+            name: "nurse:1".into(),
+            password_hash: pw.into(),
+            admin: false,
+            role: role.into(),
+            created_at: 0,
+        };
+        let c = a.cookie(&acct("h1", "nurse"), 1000);
+        assert_eq!(Auth::cookie_name(&c).as_deref(), Some("nurse:1"));
+        assert!(a.check_cookie(&c, &acct("h1", "nurse"), 1001));
+        assert!(!a.check_cookie(&c, &acct("h1", "nurse"), 1000 + SESSION_SECS));
+        // A new password or another role ends the session.
+        assert!(!a.check_cookie(&c, &acct("h2", "nurse"), 1001));
+        assert!(!a.check_cookie(&c, &acct("h1", "front_desk"), 1001));
         let other = Auth::new().unwrap();
-        assert_eq!(other.check_cookie(&c, 1001), None);
-        let forged = STANDARD.encode(format!("admin:{:x}:{}", 5000, "00".repeat(32)));
-        assert_eq!(a.check_cookie(&forged, 1001), None);
+        assert!(!other.check_cookie(&c, &acct("h1", "nurse"), 1001));
+        let forged = STANDARD.encode(format!("nurse:1:{:x}:{}", 5000, "00".repeat(32)));
+        assert!(!a.check_cookie(&forged, &acct("h1", "nurse"), 1001));
     }
 
     #[test]

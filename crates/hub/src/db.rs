@@ -270,8 +270,16 @@ pub(crate) async fn post_session(
     };
     let password = zeroize::Zeroizing::new(password);
     let hub2 = hub.clone();
-    let p = blocking(move || hub2.auth.login(&hub2.store, &name, &password)).await?;
-    let cookie = hub.auth.cookie(&p.name, crate::unix_now());
+    let (p, account) = blocking(move || {
+        let p = hub2.auth.login(&hub2.store, &name, &password)?;
+        let account = hub2
+            .store
+            .get_account(&p.name)?
+            .ok_or_else(|| CouchError::unauthorized("Name or password is incorrect."))?;
+        Ok((p, account))
+    })
+    .await?;
+    let cookie = hub.auth.cookie(&account, crate::unix_now());
     let mut resp = json(
         StatusCode::OK,
         json!({"ok": true, "name": p.name, "roles": p.roles()}),

@@ -365,17 +365,21 @@ pub(crate) async fn principal_of(
         return blocking(move || hub.auth.login(&hub.store, &name, &pw).map(Some)).await;
     }
     if let Some(c) = session_cookie(headers) {
-        let Some(name) = hub.auth.check_cookie(&c, unix_now()) else {
+        let Some(name) = auth::Auth::cookie_name(&c) else {
             return Ok(None);
         };
         let hub2 = hub.clone();
         let account = blocking(move || Ok(hub2.store.get_account(&name)?)).await?;
-        return Ok(account.map(|a| Principal {
-            name: a.name,
-            admin: a.admin,
-            role: a.role,
-            device: None,
-        }));
+        // A removed account, a new password or a new role ends the session (the cookie is
+        // bound to the account's credential stamp).
+        return Ok(account
+            .filter(|a| hub.auth.check_cookie(&c, a, unix_now()))
+            .map(|a| Principal {
+                name: a.name,
+                admin: a.admin,
+                role: a.role,
+                device: None,
+            }));
     }
     Ok(None)
 }

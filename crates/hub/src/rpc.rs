@@ -472,10 +472,24 @@ async fn answer(
         }
         Err(e) => return Answer::error(401, "unauthorized", &e.to_string()),
     };
+    // The account as it is now: removed, or a new password or role, ends the token at once.
+    let hub = rpc.hub.clone();
+    let sub = claims.sub.clone();
+    let account = match blocking(move || Ok(hub.store.get_account(&sub)?)).await {
+        Ok(Some(a)) if crate::auth::credential_stamp(&a) == claims.stamp => a,
+        Ok(_) => {
+            return Answer::error(
+                401,
+                "unauthorized",
+                "the account changed or was removed since this login; log in again",
+            );
+        }
+        Err(e) => return Answer::error(e.status.as_u16(), &e.error, &e.reason),
+    };
     let principal = Principal {
-        admin: claims.role == "admin",
-        name: claims.sub,
-        role: claims.role,
+        admin: account.admin,
+        name: account.name,
+        role: account.role,
         device: Some(device.to_owned()),
     };
     match op {
@@ -526,12 +540,20 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
         }
     };
     let exp = now + rpc.settings.token_ttl.as_secs();
+    let hub = rpc.hub.clone();
+    let sub = p.name.clone();
+    let stamp = match blocking(move || Ok(hub.store.get_account(&sub)?)).await {
+        Ok(Some(a)) => crate::auth::credential_stamp(&a),
+        Ok(None) => return Answer::error(401, "unauthorized", "Name or password is incorrect."),
+        Err(e) => return Answer::error(e.status.as_u16(), &e.error, &e.reason),
+    };
     let claims = Claims {
         sub: p.name.clone(),
         role: p.role.clone(),
         dev: device.to_owned(),
         sid: session.to_owned(),
         exp,
+        stamp,
     };
     let Ok(token) = channel::sign_token(&rpc.keys.signing, &claims) else {
         return Answer::error(503, "unavailable", "cannot sign a token");

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 struct TestHub {
     url: String,
     client: Client,
+    hub: Arc<hub::Hub>,
+    store: Arc<store::Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -20,7 +22,7 @@ async fn start() -> TestHub {
     let store = Arc::new(
         store::Store::open(&dir.path().join("hub.db"), &vault::Dek::generate().unwrap()).unwrap(),
     );
-    let hub = Arc::new(hub::Hub::new(store).unwrap());
+    let hub = Arc::new(hub::Hub::new(store.clone()).unwrap());
     hub.set_account("admin", "admin-password", true).unwrap();
     hub.set_account("nurse", "nurse-password", false).unwrap();
     hub.set_account_role("front", "front-password", "front_desk")
@@ -29,12 +31,14 @@ async fn start() -> TestHub {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(hub::serve(
         listener,
-        hub::router(hub, 1024 * 1024),
+        hub::router(hub.clone(), 1024 * 1024),
         std::future::pending(),
     ));
     TestHub {
         url: format!("http://{addr}"),
         client: Client::new(),
+        hub,
+        store,
         _dir: dir,
     }
 }
@@ -1642,4 +1646,85 @@ async fn the_clinical_database_takes_only_valid_records_of_the_named_type() {
         .call(Method::PUT, "/appdata/Patient%2Fx", Some(note))
         .await;
     assert_eq!(s, StatusCode::CREATED);
+}
+
+/// Issue 16: a session ends when its account's password or role changes or the account is
+/// removed; parallel wrong guesses are each counted before the next is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_with_their_credentials_and_parallel_guesses_are_throttled() {
+    let h = start().await;
+    h.call(Method::PUT, "/p", None).await;
+    let login = |name: &'static str, pw: &'static str| {
+        let client = h.client.clone();
+        let url = format!("{}/_session", h.url);
+        async move {
+            let resp = client
+                .post(url)
+                .json(&json!({"name": name, "password": pw}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let c = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+            c.split(';').next().unwrap().to_owned()
+        }
+    };
+    let with_cookie = |cookie: String| {
+        let client = h.client.clone();
+        let url = format!("{}/p", h.url);
+        async move {
+            client
+                .get(url)
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let c1 = login("nurse", "nurse-password").await;
+    assert_eq!(with_cookie(c1.clone()).await, StatusCode::OK);
+    // A new password ends the old session at once.
+    h.hub.set_account("nurse", "new-password-1", false).unwrap();
+    assert_eq!(with_cookie(c1).await, StatusCode::UNAUTHORIZED);
+    // So does a new role.
+    let c2 = login("nurse", "new-password-1").await;
+    assert_eq!(with_cookie(c2.clone()).await, StatusCode::OK);
+    h.hub
+        .set_account_role("nurse", "new-password-1", "front_desk")
+        .unwrap();
+    assert_eq!(with_cookie(c2).await, StatusCode::UNAUTHORIZED);
+    // And removing the account.
+    let c3 = login("nurse", "new-password-1").await;
+    assert_eq!(with_cookie(c3.clone()).await, StatusCode::OK);
+    assert!(h.store.delete_account("nurse").unwrap());
+    assert_eq!(with_cookie(c3).await, StatusCode::UNAUTHORIZED);
+
+    // Thirty wrong guesses at once: only the first five are checked, the rest wait their turn
+    // and find the account in its back-off.
+    let guesses: Vec<_> = (0..30)
+        .map(|i| {
+            let client = h.client.clone();
+            let url = format!("{}/p", h.url);
+            tokio::spawn(async move {
+                client
+                    .get(url)
+                    .basic_auth("front", Some(format!("guess-{i}")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    let mut throttled = 0;
+    for g in guesses {
+        match g.await.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((checked, throttled), (5, 25));
 }

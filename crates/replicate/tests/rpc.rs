@@ -746,3 +746,39 @@ async fn bad_input_on_the_rpc_port_gets_a_clear_4xx() {
         "an unpaired device is refused, by a live hub"
     );
 }
+
+/// Issue 16: a login token ends when its account's password changes or the account is removed,
+/// even while the token has time left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_token_ends_when_its_account_changes_or_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_hub(&dir, Duration::from_secs(900)).await;
+    h.store.ensure_db("clinic").unwrap();
+    let a = node(&dir, "a");
+    replicate::rpc::pair(&a, &offer(&h), "tablet A")
+        .await
+        .unwrap();
+    let (c, _) = rpc_db(&a, "nurse@clinic", "nurse-password");
+    assert_eq!(c.couch("GET", "/clinic", None).await.unwrap().status, 200);
+    // Another password, written straight to the hub's store (as another process would): the
+    // token in hand stops working, and the old password does not log in again.
+    let mut account = h.store.get_account("nurse@clinic").unwrap().unwrap();
+    account.password_hash = hub::auth::hash_password("a-new-password").unwrap();
+    h.store.put_account(&account).unwrap();
+    let after = c.couch("GET", "/clinic", None).await;
+    assert!(
+        after.as_ref().map_or(true, |r| r.status == 401),
+        "{:?}",
+        after.map(|r| r.status)
+    );
+    // With the new password it works; removing the account ends that session too.
+    let (c2, _) = rpc_db(&a, "nurse@clinic", "a-new-password");
+    assert_eq!(c2.couch("GET", "/clinic", None).await.unwrap().status, 200);
+    assert!(h.store.delete_account("nurse@clinic").unwrap());
+    let gone = c2.couch("GET", "/clinic", None).await;
+    assert!(
+        gone.as_ref().map_or(true, |r| r.status == 401),
+        "{:?}",
+        gone.map(|r| r.status)
+    );
+}

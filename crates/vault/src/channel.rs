@@ -579,6 +579,10 @@ pub struct Claims {
     pub sid: String,
     /// Expiry (unix seconds).
     pub exp: u64,
+    /// The account's credential stamp when the token was issued: a token whose stamp no longer
+    /// matches the account (new password or role, account removed) is refused.
+    #[serde(default)]
+    pub stamp: String,
 }
 
 /// Signs a login token: `base64url(claims).base64url(ed25519 signature)`.
@@ -760,6 +764,7 @@ mod tests {
             dev: "d".into(),
             sid: "s".into(),
             exp: 100,
+            stamp: "0123".into(),
         };
         let t = sign_token(&key, &claims).unwrap();
         assert_eq!(verify_token(&key.verifying_key(), &t, 99).unwrap(), claims);
