@@ -284,6 +284,32 @@ fn serves_on_a_real_loopback_socket() {
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("\"searchset\""));
+    // DNS rebinding and cross-site posts (issue 16, ADR 30): a page that rebinds its name to
+    // 127.0.0.1 sends that name as Host; a form on another site sends its Origin.
+    let port = addr.port();
+    let ask = |request: String| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let rebound = ask(format!(
+        "GET /fhir/Patient HTTP/1.1\r\nHost: rebind.example:{port}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    let login = "user=dr.kim&pin=wrong";
+    let cross = ask(format!(
+        "POST /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: https://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
+        login.len()
+    ));
+    assert!(cross.starts_with("HTTP/1.1 403"), "{cross}");
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let fine = ask(format!(
+            "GET /fhir/metadata HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(fine.starts_with("HTTP/1.1 200"), "{host}: {fine}");
+    }
     tx.send(()).unwrap();
     rt.block_on(server).unwrap().unwrap();
     assert!(app::check_loopback(&"0.0.0.0:8080".parse().unwrap()).is_err());

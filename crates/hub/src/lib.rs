@@ -444,6 +444,45 @@ async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next)
     }
 }
 
+/// On a loopback listener: answers only requests addressed to its own loopback names (a page
+/// that rebinds its DNS name to 127.0.0.1 sends its own name in `Host`), and takes
+/// state-changing requests only from its own origin (ADR 30). A request without `Host` (an
+/// HTTP/1.0 client) is not a browser's and passes.
+async fn loopback_only(port: u16, req: Request, next: Next) -> Response {
+    if let Some(refusal) = loopback_refusal(port, req.headers(), req.method()) {
+        return refusal;
+    }
+    next.run(req).await
+}
+
+fn loopback_refusal(
+    port: u16,
+    headers: &HeaderMap,
+    method: &axum::http::Method,
+) -> Option<Response> {
+    let header_str = |name| headers.get(name).and_then(|h| h.to_str().ok());
+    if header_str(header::HOST).is_some_and(|h| !vault::origin::host_allowed(h, port)) {
+        return Some(
+            CouchError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                format!(
+                    "this server answers only 127.0.0.1:{port}, localhost:{port} and [::1]:{port}"
+                ),
+            )
+            .into_response(),
+        );
+    }
+    let changes = !matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if changes && !vault::origin::origin_allowed(header_str(header::ORIGIN), port) {
+        return Some(CouchError::forbidden("cross-site requests are refused").into_response());
+    }
+    None
+}
+
 /// Serves the router on a bound listener until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -453,6 +492,15 @@ pub async fn serve(
     use axum::serve::ListenerExt;
     // Without TCP_NODELAY, a response written in pieces (streamed feeds) can wait out the
     // peer's delayed ACK: 40 ms per request.
+    let local = listener.local_addr()?;
+    let router = if local.ip().is_loopback() {
+        let port = local.port();
+        router.layer(middleware::from_fn(move |req: Request, next: Next| {
+            loopback_only(port, req, next)
+        }))
+    } else {
+        router
+    };
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

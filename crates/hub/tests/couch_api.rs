@@ -1728,3 +1728,47 @@ async fn sessions_end_with_their_credentials_and_parallel_guesses_are_throttled(
     }
     assert_eq!((checked, throttled), (5, 25));
 }
+
+/// Issue 16 (ADR 30): on loopback the hub answers only its own names, and takes writes only
+/// from its own origin; a rebound page or a cross-site form gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_listeners_refuse_rebound_hosts_and_cross_site_writes() {
+    let h = start().await;
+    let port = h.url.rsplit(':').next().unwrap().to_owned();
+    let (s, v) = {
+        let resp = h
+            .client
+            .get(format!("{}/_all_dbs", h.url))
+            .basic_auth("admin", Some("admin-password"))
+            .header("Host", format!("rebind.example:{port}"))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!(s, StatusCode::MISDIRECTED_REQUEST, "{v}");
+    assert_eq!(err(&v).0, "misdirected_request");
+    let resp = h
+        .client
+        .put(format!("{}/evil", h.url))
+        .basic_auth("admin", Some("admin-password"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.call(Method::GET, "/evil", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let resp = h
+        .client
+        .put(format!("{}/fine", h.url))
+        .basic_auth("admin", Some("admin-password"))
+        .header("Host", format!("localhost:{port}"))
+        .header("Origin", format!("http://localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}

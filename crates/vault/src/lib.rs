@@ -24,6 +24,7 @@ pub mod backup;
 pub mod channel;
 mod file;
 mod keys;
+pub mod origin;
 pub mod pairing;
 pub mod sealed;
 pub mod totp;
