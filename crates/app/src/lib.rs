@@ -74,36 +74,30 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let port = listener.local_addr()?.port();
-    let app = app.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            loopback_only(port, req, next)
-        },
-    ));
+    let app = app.layer(axum::middleware::from_fn(loopback_only));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 fn loopback_refusal(
-    port: u16,
     headers: &axum::http::HeaderMap,
     method: &axum::http::Method,
 ) -> Option<axum::response::Response> {
     use axum::http::{Method, StatusCode, header};
     use axum::response::IntoResponse;
     let header_str = |name| headers.get(name).and_then(|h| h.to_str().ok());
-    if header_str(header::HOST).is_some_and(|h| !vault::origin::host_allowed(h, port)) {
+    if header_str(header::HOST).is_some_and(|h| !vault::origin::host_allowed(h)) {
         return Some(
             (
                 StatusCode::MISDIRECTED_REQUEST,
-                format!("This app answers only http://127.0.0.1:{port}/ (or localhost, [::1])."),
+                "This app answers only the names 127.0.0.1, localhost and [::1].",
             )
                 .into_response(),
         );
     }
     let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes && !vault::origin::origin_allowed(header_str(header::ORIGIN), port) {
+    if changes && !vault::origin::origin_allowed(header_str(header::ORIGIN)) {
         return Some((StatusCode::FORBIDDEN, "Cross-site requests are refused.").into_response());
     }
     None
@@ -113,11 +107,10 @@ fn loopback_refusal(
 /// state-changing requests only from its own origin: a page that rebinds its DNS name to
 /// 127.0.0.1, or posts a form from another site, gets nothing (ADR 30).
 async fn loopback_only(
-    port: u16,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if let Some(refusal) = loopback_refusal(port, req.headers(), req.method()) {
+    if let Some(refusal) = loopback_refusal(req.headers(), req.method()) {
         return refusal;
     }
     next.run(req).await

@@ -448,27 +448,21 @@ async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next)
 /// that rebinds its DNS name to 127.0.0.1 sends its own name in `Host`), and takes
 /// state-changing requests only from its own origin (ADR 30). A request without `Host` (an
 /// HTTP/1.0 client) is not a browser's and passes.
-async fn loopback_only(port: u16, req: Request, next: Next) -> Response {
-    if let Some(refusal) = loopback_refusal(port, req.headers(), req.method()) {
+async fn loopback_only(req: Request, next: Next) -> Response {
+    if let Some(refusal) = loopback_refusal(req.headers(), req.method()) {
         return refusal;
     }
     next.run(req).await
 }
 
-fn loopback_refusal(
-    port: u16,
-    headers: &HeaderMap,
-    method: &axum::http::Method,
-) -> Option<Response> {
+fn loopback_refusal(headers: &HeaderMap, method: &axum::http::Method) -> Option<Response> {
     let header_str = |name| headers.get(name).and_then(|h| h.to_str().ok());
-    if header_str(header::HOST).is_some_and(|h| !vault::origin::host_allowed(h, port)) {
+    if header_str(header::HOST).is_some_and(|h| !vault::origin::host_allowed(h)) {
         return Some(
             CouchError::new(
                 StatusCode::MISDIRECTED_REQUEST,
                 "misdirected_request",
-                format!(
-                    "this server answers only 127.0.0.1:{port}, localhost:{port} and [::1]:{port}"
-                ),
+                "this server answers only the names 127.0.0.1, localhost and [::1]",
             )
             .into_response(),
         );
@@ -477,7 +471,7 @@ fn loopback_refusal(
         *method,
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
-    if changes && !vault::origin::origin_allowed(header_str(header::ORIGIN), port) {
+    if changes && !vault::origin::origin_allowed(header_str(header::ORIGIN)) {
         return Some(CouchError::forbidden("cross-site requests are refused").into_response());
     }
     None
@@ -494,10 +488,7 @@ pub async fn serve(
     // peer's delayed ACK: 40 ms per request.
     let local = listener.local_addr()?;
     let router = if local.ip().is_loopback() {
-        let port = local.port();
-        router.layer(middleware::from_fn(move |req: Request, next: Next| {
-            loopback_only(port, req, next)
-        }))
+        router.layer(middleware::from_fn(loopback_only))
     } else {
         router
     };
