@@ -74,7 +74,17 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app.layer(axum::middleware::from_fn(loopback_only));
+    let app =
+        app.layer(axum::middleware::from_fn(loopback_only))
+            .layer(axum::middleware::map_response(
+                |mut resp: axum::response::Response| async move {
+                    resp.headers_mut().insert(
+                        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                        axum::http::HeaderValue::from_static("nosniff"),
+                    );
+                    resp
+                },
+            ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -309,6 +309,11 @@ fn serves_on_a_real_loopback_socket() {
             "GET /fhir/metadata HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nConnection: close\r\n\r\n"
         ));
         assert!(fine.starts_with("HTTP/1.1 200"), "{host}: {fine}");
+        assert!(
+            fine.to_ascii_lowercase()
+                .contains("x-content-type-options: nosniff"),
+            "{fine}"
+        );
     }
     tx.send(()).unwrap();
     rt.block_on(server).unwrap().unwrap();

@@ -34,6 +34,31 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
     let up_admin = up_urls["status and metrics"]
         .trim_end_matches("/status")
         .to_owned();
+    // Over TLS the session cookie is Secure, and nothing is sniffed into a page (issue 16).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (cookie, nosniff) = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("https://{up_tls}/_session"))
+            .json(&serde_json::json!({"name": "relay@clinic", "password": RELAY_PW}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers();
+        (
+            h["set-cookie"].to_str().unwrap().to_owned(),
+            h["x-content-type-options"].to_str().unwrap().to_owned(),
+        )
+    });
+    assert!(
+        cookie.ends_with("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    assert_eq!(nosniff, "nosniff");
 
     // The clinic hub: accounts, and the upstream (pinned certificate) in its secrets vault.
     init_hub(&hub_dir);

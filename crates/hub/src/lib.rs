@@ -444,6 +444,42 @@ async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next)
     }
 }
 
+/// Every hub response: `X-Content-Type-Options: nosniff`, so a browser never renders JSON or an
+/// attachment as a page.
+pub(crate) async fn hardening(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// Over TLS, every cookie the hub sets is `Secure`: a browser never sends it over plain HTTP.
+pub(crate) async fn secure_cookies(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let cookies: Vec<axum::http::HeaderValue> = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let text = v.to_str().ok()?;
+            if text.to_ascii_lowercase().contains("; secure") {
+                Some(v.clone())
+            } else {
+                axum::http::HeaderValue::from_str(&format!("{text}; Secure")).ok()
+            }
+        })
+        .collect();
+    if !cookies.is_empty() {
+        resp.headers_mut().remove(header::SET_COOKIE);
+        for c in cookies {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    resp
+}
+
 /// On a loopback listener: answers only requests addressed to its own loopback names (a page
 /// that rebinds its DNS name to 127.0.0.1 sends its own name in `Host`), and takes
 /// state-changing requests only from its own origin (ADR 30). A request without `Host` (an
@@ -492,6 +528,7 @@ pub async fn serve(
     } else {
         router
     };
+    let router = router.layer(middleware::from_fn(hardening));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -84,6 +84,9 @@ pub async fn serve_tls(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let router = router
+        .layer(axum::middleware::from_fn(crate::secure_cookies))
+        .layer(axum::middleware::from_fn(crate::hardening));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

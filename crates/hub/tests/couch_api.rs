@@ -1771,4 +1771,6 @@ async fn loopback_listeners_refuse_rebound_hosts_and_cross_site_writes() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
+    // No response is sniffed into a page.
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }

@@ -196,16 +196,45 @@ impl Store {
             }
             Some(_) => {}
         }
+        // A device id is paired once. Pairing under a known id — even a revoked one — would
+        // replace the real device's keys, lock it out, and hand its witnessed audit position to
+        // the newcomer; a revoked device stays revoked (issue 16). A new identity (a new device
+        // folder) pairs as a new device.
+        let known: Option<(Vec<u8>, Vec<u8>, Option<i64>)> = tx
+            .query_row(
+                "SELECT channel_key, audit_key, revoked_at FROM devices WHERE id = ?1",
+                [&device.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let again = match known {
+            None => false,
+            Some((_, _, Some(_))) => {
+                return Err(Error::BadRequest(format!(
+                    "device {} was revoked on this hub and stays revoked; set up a new device folder (hearth init) to pair again",
+                    device.id
+                )));
+            }
+            // The same device asking again (its answer was lost): nothing changes.
+            Some((ch, au, None)) if ch == device.channel_key && au == device.audit_key => true,
+            Some(_) => {
+                return Err(Error::BadRequest(format!(
+                    "a device with the id {} is already paired with this hub under other keys; a device id is never paired twice",
+                    device.id
+                )));
+            }
+        };
         tx.execute(
             "UPDATE pairing_offers SET used_by = ?2 WHERE token_hash = ?1",
             params![token_hash(token), device.id],
         )?;
+        if again {
+            tx.commit()?;
+            return Ok(());
+        }
         tx.execute(
             "INSERT INTO devices (id, name, channel_key, audit_key, paired_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name,
-                 channel_key = excluded.channel_key, audit_key = excluded.audit_key,
-                 paired_at = excluded.paired_at, revoked_at = NULL",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 device.id,
                 device.name,
@@ -552,6 +581,39 @@ mod tests {
         assert!(hub.pair_device(b"never", &d, 1).is_err());
         assert!(hub.revoke_device(&d.id, "admin", 60).unwrap());
         assert_eq!(hub.get_device(&d.id).unwrap().unwrap().revoked_at, Some(60));
+    }
+
+    #[test]
+    fn a_device_id_is_paired_once_and_a_revoked_device_stays_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (hub, dev) = (open(dir.path(), "h.db"), open(dir.path(), "d.db"));
+        paired(&hub, &dev);
+        let d = hub.list_devices().unwrap().remove(0);
+        // The same device asking again changes nothing.
+        hub.put_pairing_offer(b"again", 100, "admin").unwrap();
+        hub.pair_device(b"again", &d, 60).unwrap();
+        assert_eq!(
+            hub.get_device(&d.id).unwrap().unwrap().paired_at,
+            d.paired_at
+        );
+        // Someone else under the same id, with other keys: refused, the real keys stay.
+        let mut taker = d.clone();
+        taker.channel_key = [9; 32];
+        hub.put_pairing_offer(b"take", 100, "admin").unwrap();
+        let err = hub.pair_device(b"take", &taker, 60).unwrap_err();
+        assert!(err.to_string().contains("never paired twice"), "{err}");
+        assert_eq!(
+            hub.get_device(&d.id).unwrap().unwrap().channel_key,
+            d.channel_key
+        );
+        // Revoked stays revoked, whoever asks.
+        assert!(hub.revoke_device(&d.id, "admin", 70).unwrap());
+        for (tok, who) in [(&b"r1"[..], &d), (&b"r2"[..], &taker)] {
+            hub.put_pairing_offer(tok, 100, "admin").unwrap();
+            let err = hub.pair_device(tok, who, 80).unwrap_err();
+            assert!(err.to_string().contains("stays revoked"), "{err}");
+        }
+        assert_eq!(hub.get_device(&d.id).unwrap().unwrap().revoked_at, Some(70));
     }
 
     #[test]
