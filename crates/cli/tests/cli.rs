@@ -1239,3 +1239,31 @@ fn raw_document_commands_and_the_audit_trail_are_gated_by_role() {
         assert!(denied >= raw.len(), "{user}: {theirs}");
     }
 }
+
+/// Issue 16: a plain-HTTP remote on another machine would carry records and the password in
+/// clear; it is refused before anything is asked or sent, unless the user says otherwise.
+#[test]
+fn plain_http_to_another_machine_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir);
+    let err = fail(&hearth(
+        &dir,
+        &[
+            "sync",
+            "--remote",
+            "http://192.0.2.10:5984/records",
+            "--remote-user",
+            "sync",
+        ],
+        &format!("{PIN}\nsecret-password\n"),
+    ));
+    assert!(
+        err.contains("plain HTTP to another machine") && err.contains("--insecure-plain-http"),
+        "{err}"
+    );
+    assert!(!err.contains("secret-password"));
+    // The way out is documented where users look.
+    let help = ok(&hearth(&dir, &["sync", "--help"], ""));
+    assert!(help.contains("--insecure-plain-http"), "{help}");
+}

@@ -37,6 +37,26 @@ pub struct Args {
     /// Changes per batch.
     #[arg(long, default_value_t = 500)]
     pub batch_size: u64,
+    /// Allow a plain `http://` remote that is not on this machine: records and the password
+    /// then cross the network unencrypted. Without it such a remote is refused.
+    #[arg(long)]
+    pub insecure_plain_http: bool,
+}
+
+/// Whether a remote URL is plain HTTP to another machine (loopback is this machine).
+fn plain_http_off_machine(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    if u.scheme() != "http" {
+        return false;
+    }
+    match u.host() {
+        Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        None => false,
+    }
 }
 
 fn bar(label: &'static str, show: bool) -> impl FnMut(&Progress<'_>) {
@@ -150,6 +170,12 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
             actor: actor.clone(),
         })
     } else {
+        if plain_http_off_machine(&remote_url) && !a.insecure_plain_http {
+            bail!(
+                "{} is plain HTTP to another machine: records and the password would cross the network unencrypted. Use the hub's TLS address (https://…), `hearth sync --hub`, or add --insecure-plain-http if this network is yours to trust",
+                remote_url.split('@').next_back().unwrap_or(&remote_url)
+            );
+        }
         let password = match &a.remote_user {
             None => None,
             Some(u) => Some(read_password(ctx, u)?),
