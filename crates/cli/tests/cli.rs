@@ -1034,7 +1034,14 @@ fn roles_can_require_an_authenticator_code_checked_offline() {
     ok(&as_kim(&format!("kim-pin-1\n{code}\n")));
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let err = fail(&as_kim(&format!("kim-pin-1\n{wrong}\n")));
-    assert!(err.contains("wrong or missing authenticator code"), "{err}");
+    // A right PIN with a wrong code answers as a wrong PIN does (issue 16).
+    let wrong_pin = fail(&as_kim(&format!("kim-pin-9\n{code}\n")));
+    assert!(err.contains("wrong user or PIN"), "{err}");
+    assert_eq!(
+        err.lines().next(),
+        wrong_pin.lines().next(),
+        "a wrong code and a wrong PIN must answer alike"
+    );
     // The admin's role does not require a code: unchanged.
     ok(&hearth(&dir, &["changes"], &pin));
 }

@@ -120,6 +120,12 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A password hash with the accounts' parameters, for unknown names to be checked against.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("hearth-decoy-password").unwrap_or_default())
+}
+
 /// What a session cookie or RPC token is bound to: the account's name, role, admin flag and
 /// password hash. Changing the password or the role, or removing the account, changes (or
 /// removes) the stamp, which ends every cookie and token issued before, at once.
@@ -187,6 +193,9 @@ impl Auth {
         self.throttled(name)?;
         let account: Option<Account> = store.get_account(name)?;
         let Some(account) = account else {
+            // An unknown name costs the same Argon2id work as a wrong password, so timing does
+            // not tell which accounts exist (issue 16).
+            let _ = verify_password(password, decoy_hash());
             self.note_failure(name);
             return Err(wrong());
         };

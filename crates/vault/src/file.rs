@@ -253,7 +253,15 @@ impl VaultFile {
 
     /// Opens the data key with a user's PIN. Does not touch the counters.
     pub fn open(&self, user: &str, pin: &Pin, device: &DeviceSecret) -> Result<Dek, Error> {
-        let entry = self.user(user)?;
+        let Some(entry) = self.users.get(user) else {
+            // An unknown name costs the same key derivation as a wrong PIN, so timing does
+            // not tell which names exist (issue 16): try the PIN against another user's wrap
+            // under this name's context, which cannot authenticate.
+            if let Some(w) = self.users.values().find_map(|e| e.wrap.as_ref()) {
+                let _ = unwrap(w, pin, device, &self.context(user));
+            }
+            return Err(Error::WrongCredentials);
+        };
         let w = entry.wrap.as_ref().ok_or(Error::ResetRequired)?;
         unwrap(w, pin, device, &self.context(user)).map_err(|e| match e {
             Error::WrongPin => Error::WrongCredentials,
@@ -363,7 +371,8 @@ impl VaultFile {
             crate::wrap::open_sealed(dek, &format!("totp/{}/{user}", self.vault_id), sealed)?;
         match code {
             Some(c) if crate::totp::verify(&secret, c, now) => Ok(()),
-            _ => Err(Error::SecondFactor),
+            // The same answer as a wrong PIN: a wrong code must not confirm the PIN was right.
+            _ => Err(Error::WrongCredentials),
         }
     }
 
@@ -573,11 +582,11 @@ mod tests {
         vf.check_totp(&dek, "kim", Some(&code), now).unwrap();
         assert!(matches!(
             vf.check_totp(&dek, "kim", Some("000000"), now),
-            Err(Error::SecondFactor)
+            Err(Error::WrongCredentials)
         ));
         assert!(matches!(
             vf.check_totp(&dek, "kim", None, now),
-            Err(Error::SecondFactor)
+            Err(Error::WrongCredentials)
         ));
         // The sealed secret is not in the file in the clear.
         let json = String::from_utf8(vf.to_json()).unwrap();

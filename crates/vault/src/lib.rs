@@ -51,8 +51,9 @@ pub enum Error {
     /// A wrap did not authenticate: wrong PIN, device secret or context.
     #[error("wrong PIN")]
     WrongPin,
-    /// Wrong user name or PIN (deliberately the same answer for both).
-    #[error("wrong user or PIN")]
+    /// Wrong user name, PIN or authenticator code (deliberately one answer for all three, so a
+    /// failure does not tell which part was right).
+    #[error("wrong user or PIN (or authenticator code)")]
     WrongCredentials,
     /// Too many failed attempts.
     #[error(
@@ -91,9 +92,6 @@ pub enum Error {
     /// Removing the only admin.
     #[error("the last administrator cannot be removed")]
     LastAdmin,
-    /// The second factor was missing or wrong.
-    #[error("wrong or missing authenticator code")]
-    SecondFactor,
     /// The role requires an authenticator the user has not enrolled.
     #[error(
         "this role requires an authenticator app; an administrator must enroll you first (hearth user totp NAME)"
