@@ -46,6 +46,11 @@ impl Default for PinPolicy {
     }
 }
 
+/// The wait between attempts, once the failures are used up, for a user nobody else can reset
+/// (the only administrator): an hour, so a lost race with typos never locks a hub for good and
+/// a guesser gets 24 tries a day.
+pub const LONE_USER_DELAY_SECS: u64 = 3600;
+
 /// Longest PIN or passphrase accepted, in characters.
 pub const MAX_PIN_CHARS: usize = 1024;
 
@@ -210,11 +215,22 @@ impl VaultFile {
             // Unknown users get the same answer as a wrong PIN, after the attempt.
             return Ok(Gate::Open);
         };
-        if entry.failed_attempts >= self.policy.max_failures {
-            return Err(Error::LockedOut);
-        }
         if entry.wrap.is_none() {
             return Err(Error::ResetRequired);
+        }
+        if entry.failed_attempts >= self.policy.max_failures {
+            if self.another_admin_can_reset(user) {
+                return Err(Error::LockedOut);
+            }
+            // Nobody else could set a new PIN (a hub's vault, a one-user device): a lock would
+            // be for good, so the user waits instead, long enough that guessing stays hopeless.
+            let since = entry
+                .last_failure
+                .map_or(u64::MAX, |t| now.saturating_sub(t));
+            if since < LONE_USER_DELAY_SECS {
+                return Ok(Gate::Wait(LONE_USER_DELAY_SECS - since));
+            }
+            return Ok(Gate::Open);
         }
         let delay = self.policy.delay_after(entry.failed_attempts);
         let since = entry
@@ -225,6 +241,13 @@ impl VaultFile {
             return Ok(Gate::Wait(delay - since));
         }
         Ok(Gate::Open)
+    }
+
+    /// Whether an administrator other than `user` could set `user` a new PIN.
+    fn another_admin_can_reset(&self, user: &str) -> bool {
+        self.users
+            .iter()
+            .any(|(name, e)| name != user && e.role == "admin" && e.wrap.is_some())
     }
 
     /// Counts an attempt as failed before it is tried, so killing the process mid-attempt does
@@ -438,6 +461,40 @@ mod tests {
         )
         .unwrap();
         (vf, dek, dev)
+    }
+
+    #[test]
+    fn the_only_administrator_waits_instead_of_being_locked_out_for_good() {
+        let (mut vf, dek, dev) = setup();
+        let max = vf.policy.max_failures;
+        for i in 0..max {
+            vf.note_attempt("admin", 1_000 + u64::from(i));
+        }
+        let last = 1_000 + u64::from(max) - 1;
+        assert_eq!(
+            vf.gate("admin", last + 10).unwrap(),
+            Gate::Wait(LONE_USER_DELAY_SECS - 10)
+        );
+        assert_eq!(
+            vf.gate("admin", last + LONE_USER_DELAY_SECS).unwrap(),
+            Gate::Open
+        );
+        // The right passphrase still opens it after the wait.
+        assert!(vf.open("admin", &Pin::from("123456"), &dev).is_ok());
+        // With a second administrator who could reset it, the lockout stands.
+        vf.add_user(
+            &dek,
+            "admin2",
+            "admin",
+            &Pin::from("second-admin"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
+        assert!(matches!(
+            vf.gate("admin", last + LONE_USER_DELAY_SECS),
+            Err(Error::LockedOut)
+        ));
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub mod totp;
 mod wrap;
 
 pub use file::{
-    ADMIN_ROLE, Gate, MAX_PIN_CHARS, PinPolicy, UserEntry, VaultFile, validate_user_name,
+    ADMIN_ROLE, Gate, LONE_USER_DELAY_SECS, MAX_PIN_CHARS, PinPolicy, UserEntry, VaultFile,
+    validate_user_name,
 };
 pub use keys::{Dek, DeviceSecret, KEY_LEN, Pin, random_bytes};
 pub use wrap::{KdfParams, Wrap, unwrap, wrap};
