@@ -98,6 +98,24 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
         "not-the-passphrase\n",
     );
     assert!(fails(&wrong).contains("wrong hub passphrase"));
+    // Wrong passphrases here are counted like those at `hub start` (issue 16): the vault's
+    // free attempts run out and the next one must wait.
+    let mut last = String::new();
+    for _ in 0..3 {
+        last = fails(&hearth(
+            &hub_dir,
+            &["hub", "upstream", "show"],
+            "not-the-passphrase\n",
+        ));
+    }
+    assert!(!last.contains("wrong hub passphrase"), "{last}");
+    // The right passphrase after the wait clears the count.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    ok(&hearth(
+        &hub_dir,
+        &["hub", "upstream", "show"],
+        &format!("{PASS}\n"),
+    ));
     let (_hub, urls) = start_hub(
         &hub_dir,
         &["--couch-tls-listen", "", "--set", "relay_interval_secs=1"],

@@ -108,8 +108,9 @@ pub enum UpstreamCommand {
     Set {
         /// e.g. `https://couch.example.org:6984`
         url: String,
-        /// Account on the upstream.
-        #[arg(long = "upstream-user")]
+        /// Account on the upstream. (Its own id: named `user`, clap would also fill the global
+        /// `--user` with it, and the hub would be unlocked as that name.)
+        #[arg(long = "upstream-user", id = "upstream_user")]
         user: String,
         /// Pin the upstream's TLS certificate by its SHA-256 (hex), e.g. another Hearth hub's.
         #[arg(long)]
@@ -300,8 +301,18 @@ pub fn upstream(ctx: &mut Context, cmd: UpstreamCommand) -> Result<()> {
     let dir = DataDir::open(&ctx.data_dir)
         .with_context(|| format!("cannot open the hub in {}", ctx.data_dir.display()))?;
     let pass = ctx.input.pin(&format!("Hub passphrase (user {user}): "))?;
+    // Through the vault first, so a wrong passphrase here is counted and throttled like one
+    // at `hub start` (issue 16); alongside, because the hub may be running.
+    let node = dir
+        .unlock_alongside(&user, &pass, None)
+        .map_err(|e| match e {
+            store::Error::Vault(vault::Error::WrongCredentials | vault::Error::WrongPin) => {
+                anyhow!("wrong hub passphrase")
+            }
+            other => anyhow!("cannot unlock the hub: {other}"),
+        })?;
     let mut secrets =
-        HubSecrets::open(dir.path(), &pass, dir.device_secret()).map_err(|e| anyhow!("{e}"))?;
+        HubSecrets::open(node.path(), &pass, node.device_secret()).map_err(|e| anyhow!("{e}"))?;
     match cmd {
         UpstreamCommand::Show => {
             match &secrets.upstream {
@@ -349,7 +360,7 @@ pub fn upstream(ctx: &mut Context, cmd: UpstreamCommand) -> Result<()> {
     }
     let kdf = InitOptions::default().kdf;
     secrets
-        .save(dir.path(), &pass, dir.device_secret(), &kdf, true)
+        .save(node.path(), &pass, node.device_secret(), &kdf, true)
         .map_err(|e| anyhow!("{e}"))?;
     outln!("Saved in the hub's secrets vault; it applies at the next `hearth hub start`.");
     Ok(())
