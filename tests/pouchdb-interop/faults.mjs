@@ -129,6 +129,9 @@ async function writeOne(db, name, n) {
     stats.writes++;
   } catch (e) {
     if (e.status === 409) stats.writeConflicts++;
+    // The document picked from allDocs was deleted by a live pull before it was read: the
+    // write target is gone, which is normal under live sync; nothing was written.
+    else if (e.status === 404) stats.writeConflicts++;
     else throw e;
   }
 }

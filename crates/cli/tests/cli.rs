@@ -538,12 +538,22 @@ fn app_serves_the_fhir_api_on_loopback_only() {
         .next()
         .unwrap()
         .to_owned();
-    let token = lines
-        .next()
-        .unwrap()
-        .unwrap()
-        .trim_start_matches("API token: ")
-        .to_owned();
+    // The token is never printed: it is in a file only this account can read (issue 16).
+    let said = lines.next().unwrap().unwrap();
+    let token_file = dir.join("app-token");
+    assert!(
+        said.starts_with("API token in ") && said.contains(&token_file.display().to_string()),
+        "{said}"
+    );
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.len(), 32, "a 128-bit token in hex");
+    assert!(!said.contains(&token));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let get = |path: &str, auth: &str| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         write!(

@@ -557,7 +557,17 @@ mod tests {
 
     #[test]
     fn delays_grow_then_lock_out() {
-        let (mut vf, _dek, _dev) = setup();
+        let (mut vf, dek, dev) = setup();
+        // Another administrator could set a new PIN, so the lockout applies.
+        vf.add_user(
+            &dek,
+            "admin2",
+            "admin",
+            &Pin::from("second-admin"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
         let p = vf.policy.clone();
         let mut now = 1_000;
         for i in 0..p.max_failures {
@@ -584,6 +594,15 @@ mod tests {
     #[test]
     fn success_clears_counter_and_set_pin_unlocks() {
         let (mut vf, dek, dev) = setup();
+        vf.add_user(
+            &dek,
+            "admin2",
+            "admin",
+            &Pin::from("second-admin"),
+            &fast(),
+            &dev,
+        )
+        .unwrap();
         for _ in 0..vf.policy.max_failures {
             vf.note_attempt("admin", 5);
         }

@@ -56,19 +56,53 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
         token: Arc::new(token.clone()),
         web: Default::default(),
     };
-    serve(state, args.listen, &user, idle, None)
+    serve(state, &ctx.data_dir, args.listen, &user, idle, None)
+}
+
+/// The file the app's API token is written to while it runs: `app-token` in the data folder,
+/// readable by this account only, removed when the app stops. Never printed (issue 16): a
+/// terminal log or a service journal would otherwise keep it.
+pub fn token_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("app-token")
+}
+
+/// Writes the token file (replacing one a crashed run left behind).
+fn write_token(path: &std::path::Path, token: &str) -> Result<()> {
+    use std::io::Write as _;
+    let _ = std::fs::remove_file(path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(token.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Removes the token file when the app stops, however it stops.
+struct TokenFile(std::path::PathBuf);
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Serves the app (web and FHIR API) until Ctrl-C; with `open_browser`, points the desktop's
 /// browser at it (best effort).
 pub fn serve(
     state: app::AppState,
+    data_dir: &std::path::Path,
     listen: SocketAddr,
     user: &str,
     idle_secs: i64,
     sign_in_hint: Option<&str>,
 ) -> Result<()> {
-    let token = state.token.clone();
+    let token_file = TokenFile(token_path(data_dir));
+    write_token(&token_file.0, &state.token)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -80,7 +114,10 @@ pub fn serve(
         outln!(
             "Hearth app for {user} listening on http://{addr}/ (FHIR API: http://{addr}/fhir)"
         );
-        outln!("API token: {token}");
+        outln!(
+            "API token in {} (this account only; removed when the app stops)",
+            token_file.0.display()
+        );
         if let Some(hint) = sign_in_hint {
             outln!("Open http://{addr}/ in a browser and sign in {hint}.");
             // Best effort: a desktop session opens its browser; a server has none, and that is fine.

@@ -242,6 +242,7 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
     let state = super::app::locked_state(&folder, 15 * 60)?;
     super::app::serve(
         state,
+        &folder,
         args.listen,
         "the demo clinic",
         15 * 60,
