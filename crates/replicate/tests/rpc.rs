@@ -545,7 +545,9 @@ async fn sessions_expire_and_the_client_handshakes_again() {
     let h = start_hub_with(
         &dir,
         hub::rpc::RpcSettings {
-            session_ttl: Duration::from_secs(1),
+            // Whole seconds, checked against the clock's second: 3 s leaves a login under a loaded
+            // CI machine (Argon2id in a debug build) time to finish inside one session.
+            session_ttl: Duration::from_secs(3),
             ..Default::default()
         },
     )
@@ -564,7 +566,7 @@ async fn sessions_expire_and_the_client_handshakes_again() {
     let raw = Raw::open(&h.addr, &pairing.device, &key, h.hub_key)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let login = raw.seal(
         Route::Command,
         1,
@@ -578,7 +580,7 @@ async fn sessions_expire_and_the_client_handshakes_again() {
     // The client renews what expired on its own.
     let c = RpcClient::from_store(&dev, "nurse@clinic", "nurse-password").unwrap();
     assert_eq!(c.couch("GET", "/clinic", None).await.unwrap().status, 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(c.couch("GET", "/clinic", None).await.unwrap().status, 200);
     // A wrong password is refused inside the channel.
     let bad = RpcClient::from_store(&dev, "nurse@clinic", "wrong").unwrap();
