@@ -97,20 +97,24 @@ fn loopback_refusal(
     use axum::http::{Method, StatusCode, header};
     use axum::response::IntoResponse;
     let header_str = |name| headers.get(name).and_then(|h| h.to_str().ok());
-    if header_str(header::HOST).is_some_and(|h| !vault::origin::host_allowed(h)) {
-        return Some(
+    let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    match vault::origin::check(
+        header_str(header::HOST),
+        header_str(header::ORIGIN),
+        changes,
+    ) {
+        Ok(()) => None,
+        Err(vault::origin::Refused::Host) => Some(
             (
                 StatusCode::MISDIRECTED_REQUEST,
                 "This app answers only the names 127.0.0.1, localhost and [::1].",
             )
                 .into_response(),
-        );
+        ),
+        Err(vault::origin::Refused::Origin) => {
+            Some((StatusCode::FORBIDDEN, "Cross-site requests are refused.").into_response())
+        }
     }
-    let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes && !vault::origin::origin_allowed(header_str(header::ORIGIN)) {
-        return Some((StatusCode::FORBIDDEN, "Cross-site requests are refused.").into_response());
-    }
-    None
 }
 
 /// Answers only requests addressed to this server's own loopback names, and takes

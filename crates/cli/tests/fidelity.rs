@@ -235,6 +235,25 @@ fn hub_docs(couch: &str, auth: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `hearth sync` of the fidelity database with `remote`, over the CouchDB API.
+fn sync_http(dir: &Path, remote: &str) -> std::process::Output {
+    hearth(
+        dir,
+        &[
+            "--user",
+            "nurse1",
+            "sync",
+            "--db",
+            DB,
+            "--remote",
+            remote,
+            "--remote-user",
+            "nurse@clinic",
+        ],
+        &format!("{PIN}\n{NURSE_PW}\n"),
+    )
+}
+
 /// `hearth sync --hub` of the fidelity database, over the RPC channel.
 fn sync_rpc(dir: &Path) -> std::process::Output {
     hearth(
@@ -362,22 +381,7 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
         "{out}"
     );
     same("device A (RPC)", &all, &device_docs(&a));
-    let creds = format!("{PIN}\n{NURSE_PW}\n");
-    ok(&hearth(
-        &b,
-        &[
-            "--user",
-            "nurse1",
-            "sync",
-            "--db",
-            DB,
-            "--remote",
-            &remote,
-            "--remote-user",
-            "nurse@clinic",
-        ],
-        &creds,
-    ));
+    ok(&sync_http(&b, &remote));
     same("device B (CouchDB API)", &all, &device_docs(&b));
 
     // 4. Device A writes more and pushes them over RPC; device B pulls them over HTTP.
@@ -407,21 +411,7 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
     ));
     same("device A (written)", &written, &device_docs(&a));
     ok(&sync_rpc(&a));
-    ok(&hearth(
-        &b,
-        &[
-            "--user",
-            "nurse1",
-            "sync",
-            "--db",
-            DB,
-            "--remote",
-            &remote,
-            "--remote-user",
-            "nurse@clinic",
-        ],
-        &creds,
-    ));
+    ok(&sync_http(&b, &remote));
     all.extend(written.clone());
     same(
         "hub after the device's push",

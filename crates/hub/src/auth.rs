@@ -46,6 +46,18 @@ pub struct Principal {
     pub device: Option<String>,
 }
 
+impl From<Account> for Principal {
+    /// The account as it is now, signed in directly (not through a device).
+    fn from(a: Account) -> Principal {
+        Principal {
+            name: a.name,
+            admin: a.admin,
+            role: a.role,
+            device: None,
+        }
+    }
+}
+
 impl Principal {
     /// CouchDB's roles for `_session`.
     pub fn roles(&self) -> Vec<&'static str> {
@@ -178,6 +190,13 @@ impl Auth {
     /// Checks a name and password (blocking: Argon2id). Wrong credentials and unknown names
     /// get the same answer.
     pub fn login(&self, store: &Store, name: &str, password: &str) -> CouchResult<Principal> {
+        self.login_account(store, name, password)
+            .map(Principal::from)
+    }
+
+    /// [`Auth::login`], answering with the account itself (for the caller that binds a cookie
+    /// or token to its [`credential_stamp`] without reading it again).
+    pub fn login_account(&self, store: &Store, name: &str, password: &str) -> CouchResult<Account> {
         let wrong = || CouchError::unauthorized("Name or password is incorrect.");
         // One attempt at a time per account, and the back-off is checked inside the turn:
         // parallel guesses each wait for the one before to be counted, so they cannot all
@@ -228,12 +247,7 @@ impl Auth {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        Ok(Principal {
-            name: account.name,
-            admin: account.admin,
-            role: account.role,
-            device: None,
-        })
+        Ok(account)
     }
 
     /// 429 while the account is in its back-off window after repeated failures.
@@ -297,26 +311,13 @@ impl Auth {
     /// The account name a cookie value claims (unchecked): look the account up, then
     /// [`Auth::check_cookie`].
     pub fn cookie_name(value: &str) -> Option<String> {
-        let raw = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
-        raw.rsplitn(3, ':').nth(2).map(str::to_owned)
+        parse_cookie(value).map(|(name, _, _)| name)
     }
 
     /// Whether a cookie value is genuine, unexpired and issued for the account as it is now
     /// (same password, role and admin flag).
     pub fn check_cookie(&self, value: &str, account: &Account, now: u64) -> bool {
-        let Some(raw) = STANDARD
-            .decode(value)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-        else {
-            return false;
-        };
-        let mut parts = raw.rsplitn(3, ':');
-        let (Some(mac), Some(expiry), Some(name)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return false;
-        };
-        let (Ok(mac), Ok(expiry)) = (hex::decode(mac), u64::from_str_radix(expiry, 16)) else {
+        let Some((name, expiry, mac)) = parse_cookie(value) else {
             return false;
         };
         let stamp = credential_stamp(account);
@@ -328,6 +329,15 @@ impl Auth {
         ]);
         name == account.name && ct_eq(&mac, &want) && now < expiry
     }
+}
+
+/// A cookie value's parts: `base64(name:expiry-hex:mac-hex)` (the name may hold colons).
+fn parse_cookie(value: &str) -> Option<(String, u64, Vec<u8>)> {
+    let raw = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
+    let mut parts = raw.rsplitn(3, ':');
+    let mac = hex::decode(parts.next()?).ok()?;
+    let expiry = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((parts.next()?.to_owned(), expiry, mac))
 }
 
 /// Parses `Authorization: Basic …` into name and password.

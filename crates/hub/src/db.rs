@@ -110,7 +110,6 @@ pub(crate) async fn revs_limit(
     match method {
         Method::GET => {
             blocking(move || {
-                Access::load(&hub.store, &db, &p)?;
                 let limit = hub.store.db_info(&db)?.revs_limit;
                 Ok(json(StatusCode::OK, json!(limit)))
             })
@@ -141,7 +140,6 @@ pub(crate) async fn revs_limit(
 /// access, and writing is refused for everyone.
 pub(crate) async fn security(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
     Path(db): Path<String>,
     method: Method,
 ) -> CouchResult<Response> {
@@ -149,7 +147,6 @@ pub(crate) async fn security(
     match method {
         Method::GET => {
             blocking(move || {
-                Access::load(&hub.store, &db, &p)?;
                 hub.store.db_info(&db)?;
                 Ok(json(
                     StatusCode::OK,
@@ -270,16 +267,9 @@ pub(crate) async fn post_session(
     };
     let password = zeroize::Zeroizing::new(password);
     let hub2 = hub.clone();
-    let (p, account) = blocking(move || {
-        let p = hub2.auth.login(&hub2.store, &name, &password)?;
-        let account = hub2
-            .store
-            .get_account(&p.name)?
-            .ok_or_else(|| CouchError::unauthorized("Name or password is incorrect."))?;
-        Ok((p, account))
-    })
-    .await?;
+    let account = blocking(move || hub2.auth.login_account(&hub2.store, &name, &password)).await?;
     let cookie = hub.auth.cookie(&account, crate::unix_now());
+    let p = Principal::from(account);
     let mut resp = json(
         StatusCode::OK,
         json!({"ok": true, "name": p.name, "roles": p.roles()}),

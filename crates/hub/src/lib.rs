@@ -374,12 +374,7 @@ pub(crate) async fn principal_of(
         // bound to the account's credential stamp).
         return Ok(account
             .filter(|a| hub.auth.check_cookie(&c, a, unix_now()))
-            .map(|a| Principal {
-                name: a.name,
-                admin: a.admin,
-                role: a.role,
-                device: None,
-            }));
+            .map(Principal::from));
     }
     Ok(None)
 }
@@ -493,24 +488,28 @@ async fn loopback_only(req: Request, next: Next) -> Response {
 
 fn loopback_refusal(headers: &HeaderMap, method: &axum::http::Method) -> Option<Response> {
     let header_str = |name| headers.get(name).and_then(|h| h.to_str().ok());
-    if header_str(header::HOST).is_some_and(|h| !vault::origin::host_allowed(h)) {
-        return Some(
+    let changes = !matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    match vault::origin::check(
+        header_str(header::HOST),
+        header_str(header::ORIGIN),
+        changes,
+    ) {
+        Ok(()) => None,
+        Err(vault::origin::Refused::Host) => Some(
             CouchError::new(
                 StatusCode::MISDIRECTED_REQUEST,
                 "misdirected_request",
                 "this server answers only the names 127.0.0.1, localhost and [::1]",
             )
             .into_response(),
-        );
+        ),
+        Err(vault::origin::Refused::Origin) => {
+            Some(CouchError::forbidden("cross-site requests are refused").into_response())
+        }
     }
-    let changes = !matches!(
-        *method,
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    );
-    if changes && !vault::origin::origin_allowed(header_str(header::ORIGIN)) {
-        return Some(CouchError::forbidden("cross-site requests are refused").into_response());
-    }
-    None
 }
 
 /// Serves the router on a bound listener until `shutdown` completes.

@@ -487,10 +487,8 @@ async fn answer(
         Err(e) => return Answer::error(e.status.as_u16(), &e.error, &e.reason),
     };
     let principal = Principal {
-        admin: account.admin,
-        name: account.name,
-        role: account.role,
         device: Some(device.to_owned()),
+        ..Principal::from(account)
     };
     match op {
         "http" => http(rpc, route, principal, &head, body).await,
@@ -514,7 +512,7 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
     );
     let hub = rpc.hub.clone();
     let n = name.clone();
-    let result = blocking(move || hub.auth.login(&hub.store, &n, &password)).await;
+    let result = blocking(move || hub.auth.login_account(&hub.store, &n, &password)).await;
     let audit = |outcome: &str, role: &str| store::AuditEvent {
         user: name.clone(),
         role: role.to_owned(),
@@ -530,8 +528,8 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
         detail: Some("hub rpc".into()),
         break_glass: false,
     };
-    let p = match result {
-        Ok(p) => p,
+    let account = match result {
+        Ok(a) => a,
         Err(e) => {
             let hub = rpc.hub.clone();
             let ev = audit("failure", "");
@@ -540,13 +538,8 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
         }
     };
     let exp = now + rpc.settings.token_ttl.as_secs();
-    let hub = rpc.hub.clone();
-    let sub = p.name.clone();
-    let stamp = match blocking(move || Ok(hub.store.get_account(&sub)?)).await {
-        Ok(Some(a)) => crate::auth::credential_stamp(&a),
-        Ok(None) => return Answer::error(401, "unauthorized", "Name or password is incorrect."),
-        Err(e) => return Answer::error(e.status.as_u16(), &e.error, &e.reason),
-    };
+    let stamp = crate::auth::credential_stamp(&account);
+    let p = Principal::from(account);
     let claims = Claims {
         sub: p.name.clone(),
         role: p.role.clone(),

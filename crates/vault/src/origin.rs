@@ -42,6 +42,28 @@ pub fn origin_allowed(origin: Option<&str>) -> bool {
         .is_some_and(host_allowed)
 }
 
+/// Why a loopback server refuses a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// `Host` is not a loopback name (answer 421).
+    Host,
+    /// A state-changing request from another origin (answer 403).
+    Origin,
+}
+
+/// The one decision every loopback listener makes: `host` and `origin` are the request's
+/// headers (absent: `None`; no `Host` is an HTTP/1.0 tool, not a browser), `changes_state`
+/// whether the method is anything but GET, HEAD or OPTIONS.
+pub fn check(host: Option<&str>, origin: Option<&str>, changes_state: bool) -> Result<(), Refused> {
+    if host.is_some_and(|h| !host_allowed(h)) {
+        return Err(Refused::Host);
+    }
+    if changes_state && !origin_allowed(origin) {
+        return Err(Refused::Origin);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,22 +66,6 @@ pub fn token_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("app-token")
 }
 
-/// Writes the token file (replacing one a crashed run left behind).
-fn write_token(path: &std::path::Path, token: &str) -> Result<()> {
-    use std::io::Write as _;
-    let _ = std::fs::remove_file(path);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(token.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
 /// Removes the token file when the app stops, however it stops.
 struct TokenFile(std::path::PathBuf);
 
@@ -102,7 +86,9 @@ pub fn serve(
     sign_in_hint: Option<&str>,
 ) -> Result<()> {
     let token_file = TokenFile(token_path(data_dir));
-    write_token(&token_file.0, &state.token)?;
+    // A file a crashed run left behind is replaced.
+    let _ = std::fs::remove_file(&token_file.0);
+    super::write_new(&token_file.0, state.token.as_bytes())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)

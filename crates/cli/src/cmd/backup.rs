@@ -93,7 +93,7 @@ fn keygen(ctx: &mut Context, out: &Path, mib: u32) -> Result<()> {
     };
     let file = key.to_file(&pass, &kdf)?;
     let json = serde_json::to_vec_pretty(&file).context("formatting the key file")?;
-    write_new(out, &json)?;
+    super::write_new(out, &json)?;
     outln!(
         "Wrote the backup key file {} (keep it and its passphrase off this machine).",
         out.display()
@@ -101,23 +101,6 @@ fn keygen(ctx: &mut Context, out: &Path, mib: u32) -> Result<()> {
     outln!("Public key, for `hearth backup create --key` and the hub's `backup_key`:");
     outln!("{}", key.public_text());
     Ok(())
-}
-
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn open_key_file(ctx: &mut Context, path: &Path) -> Result<BackupKey> {

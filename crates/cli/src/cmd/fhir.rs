@@ -419,15 +419,7 @@ fn deid_key(path: &Path) -> Result<Vec<u8>> {
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = app::new_token().context("cannot make a pseudonym key")?;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts
-                .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            f.write_all(key.as_bytes())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            super::write_new(path, key.as_bytes())?;
             Ok(key.into_bytes())
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),

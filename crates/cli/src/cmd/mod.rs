@@ -147,6 +147,25 @@ pub fn doc_event(
     }
 }
 
+/// Writes a new file readable by this account only (mode 0600 on Unix), synced; refuses to
+/// replace an existing one. For key files, the app's API token and the like.
+pub fn write_new(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// Prints JSON to stdout, pretty.
 pub fn print_json(v: &serde_json::Value) -> Result<()> {
     outln!(
