@@ -319,6 +319,13 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
         &format!("{ADMIN_PW}\n"),
     ));
     assert!(report.contains("\tread\t"), "{report}");
+    // ... and names who received the patient's record from the hub (device B's pull).
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("\tsync\tsuccess\t") && l.contains("Patient/p-000001")),
+        "{report}"
+    );
 
     // A device restored from an old copy is caught at its next sync.
     let a_old = tmp.path().join("a-old");

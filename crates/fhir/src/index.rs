@@ -102,6 +102,88 @@ fn codes(out: &mut Vec<Term>, rt: &str, param: &str, cc: Option<&Value>) {
     }
 }
 
+/// The patients whose compartment a stored body belongs to (`Patient/{id}`, deduplicated, in
+/// the order found): the same answer as the `patient` terms of [`terms`], read without building
+/// a tree of the whole body, for the hub's accounting of what it sent to whom. A body that is
+/// not a JSON object, or has no FHIR `resourceType`, is in no compartment.
+pub fn patients_of_json(body: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Ref {
+        reference: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Agent {
+        who: Option<Ref>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(rename = "resourceType")]
+        rt: Option<String>,
+        id: Option<String>,
+        subject: Option<Ref>,
+        patient: Option<Ref>,
+        #[serde(rename = "for")]
+        for_: Option<Ref>,
+        target: Option<Vec<Ref>>,
+        agent: Option<Vec<Agent>>,
+    }
+    let b: Body = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        // A member of an unexpected shape (an invalid resource): ask the full reader.
+        Err(_) => {
+            return serde_json::from_slice::<Value>(body)
+                .map(|v| {
+                    terms(&v, 0)
+                        .into_iter()
+                        .filter_map(|t| match t {
+                            Term::Token { param, value } if param == "patient" => Some(value),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+    };
+    let patient = |r: Option<Ref>| {
+        r.and_then(|r| r.reference)
+            .filter(|r| r.starts_with("Patient/"))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |p: Option<String>| {
+        if let Some(p) = p
+            && !out.contains(&p)
+        {
+            out.push(p);
+        }
+    };
+    match b.rt.as_deref() {
+        Some("Patient") => push(b.id.map(|id| format!("Patient/{id}"))),
+        Some("RelatedPerson" | "Practitioner" | "AllergyIntolerance" | "Consent") => {
+            push(patient(b.patient))
+        }
+        Some(
+            "Observation"
+            | "MedicationRequest"
+            | "MedicationAdministration"
+            | "Communication"
+            | "Encounter"
+            | "Condition"
+            | "DocumentReference",
+        ) => push(patient(b.subject)),
+        Some("Task") => push(patient(b.for_)),
+        Some("Provenance") => {
+            for t in b.target.into_iter().flatten() {
+                push(patient(Some(t)));
+            }
+            for a in b.agent.into_iter().flatten() {
+                push(patient(a.who));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
 /// The terms of a resource. `now` (Unix seconds) anchors the next medication reminder.
 pub fn terms(resource: &Value, now: i64) -> Vec<Term> {
     let mut out = Vec::new();
@@ -302,6 +384,45 @@ mod tests {
                 Term::Text(_) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn compartment_reader_agrees_with_the_terms() {
+        let mut all = crate::demo::practitioners();
+        for n in 0..6 {
+            all.extend(crate::demo::patient_bundle(n, 7, 2));
+        }
+        all.push(json!({"resourceType": "Provenance", "id": "pv",
+            "target": [{"reference": "Consent/c1"}, {"reference": "Patient/p1"}],
+            "agent": [{"who": {"reference": "Patient/p2"}}, {"who": {"reference": "Patient/p1"}}]}));
+        // A member of the wrong shape falls back to the full reader.
+        all.push(json!({"resourceType": "Observation", "id": "o", "subject": {"reference": "Patient/p3"}, "target": 7}));
+        let mut with_patient = 0;
+        for r in &all {
+            let want: Vec<String> = tokens(r.clone())
+                .into_iter()
+                .filter(|(p, _)| p == "patient")
+                .fold(Vec::new(), |mut v, (_, p)| {
+                    if !v.contains(&p) {
+                        v.push(p);
+                    }
+                    v
+                });
+            let got = patients_of_json(&serde_json::to_vec(r).unwrap());
+            assert_eq!(got, want, "{r}");
+            with_patient += usize::from(!got.is_empty());
+        }
+        assert!(
+            with_patient > all.len() / 2,
+            "{with_patient} of {}",
+            all.len()
+        );
+        assert_eq!(
+            patients_of_json(br#"{"resourceType":"Provenance","target":[{"reference":"Patient/a"}],"agent":[{"who":{"reference":"Patient/b"}}]}"#),
+            ["Patient/a", "Patient/b"]
+        );
+        assert!(patients_of_json(b"[1,2]").is_empty());
+        assert!(patients_of_json(br#"{"subject":{"reference":"Patient/x"}}"#).is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! POST /admin/pairing-offers        a one-time pairing offer          (hub administrator)
 //! GET  /admin/devices               paired devices, last contact      (hub administrator)
 //! POST /admin/devices/{id}/revoke   refuse a device from now on       (hub administrator)
-//! GET  /admin/audit?patient=P       audit entries from every device   (hub administrator)
+//! GET  /admin/audit?patient=P       audit entries of every device and the hub (hub administrator)
 //! POST /admin/backup                take a backup now (ADR 20)        (hub administrator)
 //! GET  /ui …                        the administration screens (see `admin_ui`)
 //! ```
@@ -487,7 +487,13 @@ async fn audit_report(
         .map(|(_, v)| v.clone());
     let hub = s.hub.clone();
     let entries = blocking(move || {
-        let e = hub.store.device_audit_list(patient.as_deref())?;
+        // The devices' trails (as they pushed them) and the hub's own: what it sent to whom.
+        let mut e = hub.store.device_audit_list(patient.as_deref())?;
+        e.extend(hub.store.audit_list(&store::AuditFilter {
+            patient: patient.clone(),
+            ..store::AuditFilter::default()
+        })?);
+        e.sort_by(|a, b| (a.time, &a.device, a.seq).cmp(&(b.time, &b.device, b.seq)));
         hub.store.audit_append(&[store::AuditEvent {
             user: p.name.clone(),
             role: p.role().to_owned(),

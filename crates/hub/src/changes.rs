@@ -19,7 +19,7 @@ use crate::doc::doc_json;
 use crate::error::{CouchError, CouchResult};
 use crate::params::{Params, since_param};
 use crate::selector::Selector;
-use crate::{HubState, NoCompress, Principal, blocking};
+use crate::{Disclosed, HubState, NoCompress, Principal, blocking};
 
 /// Rows read from the store per step.
 const PAGE: u64 = 500;
@@ -64,7 +64,8 @@ struct Step {
     rows: Vec<(u64, String)>,
     cursor: u64,
     exhausted: bool,
-    docs: usize,
+    /// The documents the rows carry, for the accounting of disclosures.
+    docs: Disclosed,
 }
 
 fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
@@ -77,7 +78,7 @@ fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
     let need_docs = (o.include_docs && !raw_docs) || matches!(o.filter, Filter::Selector(_));
     let mut rows = Vec::new();
     let mut cursor = since;
-    let mut docs = 0;
+    let mut docs = Disclosed::default();
     for _ in 0..MAX_PAGES_PER_STEP {
         let page_limit = if matches!(o.filter, Filter::None) {
             PAGE.min(want - rows.len() as u64)
@@ -136,7 +137,7 @@ fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
                 };
                 let doc = match doc {
                     Some(d) => {
-                        docs += 1;
+                        docs.note(c.id.as_str(), &d);
                         d
                     }
                     None => serde_json::to_vec(&json!({"_id": c.id.as_str(), "_rev": c.changes[0].to_string(), "_deleted": true}))
@@ -160,8 +161,9 @@ fn step(store: &Store, o: &Opts, since: u64, want: u64) -> CouchResult<Step> {
             if o.include_docs {
                 row["doc"] = match &c.doc {
                     Some(d) => {
-                        docs += 1;
-                        doc_json(store, &o.db, d, o.attachments, None)?
+                        let v = doc_json(store, &o.db, d, o.attachments, None)?;
+                        docs.note_value(c.id.as_str(), &v);
+                        v
                     }
                     None => {
                         json!({"_id": c.id.as_str(), "_rev": c.changes[0].to_string(), "_deleted": true})
@@ -272,13 +274,12 @@ impl Feeder {
         let who = self.who.clone();
         blocking(move || {
             let s = step(&hub.store, &o, since, want)?;
-            if s.docs > 0 {
-                hub.audit(
-                    &who,
-                    "sync",
-                    format!("_changes include_docs db={} docs={}", o.db, s.docs),
-                )?;
-            }
+            hub.disclosed(
+                &who,
+                "sync",
+                &format!("_changes include_docs db={}", o.db),
+                &s.docs,
+            )?;
             Ok(s)
         })
         .await
@@ -494,7 +495,7 @@ pub(crate) async fn changes(
             rows: Vec::new(),
             cursor: since,
             exhausted: true,
-            docs: 0,
+            docs: Disclosed::default(),
         }
     } else {
         feeder.step(since, limit).await?

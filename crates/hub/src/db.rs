@@ -14,7 +14,7 @@ use store::{AllDocsQuery, DocId, DocWrite, GetOptions, OpenRevs};
 use crate::doc::new_doc_id;
 use crate::error::{CouchError, CouchResult};
 use crate::params::Params;
-use crate::{Access, COUCHDB_VERSION, HubState, Principal, blocking, json};
+use crate::{Access, COUCHDB_VERSION, Disclosed, HubState, Principal, blocking, json};
 
 /// Checks a database name from a URL, with CouchDB's error.
 pub(crate) fn check_db(name: &str) -> CouchResult<()> {
@@ -552,7 +552,7 @@ pub(crate) async fn bulk_docs(
     }
     blocking(move || {
         let access = Access::load(&hub.store, &db, &p)?;
-        let mut refused = 0usize;
+        let mut refused: Vec<String> = Vec::new();
         // Documents named by a revision that cannot exist get `conflict` in place; `_local`
         // documents are written one by one (they have no revision tree); the rest go to the
         // store in one transaction.
@@ -576,7 +576,7 @@ pub(crate) async fn bulk_docs(
                     }
                 }
                 Parsed::Doc(w) if !access.may_write(w.id.as_str(), w.deleted) => {
-                    refused += 1;
+                    refused.push(w.id.as_str().to_owned());
                     slots.push(Err(doc_error(
                         Some(w.id.as_str()),
                         w.rev.as_ref().filter(|_| !new_edits),
@@ -603,9 +603,7 @@ pub(crate) async fn bulk_docs(
                 },
             }
         }
-        if refused > 0 {
-            hub.denied(&p, "", &format!("_bulk_docs db={db} refused={refused}"))?;
-        }
+        hub.denied_all(&p, &refused, &format!("_bulk_docs db={db}"))?;
         let ids: Vec<(DocId, Option<Rev>)> = writes
             .iter()
             .map(|w| (w.id.clone(), w.rev.clone()))
@@ -719,11 +717,11 @@ pub(crate) async fn bulk_get(
     };
     blocking(move || {
         let access = Access::load(&hub.store, &db, &p)?;
-        let mut refused = 0usize;
+        let mut refused: Vec<String> = Vec::new();
         // The response is assembled as bytes: stored bodies are spliced in, never re-parsed.
         let mut out = Vec::with_capacity(asked.len() * 1200 + 16);
         out.extend_from_slice(b"{\"results\":[");
-        let mut served = 0usize;
+        let mut served = Disclosed::default();
         for (n, a) in asked.into_iter().enumerate() {
             if n > 0 {
                 out.push(b',');
@@ -739,7 +737,7 @@ pub(crate) async fn bulk_get(
                 continue;
             };
             if !access.may_read(&id) {
-                refused += 1;
+                refused.push(id.clone());
                 fail(&mut out, rev_v, "forbidden", "your role may not read documents of this type");
                 continue;
             }
@@ -797,7 +795,7 @@ pub(crate) async fn bulk_get(
                 }
                 match r {
                     Ok(raw) => {
-                        served += 1;
+                        served.note(raw.id.as_str(), &raw.body);
                         let atts = crate::doc::attachments_json(&hub.store, &db, &raw, attachments, atts_since.as_deref())?;
                         out.extend_from_slice(b"{\"ok\":");
                         out.extend_from_slice(&store::splice_json(&raw.id, &raw.rev, raw.deleted, raw.revisions.as_ref(), atts.as_deref(), &raw.body));
@@ -812,13 +810,9 @@ pub(crate) async fn bulk_get(
             out.extend_from_slice(b"]}");
         }
         out.extend_from_slice(b"]}");
-        if served > 0 {
-            hub.metrics.docs_out.fetch_add(served as u64, std::sync::atomic::Ordering::Relaxed);
-            hub.audit(&p, "sync", format!("_bulk_get db={db} docs={served}"))?;
-        }
-        if refused > 0 {
-            hub.denied(&p, "", &format!("_bulk_get db={db} refused={refused}"))?;
-        }
+        hub.metrics.docs_out.fetch_add(served.docs, std::sync::atomic::Ordering::Relaxed);
+        hub.disclosed(&p, "sync", &format!("_bulk_get db={db}"), &served)?;
+        hub.denied_all(&p, &refused, &format!("_bulk_get db={db}"))?;
         let mut resp = Response::new(axum::body::Body::from(out));
         resp.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
         Ok(resp)
@@ -898,6 +892,8 @@ pub(crate) async fn all_docs(
         let access = Access::load(store, &db, &p)?;
         let get_opts = GetOptions { conflicts, ..GetOptions::default() };
         let mut rows = Vec::new();
+        let mut sent = Disclosed::default();
+        let mut refused: Vec<String> = Vec::new();
         let total;
         {
             total = store.db_info(&db)?.doc_count;
@@ -915,6 +911,7 @@ pub(crate) async fn all_docs(
                     continue;
                 };
                 if !access.may_read(id) {
+                    refused.push(id.to_owned());
                     rows.push(json!({"key": id, "error": "forbidden"}));
                     continue;
                 }
@@ -936,7 +933,9 @@ pub(crate) async fn all_docs(
                             let mut row = json!({"id": id, "key": id, "value": {"rev": w.rev.to_string()}});
                             if include_docs {
                                 let d = store.get(&db, &docid, &get_opts)?;
-                                row["doc"] = crate::doc::doc_json(store, &db, &d, attachments, None)?;
+                                let doc = crate::doc::doc_json(store, &db, &d, attachments, None)?;
+                                sent.note_value(docid.as_str(), &doc);
+                                row["doc"] = doc;
                             }
                             rows.push(row);
                         }
@@ -944,9 +943,8 @@ pub(crate) async fn all_docs(
                 }
             }
         }
-        if include_docs && !rows.is_empty() {
-            hub.audit(&p, "sync", format!("_all_docs db={db} docs={}", rows.len()))?;
-        }
+        hub.disclosed(&p, "sync", &format!("_all_docs db={db}"), &sent)?;
+        hub.denied_all(&p, &refused, &format!("_all_docs db={db}"))?;
         let mut out = json!({"total_rows": total, "offset": skip, "rows": rows});
         if let Some(seq) = update_seq {
             out["update_seq"] = seq.into();
@@ -1000,7 +998,7 @@ async fn all_docs_stream(
                 ..GetOptions::default()
             };
             let mut out = Vec::with_capacity(rows.len());
-            let mut docs = 0;
+            let mut sent = Disclosed::default();
             for r in rows.into_iter().filter(|r| access.may_read(r.id.as_str())) {
                 let mut row = serde_json::to_vec(&json!({"id": r.id.as_str(), "key": r.id.as_str(), "value": {"rev": r.rev.to_string()}}))
                     .unwrap_or_default();
@@ -1022,7 +1020,7 @@ async fn all_docs_stream(
                     };
                     match doc {
                         Ok(d) => {
-                            docs += 1;
+                            sent.note(r.id.as_str(), &d);
                             row.pop();
                             row.extend_from_slice(b",\"doc\":");
                             row.extend_from_slice(&d);
@@ -1034,9 +1032,7 @@ async fn all_docs_stream(
                 }
                 out.push(row);
             }
-            if docs > 0 {
-                hub.audit(&p, "sync", format!("_all_docs db={db} docs={docs}"))?;
-            }
+            hub.disclosed(&p, "sync", &format!("_all_docs db={db}"), &sent)?;
             Ok((out, total, last, n < q.limit.unwrap_or(u64::MAX)))
         })
     };

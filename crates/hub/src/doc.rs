@@ -194,13 +194,18 @@ async fn read_doc(
         if let Some(which) = open_revs {
             let found = store.open_revs(&db, &docid, &which, opts.revs, latest)?;
             let mut out = Vec::with_capacity(found.len());
+            let mut sent = crate::Disclosed::default();
             for o in found {
                 match o {
-                    OpenRev::Ok(d) => out.push(json!({"ok": doc_json(store, &db, &d, attachments, atts_since.as_deref())?})),
+                    OpenRev::Ok(d) => {
+                        let doc = doc_json(store, &db, &d, attachments, atts_since.as_deref())?;
+                        sent.note_value(docid.as_str(), &doc);
+                        out.push(json!({"ok": doc}));
+                    }
                     OpenRev::Missing(r) => out.push(json!({"missing": r.to_string()})),
                 }
             }
-            hub.audit(&p, "read", format!("db={db} open_revs={}", out.len()))?;
+            hub.disclosed(&p, "read", &format!("open_revs db={db}"), &sent)?;
             if multipart {
                 return Ok(crate::multipart::mixed_response(&out));
             }
@@ -236,16 +241,9 @@ async fn read_doc(
                 })
                 .collect();
         }
-        store.audit_append(&[store::AuditEvent {
-            user: p.name.clone(),
-            role: p.role().to_owned(),
-            action: "read".into(),
-            outcome: "success".into(),
-            patient: None,
-            resource: Some(docid.as_str().to_owned()),
-            detail: Some(format!("couchdb api db={db}")),
-            break_glass: false,
-        }])?;
+        let mut sent = crate::Disclosed::default();
+        sent.note_value(docid.as_str(), &v);
+        hub.disclosed(&p, "read", &format!("couchdb api db={db}"), &sent)?;
         let mut resp = json(StatusCode::OK, v);
         resp.headers_mut().insert(header::ETAG, etag(&d.rev));
         Ok(resp)

@@ -413,6 +413,8 @@ struct Found {
     docs: Vec<Value>,
     next_offset: usize,
     examined: usize,
+    /// What the documents disclose, for the audit trail.
+    sent: crate::Disclosed,
 }
 
 fn run(hub: &HubState, db: &str, p: &Principal, q: &Query, ix: &Index) -> CouchResult<Found> {
@@ -493,16 +495,22 @@ fn run(hub: &HubState, db: &str, p: &Principal, q: &Query, ix: &Index) -> CouchR
             if descending { o.reverse() } else { o }
         });
     }
+    let mut sent = crate::Disclosed::default();
     let docs: Vec<Value> = matched
         .into_iter()
         .skip(start)
         .take(q.limit)
-        .map(|d| project(d, q.fields.as_deref()))
+        .map(|d| {
+            // Counted before the projection, which may leave out what names the patient.
+            sent.note_value(d["_id"].as_str().unwrap_or(""), &d);
+            project(d, q.fields.as_deref())
+        })
         .collect();
     Ok(Found {
         next_offset: start + docs.len(),
         docs,
         examined,
+        sent,
     })
 }
 
@@ -542,11 +550,7 @@ pub(crate) async fn find(
         let indexes = list_indexes(&hub, &db)?;
         let (ix, warning) = choose(&q, &indexes)?;
         let found = run(&hub, &db, &p, &q, &ix)?;
-        hub.audit(
-            &p,
-            "sync",
-            format!("_find db={db} docs={}", found.docs.len()),
-        )?;
+        hub.disclosed(&p, "sync", &format!("_find db={db}"), &found.sent)?;
         let returned = found.docs.len();
         let mut out = json!({
             "docs": found.docs,

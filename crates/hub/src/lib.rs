@@ -137,18 +137,65 @@ impl Hub {
         Ok(())
     }
 
-    /// Records a refused document access.
+    /// Records a refused document access, naming the patient where the id reveals it.
     pub(crate) fn denied(&self, who: &Principal, id: &str, detail: &str) -> CouchResult<()> {
-        self.store.audit_append(&[AuditEvent {
+        self.denied_all(who, &[id.to_owned()], detail)
+    }
+
+    /// Records refused accesses to documents, one entry per id (each naming its patient where
+    /// the id reveals it). Nothing when nothing was refused.
+    pub(crate) fn denied_all(
+        &self,
+        who: &Principal,
+        ids: &[String],
+        what: &str,
+    ) -> CouchResult<()> {
+        let events: Vec<AuditEvent> = ids
+            .iter()
+            .map(|id| AuditEvent {
+                user: who.name.clone(),
+                role: who.role().to_owned(),
+                action: "denied".into(),
+                outcome: "denied".into(),
+                patient: id.starts_with("Patient/").then(|| id.clone()),
+                resource: Some(id.clone()),
+                detail: Some(what.to_owned()),
+                break_glass: false,
+            })
+            .collect();
+        self.store.audit_append(&events)?;
+        Ok(())
+    }
+
+    /// Records what a read sent: one entry per patient whose records went out (so `hearth hub
+    /// audit report --patient P` answers who received P's record), and one for the documents
+    /// in no patient's compartment. Nothing when nothing was sent.
+    pub(crate) fn disclosed(
+        &self,
+        who: &Principal,
+        action: &str,
+        what: &str,
+        d: &Disclosed,
+    ) -> CouchResult<()> {
+        if d.docs == 0 {
+            return Ok(());
+        }
+        let event = |patient: Option<&String>, n: u64| AuditEvent {
             user: who.name.clone(),
             role: who.role().to_owned(),
-            action: "denied".into(),
-            outcome: "denied".into(),
-            patient: None,
-            resource: Some(id.to_owned()),
-            detail: Some(detail.to_owned()),
+            action: action.to_owned(),
+            outcome: "success".into(),
+            patient: patient.cloned(),
+            resource: d.first.clone().filter(|_| d.docs == 1),
+            detail: Some(format!("{what} docs={n}")),
             break_glass: false,
-        }])?;
+        };
+        let mut events: Vec<AuditEvent> =
+            d.patients.iter().map(|(p, n)| event(Some(p), *n)).collect();
+        if d.others > 0 || events.is_empty() {
+            events.push(event(None, d.others));
+        }
+        self.store.audit_append(&events)?;
         Ok(())
     }
 
@@ -164,6 +211,44 @@ impl Hub {
             break_glass: false,
         }])?;
         Ok(())
+    }
+}
+
+/// What one read sent, for the accounting of disclosures: documents per patient compartment.
+#[derive(Debug, Default)]
+pub(crate) struct Disclosed {
+    /// Documents sent.
+    pub(crate) docs: u64,
+    /// Documents per patient (`Patient/{id}`); a document in two compartments counts in both.
+    patients: std::collections::BTreeMap<String, u64>,
+    /// Documents in no patient's compartment.
+    others: u64,
+    /// The first document's id: the entries name it when it was the only one.
+    first: Option<String>,
+}
+
+impl Disclosed {
+    /// Notes one document sent: its id and its JSON (the body, or the whole document).
+    pub(crate) fn note(&mut self, id: &str, json: &[u8]) {
+        self.docs += 1;
+        if self.first.is_none() {
+            self.first = Some(id.to_owned());
+        }
+        let mut patients = fhir::index::patients_of_json(json);
+        if id.starts_with("Patient/") && !patients.iter().any(|p| p == id) {
+            patients.push(id.to_owned());
+        }
+        if patients.is_empty() {
+            self.others += 1;
+        }
+        for p in patients {
+            *self.patients.entry(p).or_default() += 1;
+        }
+    }
+
+    /// Notes one parsed document sent.
+    pub(crate) fn note_value(&mut self, id: &str, doc: &serde_json::Value) {
+        self.note(id, &serde_json::to_vec(doc).unwrap_or_default());
     }
 }
 

@@ -1774,3 +1774,152 @@ async fn loopback_listeners_refuse_rebound_hosts_and_cross_site_writes() {
     // No response is sniffed into a page.
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }
+
+/// Every read that sends records records which patients' records went to whom (issue 15 item
+/// 7): `_changes?include_docs`, `_bulk_get`, `_all_docs?include_docs` (keys and ranges),
+/// `_find`, a document GET and `open_revs`; refusals name the patient where the id reveals it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_record_which_patients_records_were_sent() {
+    let h = start().await;
+    assert_eq!(
+        h.call(Method::PUT, "/records", None).await.0,
+        StatusCode::CREATED
+    );
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/records/_bulk_docs",
+            Some(json!({"docs": [
+                {"_id": "Patient/p1", "resourceType": "Patient", "id": "p1"},
+                {"_id": "Patient/p2", "resourceType": "Patient", "id": "p2"},
+                {"_id": "Observation/o1", "resourceType": "Observation", "id": "o1", "status": "final",
+                 "code": {"text": "pulse"}, "subject": {"reference": "Patient/p1"}},
+                {"_id": "Observation/o2", "resourceType": "Observation", "id": "o2", "status": "final",
+                 "code": {"text": "pulse"}, "subject": {"reference": "Patient/p2"}},
+            ]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let nurse = Some(("nurse", "nurse-password"));
+    let front = Some(("front", "front-password"));
+    let entries = |patient: &str| {
+        h.store
+            .audit_list(&store::AuditFilter {
+                patient: Some(patient.to_owned()),
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    let sent_to = |patient: &str, user: &str, what: &str| {
+        entries(patient).iter().any(|e| {
+            e.event.user == user
+                && e.event.outcome == "success"
+                && e.event
+                    .detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(what))
+        })
+    };
+    let reads: [(Method, &str, Option<Value>, &str); 6] = [
+        (
+            Method::GET,
+            "/records/_changes?include_docs=true",
+            None,
+            "_changes include_docs",
+        ),
+        (
+            Method::POST,
+            "/records/_bulk_get",
+            Some(json!({"docs": [{"id": "Observation/o2"}]})),
+            "_bulk_get",
+        ),
+        (
+            Method::GET,
+            "/records/_all_docs?include_docs=true",
+            None,
+            "_all_docs",
+        ),
+        (
+            Method::POST,
+            "/records/_find",
+            Some(json!({"selector": {"subject.reference": "Patient/p2"}, "fields": ["_id"]})),
+            "_find",
+        ),
+        (
+            Method::GET,
+            "/records/Observation%2Fo2",
+            None,
+            "couchdb api",
+        ),
+        (
+            Method::GET,
+            "/records/Observation%2Fo2?open_revs=all",
+            None,
+            "open_revs",
+        ),
+    ];
+    for (method, path, body, what) in reads {
+        let before = entries("Patient/p2").len();
+        let (s, v) = h.call_as(nurse, method, path, body).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        assert!(
+            sent_to("Patient/p2", "nurse", what),
+            "{path}: {:?}",
+            entries("Patient/p2")
+        );
+        assert!(entries("Patient/p2").len() > before, "{path}");
+    }
+    // A single document read names the document too.
+    assert!(
+        entries("Patient/p2")
+            .iter()
+            .any(|e| e.event.resource.as_deref() == Some("Observation/o2"))
+    );
+    // `_all_docs` by keys, for the front desk: the patient it may read is sent and recorded,
+    // the observation it may not read is refused and recorded.
+    let (s, v) = h
+        .call_as(
+            front,
+            Method::POST,
+            "/records/_all_docs?include_docs=true",
+            Some(json!({"keys": ["Patient/p1", "Observation/o1"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["rows"][1]["error"], "forbidden", "{v}");
+    assert!(sent_to("Patient/p1", "front", "_all_docs"));
+    let denials = |user: &str| {
+        h.store
+            .audit_list(&store::AuditFilter {
+                user: Some(user.to_owned()),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event.outcome == "denied")
+            .map(|e| (e.event.resource.unwrap_or_default(), e.event.patient))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(denials("front"), [("Observation/o1".to_owned(), None)]);
+    // A refused read of a patient names the patient.
+    h.hub
+        .set_account_role("clerk", "clerk-password", "auditor")
+        .unwrap();
+    let (s, v) = h
+        .call_as(
+            Some(("clerk", "clerk-password")),
+            Method::POST,
+            "/records/_bulk_get",
+            Some(json!({"docs": [{"id": "Patient/p1"}, {"id": "Observation/o1"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        denials("clerk"),
+        [
+            ("Patient/p1".to_owned(), Some("Patient/p1".to_owned())),
+            ("Observation/o1".to_owned(), None)
+        ]
+    );
+    assert!(!sent_to("Patient/p1", "clerk", ""));
+}

@@ -253,7 +253,7 @@ pub fn audit(ctx: &mut Context, cmd: HubAuditCommand) -> Result<()> {
         return super::super::print_json(&v);
     }
     let entries = v["entries"].as_array().cloned().unwrap_or_default();
-    outln!("{} entries from every device", entries.len());
+    outln!("{} entries from every device and the hub", entries.len());
     for e in entries {
         outln!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}{}",
