@@ -41,7 +41,7 @@ pub struct Guard {
 fn event(node: &Unlocked, action: &str) -> AuditEvent {
     AuditEvent {
         user: node.user.clone(),
-        role: node.role.clone(),
+        role: node.role.to_string(),
         action: action.into(),
         outcome: "success".into(),
         ..AuditEvent::default()
@@ -97,8 +97,8 @@ impl Guard {
     }
 
     /// The role of the user while unlocked.
-    pub fn role(&self) -> Option<String> {
-        self.open.as_ref().map(|o| o.node.role.clone())
+    pub fn role(&self) -> Option<store::Role> {
+        self.open.as_ref().map(|o| o.node.role)
     }
 
     /// Whether anyone is logged in (locked or not).

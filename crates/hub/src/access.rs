@@ -13,9 +13,9 @@
 //!   a first revision from a later one); a deletion needs `delete`.
 
 use records::{Action, Permissions};
-use store::{DocId, Store};
+use store::{Role, Store};
 
-use crate::Principal;
+use crate::Session;
 use crate::error::{CouchError, CouchResult};
 
 /// The rights of one principal on one database.
@@ -26,32 +26,24 @@ pub enum Access {
     /// A role under a permission matrix.
     Role {
         /// The role.
-        role: String,
+        role: Role,
         /// The database's matrix.
         perms: Permissions,
     },
 }
 
 impl Access {
-    /// Loads the rights of `p` on database `db`.
-    pub fn load(store: &Store, db: &str, p: &Principal) -> CouchResult<Access> {
-        if p.admin || p.role == "admin" {
+    /// Loads the rights of `p` on database `db`, from the matrix the node's administrator set
+    /// (`records::Permissions::load`, the loader the devices use). A session without a role
+    /// (the relay) has no rights here.
+    pub fn load(store: &Store, db: &str, p: &Session) -> CouchResult<Access> {
+        let role = p.role().ok_or_else(|| Access::forbidden(false))?;
+        if role.is_admin() {
             return Ok(Access::All);
         }
-        let id = DocId::parse("_local/hearth-permissions")
-            .map_err(|_| CouchError::bad_request("internal: permissions id"))?;
-        let perms = match store.get_local(db, &id) {
-            Ok((_, body)) => {
-                serde_json::from_value(serde_json::Value::Object(body)).map_err(|_| {
-                    CouchError::bad_request("the stored permission matrix is not valid")
-                })?
-            }
-            Err(store::Error::NotFound(_)) => Permissions::default(),
-            Err(e) => return Err(e.into()),
-        };
         Ok(Access::Role {
-            role: p.role.clone(),
-            perms,
+            role,
+            perms: Permissions::load(store, db)?,
         })
     }
 
@@ -73,11 +65,11 @@ impl Access {
         let rt = id.split_once('/').map(|(t, _)| t);
         match rt {
             Some(t) if fhir::schema::RESOURCES.iter().any(|(k, _)| *k == t) => {
-                perms.allows(role, t, action)
+                perms.allows(*role, t, action)
             }
             _ => fhir::schema::RESOURCES
                 .iter()
-                .all(|(t, _)| perms.allows(role, t, action)),
+                .all(|(t, _)| perms.allows(*role, t, action)),
         }
     }
 
@@ -182,7 +174,7 @@ mod tests {
 
     fn role(r: &str) -> Access {
         Access::Role {
-            role: r.into(),
+            role: r.parse().unwrap(),
             perms: Permissions::default(),
         }
     }

@@ -30,7 +30,7 @@ use vault::pairing::Offer;
 
 use crate::error::{CouchError, CouchResult};
 use crate::rpc::Rpc;
-use crate::{HubState, Principal, auth, blocking, unix_now};
+use crate::{HubState, Session, auth, blocking, unix_now};
 
 /// What the relay to the upstream reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub fn router(state: AdminHandle) -> Router {
         .with_state(state)
 }
 
-async fn require_admin(s: &AdminHandle, headers: &HeaderMap) -> CouchResult<Principal> {
+async fn require_admin(s: &AdminHandle, headers: &HeaderMap) -> CouchResult<Session> {
     let h = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
@@ -123,7 +123,7 @@ async fn require_admin(s: &AdminHandle, headers: &HeaderMap) -> CouchResult<Prin
         .ok_or_else(|| CouchError::unauthorized("only Basic authentication is accepted"))?;
     let hub = s.hub.clone();
     let p = blocking(move || hub.auth.login(&hub.store, &name, &pw)).await?;
-    if !p.admin {
+    if !p.is_admin() {
         return Err(CouchError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -355,14 +355,15 @@ async fn metrics(State(s): State<AdminHandle>) -> CouchResult<Response> {
 }
 
 /// Records a one-time offer made by `p` and returns it.
-pub(crate) async fn make_offer(s: &AdminHandle, p: &Principal) -> CouchResult<Offer> {
+pub(crate) async fn make_offer(s: &AdminHandle, p: &Session) -> CouchResult<Offer> {
     let token = vault::random_bytes::<16>()
         .map_err(|_| CouchError::bad_request("the system random number generator failed"))?;
     let exp = unix_now() + s.pairing_ttl;
     let hub = s.hub.clone();
     let who = p.clone();
     blocking(move || {
-        hub.store.put_pairing_offer(&token, exp as i64, &who.name)?;
+        hub.store
+            .put_pairing_offer(&token, exp as i64, who.user())?;
         hub.audit(&who, "pairing_offer", format!("expires={exp}"))
     })
     .await?;
@@ -408,7 +409,7 @@ async fn revoke(
     let p = require_admin(&s, &headers).await?;
     let hub = s.hub.clone();
     let done =
-        blocking(move || Ok(hub.store.revoke_device(&id, &p.name, unix_now() as i64)?)).await?;
+        blocking(move || Ok(hub.store.revoke_device(&id, p.user(), unix_now() as i64)?)).await?;
     if !done {
         return Err(CouchError::not_found(
             "no such device, or it was revoked already",
@@ -446,17 +447,7 @@ async fn backup_now(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchRe
         ));
     };
     let hub = s.hub.clone();
-    let who = p.name.clone();
-    blocking(move || {
-        Ok(hub.store.audit_append(&[store::AuditEvent {
-            user: who,
-            role: "admin".into(),
-            action: "backup_request".into(),
-            outcome: "success".into(),
-            ..Default::default()
-        }])?)
-    })
-    .await?;
+    blocking(move || Ok(hub.store.audit_append(&[p.event("backup_request")])?)).await?;
     match b.run_now().await {
         Ok(st) => Ok(axum::Json(json!({
             "ok": true,
@@ -495,14 +486,9 @@ async fn audit_report(
         })?);
         e.sort_by(|a, b| (a.time, &a.device, a.seq).cmp(&(b.time, &b.device, b.seq)));
         hub.store.audit_append(&[store::AuditEvent {
-            user: p.name.clone(),
-            role: p.role().to_owned(),
-            action: "audit_report".into(),
-            outcome: "success".into(),
             patient: patient.clone(),
-            resource: None,
             detail: Some(format!("entries={}", e.len())),
-            break_glass: false,
+            ..p.event("audit_report")
         }])?;
         Ok(e)
     })

@@ -20,12 +20,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::admin::AdminState;
-use crate::{Principal, blocking, unix_now};
+use crate::{Session, blocking, unix_now};
 
 /// The signed-in browser (one at a time): cookie value and account.
 #[derive(Default)]
 pub struct UiState {
-    session: Mutex<Option<(String, Principal, u64)>>,
+    session: Mutex<Option<(String, Session, u64)>>,
 }
 
 /// Idle time before the admin screens ask for the password again.
@@ -100,7 +100,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// The signed-in administrator, if the cookie is current (refreshes its idle timer).
-fn who(s: &Handle, headers: &HeaderMap) -> Option<Principal> {
+fn who(s: &Handle, headers: &HeaderMap) -> Option<Session> {
     let c = crate::cookie(headers, "hearth_hub")?;
     let mut g = s.ui.session.lock().unwrap_or_else(|p| p.into_inner());
     let now = unix_now();
@@ -185,7 +185,7 @@ pub(crate) async fn login(
     let pw = zeroize::Zeroizing::new(f.password);
     let name = f.name.clone();
     let p = match blocking(move || hub.auth.login(&hub.store, &name, &pw)).await {
-        Ok(p) if p.admin => p,
+        Ok(p) if p.is_admin() => p,
         Ok(_) => return login_form("this needs a hub administrator account"),
         Err(e) => {
             // Failed sign-ins are audited like every other login failure.
@@ -389,7 +389,7 @@ pub(crate) async fn revoke(
         return (StatusCode::FORBIDDEN, "cross-origin form posts are refused").into_response();
     }
     let hub = s.hub.clone();
-    let _ = blocking(move || Ok(hub.store.revoke_device(&id, &p.name, unix_now() as i64)?)).await;
+    let _ = blocking(move || Ok(hub.store.revoke_device(&id, p.user(), unix_now() as i64)?)).await;
     see("/ui/devices")
 }
 
@@ -411,12 +411,12 @@ async fn accounts_page(s: &Handle, message: &str) -> Response {
             format!(
                 r#"<tr><td>{}</td><td>{}</td><td><form method="post" action="/ui/accounts/{}/remove"><button type="submit">Remove</button></form></td></tr>"#,
                 esc(&a.name),
-                esc(&a.role),
+                a.role,
                 esc(&a.name)
             )
         })
         .collect();
-    let roles: String = records::ROLES
+    let roles: String = store::Role::ALL
         .iter()
         .map(|r| format!(r#"<option value="{r}">{r}</option>"#))
         .collect();
@@ -463,7 +463,10 @@ pub(crate) async fn save_account(
     let pw = zeroize::Zeroizing::new(f.password);
     let (name, role) = (f.name.trim().to_owned(), f.role.clone());
     let r = blocking(move || {
-        hub.set_account_role(&name, &pw, &role)?;
+        let role: store::Role = role
+            .parse()
+            .map_err(|e: store::UnknownRole| crate::CouchError::bad_request(e.to_string()))?;
+        hub.set_account_role(&name, &pw, role)?;
         hub.audit(
             &p,
             "user_change",
@@ -494,7 +497,7 @@ pub(crate) async fn remove_account(
     if !same_origin(&headers) {
         return (StatusCode::FORBIDDEN, "cross-origin form posts are refused").into_response();
     }
-    if name == p.name {
+    if name == p.user() {
         return accounts_page(&s, r#"<p class="alert" role="alert">You cannot remove the account you are signed in with.</p>"#).await;
     }
     let hub = s.hub.clone();

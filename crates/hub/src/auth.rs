@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use store::Session;
 use store::{Account, Store};
 use zeroize::Zeroizing;
 
@@ -33,41 +34,9 @@ const MAX_FAILURES: u32 = 5;
 const M_COST: u32 = 19 * 1024;
 const T_COST: u32 = 2;
 
-/// The signed-in principal of a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    /// Account name.
-    pub name: String,
-    /// Whether it is a hub administrator.
-    pub admin: bool,
-    /// Its role in the permission matrix.
-    pub role: String,
-    /// The paired device it came through (RPC calls only).
-    pub device: Option<String>,
-}
-
-impl From<Account> for Principal {
-    /// The account as it is now, signed in directly (not through a device).
-    fn from(a: Account) -> Principal {
-        Principal {
-            name: a.name,
-            admin: a.admin,
-            role: a.role,
-            device: None,
-        }
-    }
-}
-
-impl Principal {
-    /// CouchDB's roles for `_session`.
-    pub fn roles(&self) -> Vec<&'static str> {
-        if self.admin { vec!["_admin"] } else { vec![] }
-    }
-
-    /// The audit role.
-    pub fn role(&self) -> &str {
-        &self.role
-    }
+/// CouchDB's roles for `_session`: `_admin` for an administrator.
+pub fn couch_roles(p: &Session) -> Vec<&'static str> {
+    if p.is_admin() { vec!["_admin"] } else { vec![] }
 }
 
 fn argon(m: u32, t: u32) -> Result<Argon2<'static>, argon2::Error> {
@@ -146,7 +115,7 @@ pub fn credential_stamp(account: &Account) -> String {
     let mut h = Sha256::new();
     for part in [
         account.name.as_bytes(),
-        account.role.as_bytes(),
+        account.role.as_str().as_bytes(),
         &[u8::from(account.admin)],
         account.password_hash.as_bytes(),
     ] {
@@ -189,9 +158,9 @@ impl Auth {
 
     /// Checks a name and password (blocking: Argon2id). Wrong credentials and unknown names
     /// get the same answer.
-    pub fn login(&self, store: &Store, name: &str, password: &str) -> CouchResult<Principal> {
+    pub fn login(&self, store: &Store, name: &str, password: &str) -> CouchResult<Session> {
         self.login_account(store, name, password)
-            .map(Principal::from)
+            .map(|a| Session::account(&a, None))
     }
 
     /// [`Auth::login`], answering with the account itself (for the caller that binds a cookie
@@ -372,7 +341,7 @@ mod tests {
             name: "nurse:1".into(),
             password_hash: pw.into(),
             admin: false,
-            role: role.into(),
+            role: role.parse().unwrap(),
             created_at: 0,
         };
         let c = a.cookie(&acct("h1", "nurse"), 1000);

@@ -19,7 +19,7 @@ use crate::doc::doc_json;
 use crate::error::{CouchError, CouchResult};
 use crate::params::{Params, since_param};
 use crate::selector::Selector;
-use crate::{Disclosed, HubState, NoCompress, Principal, blocking};
+use crate::{Disclosed, HubState, NoCompress, Session, blocking};
 
 /// Rows read from the store per step.
 const PAGE: u64 = 500;
@@ -259,7 +259,7 @@ async fn wait(
 
 struct Feeder {
     hub: HubState,
-    who: Principal,
+    who: Session,
     o: Opts,
     feed: Feed,
     limit: u64,
@@ -361,7 +361,7 @@ impl Feeder {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn changes(
     State(hub): State<HubState>,
-    Extension(who): Extension<Principal>,
+    Extension(who): Extension<Session>,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
     method: Method,

@@ -14,7 +14,7 @@ use store::{AllDocsQuery, DocId, DocWrite, GetOptions, OpenRevs};
 use crate::doc::new_doc_id;
 use crate::error::{CouchError, CouchResult};
 use crate::params::Params;
-use crate::{Access, COUCHDB_VERSION, Disclosed, HubState, Principal, blocking, json};
+use crate::{Access, COUCHDB_VERSION, Disclosed, HubState, Session, blocking, json};
 
 /// Checks a database name from a URL, with CouchDB's error.
 pub(crate) fn check_db(name: &str) -> CouchResult<()> {
@@ -50,8 +50,8 @@ pub(crate) fn json_body(headers: &HeaderMap, body: &Bytes) -> CouchResult<Value>
     })
 }
 
-fn require_admin(p: &Principal) -> CouchResult<()> {
-    if p.admin {
+fn require_admin(p: &Session) -> CouchResult<()> {
+    if p.is_admin() {
         Ok(())
     } else {
         Err(CouchError::unauthorized("You are not a server admin."))
@@ -101,7 +101,7 @@ pub(crate) fn method_not_allowed_error(allowed: &str) -> CouchError {
 /// `GET|PUT /{db}/_revs_limit`: how many revisions of history each document keeps.
 pub(crate) async fn revs_limit(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     method: Method,
     body: Bytes,
@@ -152,7 +152,7 @@ pub(crate) async fn security(
                     StatusCode::OK,
                     json!({
                         "admins": {"names": [], "roles": ["_admin"]},
-                        "members": {"names": [], "roles": records::ROLES},
+                        "members": {"names": [], "roles": store::Role::ALL},
                     }),
                 ))
             })
@@ -169,7 +169,7 @@ pub(crate) async fn security(
 /// node only; clinical records keep their history, and a deletion (a tombstone that
 /// replicates) is how a record is removed.
 pub(crate) async fn purge(
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
 ) -> CouchResult<Response> {
     check_db(&db)?;
@@ -182,7 +182,7 @@ pub(crate) async fn purge(
 /// `POST /{db}/_view_cleanup` and `POST /{db}/_compact/{ddoc}`: there are no view index files
 /// to clean or compact, so both succeed at once (administrators, as in CouchDB).
 pub(crate) async fn view_maintenance(
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(params): Path<Vec<(String, String)>>,
 ) -> CouchResult<Response> {
     let db = params.first().map(|(_, v)| v.clone()).unwrap_or_default();
@@ -193,7 +193,7 @@ pub(crate) async fn view_maintenance(
 
 pub(crate) async fn all_dbs(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
 ) -> CouchResult<Response> {
     require_admin(&p)?;
     let dbs = blocking(move || Ok(hub.store.list_dbs()?)).await?;
@@ -228,7 +228,7 @@ pub(crate) async fn get_session(
         StatusCode::OK,
         json!({
             "ok": true,
-            "userCtx": {"name": p.as_ref().map(|p| p.name.clone()), "roles": p.as_ref().map(Principal::roles).unwrap_or_default()},
+            "userCtx": {"name": p.as_ref().map(|p| p.user().to_owned()), "roles": p.as_ref().map(crate::auth::couch_roles).unwrap_or_default()},
             "info": info
         }),
     ))
@@ -269,10 +269,10 @@ pub(crate) async fn post_session(
     let hub2 = hub.clone();
     let account = blocking(move || hub2.auth.login_account(&hub2.store, &name, &password)).await?;
     let cookie = hub.auth.cookie(&account, crate::unix_now());
-    let p = Principal::from(account);
+    let p = Session::account(&account, None);
     let mut resp = json(
         StatusCode::OK,
-        json!({"ok": true, "name": p.name, "roles": p.roles()}),
+        json!({"ok": true, "name": p.user(), "roles": crate::auth::couch_roles(&p)}),
     );
     if let Ok(v) = format!(
         "AuthSession={cookie}; Version=1; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
@@ -351,7 +351,7 @@ pub(crate) async fn db_info(
 
 pub(crate) async fn create_db(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
 ) -> CouchResult<Response> {
     check_db(&db)?;
@@ -366,7 +366,7 @@ pub(crate) async fn create_db(
 
 pub(crate) async fn delete_db(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> CouchResult<Response> {
@@ -400,7 +400,7 @@ pub(crate) async fn ensure_full_commit(
 
 pub(crate) async fn compact(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     headers: HeaderMap,
 ) -> CouchResult<Response> {
@@ -499,7 +499,7 @@ fn doc_error(id: Option<&str>, rev: Option<&Rev>, e: &CouchError) -> Value {
 
 pub(crate) async fn bulk_docs(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -591,6 +591,7 @@ pub(crate) async fn bulk_docs(
                     Err(e) => {
                         hub.denied(
                             &p,
+                            &db,
                             w.id.as_str(),
                             "an invalid record through the couchdb api",
                         )?;
@@ -603,7 +604,7 @@ pub(crate) async fn bulk_docs(
                 },
             }
         }
-        hub.denied_all(&p, &refused, &format!("_bulk_docs db={db}"))?;
+        hub.denied_all(&p, &db, &refused, &format!("_bulk_docs db={db}"))?;
         let ids: Vec<(DocId, Option<Rev>)> = writes
             .iter()
             .map(|w| (w.id.clone(), w.rev.clone()))
@@ -619,8 +620,8 @@ pub(crate) async fn bulk_docs(
                 let ok = results.iter().filter(|r| r.is_ok()).count();
                 counter.fetch_add(ok as u64, std::sync::atomic::Ordering::Relaxed);
                 vec![store::AuditEvent {
-                    user: who.name.clone(),
-                    role: who.role().to_owned(),
+                    user: who.user().to_owned(),
+                    role: who.audit_role().to_owned(),
                     action: if new_edits {
                         "update".into()
                     } else {
@@ -700,7 +701,7 @@ pub(crate) fn store_doc_error(e: &store::Error) -> CouchError {
 
 pub(crate) async fn bulk_get(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -812,7 +813,7 @@ pub(crate) async fn bulk_get(
         out.extend_from_slice(b"]}");
         hub.metrics.docs_out.fetch_add(served.docs, std::sync::atomic::Ordering::Relaxed);
         hub.disclosed(&p, "sync", &format!("_bulk_get db={db}"), &served)?;
-        hub.denied_all(&p, &refused, &format!("_bulk_get db={db}"))?;
+        hub.denied_all(&p, &db, &refused, &format!("_bulk_get db={db}"))?;
         let mut resp = Response::new(axum::body::Body::from(out));
         resp.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
         Ok(resp)
@@ -822,7 +823,7 @@ pub(crate) async fn bulk_get(
 
 pub(crate) async fn all_docs(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
     method: Method,
@@ -944,7 +945,7 @@ pub(crate) async fn all_docs(
             }
         }
         hub.disclosed(&p, "sync", &format!("_all_docs db={db}"), &sent)?;
-        hub.denied_all(&p, &refused, &format!("_all_docs db={db}"))?;
+        hub.denied_all(&p, &db, &refused, &format!("_all_docs db={db}"))?;
         let mut out = json!({"total_rows": total, "offset": skip, "rows": rows});
         if let Some(seq) = update_seq {
             out["update_seq"] = seq.into();
@@ -971,7 +972,7 @@ struct Listing {
 /// documents the range holds).
 async fn all_docs_stream(
     hub: HubState,
-    p: Principal,
+    p: Session,
     db: String,
     q: AllDocsQuery,
     what: Listing,

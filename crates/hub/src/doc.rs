@@ -15,7 +15,7 @@ use store::{AttachmentInput, DocId, DocWrite, Document, GetOptions, OpenRev, Ope
 use crate::db::{check_db, json_body, store_doc_error};
 use crate::error::{CouchError, CouchResult};
 use crate::params::Params;
-use crate::{Access, HubState, Principal, blocking, json};
+use crate::{Access, HubState, Session, blocking, json};
 
 /// A fresh document id: 32 random hex digits, as CouchDB's `random` uuids.
 pub(crate) fn new_doc_id() -> CouchResult<String> {
@@ -146,7 +146,7 @@ fn wants_multipart(headers: &HeaderMap) -> bool {
 
 async fn read_doc(
     hub: HubState,
-    p: Principal,
+    p: Session,
     db: String,
     id: String,
     q: Params,
@@ -188,7 +188,7 @@ async fn read_doc(
     blocking(move || {
         let store = &hub.store;
         if !Access::load(store, &db, &p)?.may_read(docid.as_str()) {
-            hub.denied(&p, docid.as_str(), "read through the couchdb api")?;
+            hub.denied(&p, &db, docid.as_str(), "read through the couchdb api")?;
             return Err(Access::forbidden(false));
         }
         if let Some(which) = open_revs {
@@ -254,7 +254,7 @@ async fn read_doc(
 /// Writes one document; returns the new revision.
 pub(crate) fn write_one(
     hub: &HubState,
-    p: &Principal,
+    p: &Session,
     db: &str,
     mut w: DocWrite,
     new_edits: bool,
@@ -262,11 +262,16 @@ pub(crate) fn write_one(
     let id = w.id.clone();
     let rev = w.rev.clone();
     if !Access::load(&hub.store, db, p)?.may_write(id.as_str(), w.deleted) {
-        hub.denied(p, id.as_str(), "write through the couchdb api")?;
+        hub.denied(p, db, id.as_str(), "write through the couchdb api")?;
         return Err(Access::forbidden(true));
     }
     if let Err(e) = crate::access::check_record(db, &mut w) {
-        hub.denied(p, id.as_str(), "an invalid record through the couchdb api")?;
+        hub.denied(
+            p,
+            db,
+            id.as_str(),
+            "an invalid record through the couchdb api",
+        )?;
         return Err(e);
     }
     let who = p.clone();
@@ -282,8 +287,8 @@ pub(crate) fn write_one(
             "update"
         };
         vec![store::AuditEvent {
-            user: who.name.clone(),
-            role: who.role().to_owned(),
+            user: who.user().to_owned(),
+            role: who.audit_role().to_owned(),
             action: action.into(),
             outcome: if res.iter().all(Result::is_ok) {
                 "success"
@@ -315,7 +320,7 @@ fn written(status: StatusCode, id: &str, rev: &Rev) -> Response {
 
 async fn write_doc(
     hub: HubState,
-    p: Principal,
+    p: Session,
     db: String,
     id: String,
     q: Params,
@@ -341,7 +346,7 @@ async fn write_doc(
 /// Writes a parsed document (`?rev=`, `?new_edits=false` and `?batch=ok` as CouchDB takes them).
 async fn write_value(
     hub: HubState,
-    p: Principal,
+    p: Session,
     db: String,
     docid: DocId,
     q: Params,
@@ -372,7 +377,7 @@ async fn write_value(
 
 async fn remove_doc(
     hub: HubState,
-    p: Principal,
+    p: Session,
     db: String,
     id: String,
     q: Params,
@@ -401,7 +406,7 @@ type Q = Query<Vec<(String, String)>>;
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
     hub: HubState,
-    p: Principal,
+    p: Session,
     db: String,
     id: String,
     q: Params,
@@ -428,7 +433,7 @@ async fn dispatch(
 /// `GET|PUT|DELETE /{db}/{docid}`.
 pub(crate) async fn doc_route(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, id)): DocPath,
     Query(q): Q,
     method: Method,
@@ -440,7 +445,7 @@ pub(crate) async fn doc_route(
 
 pub(crate) async fn post_doc(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     Query(q): Q,
     headers: HeaderMap,
@@ -473,7 +478,7 @@ pub(crate) async fn post_doc(
 /// `GET|PUT|DELETE /{db}/_design/{name}`: design documents are ordinary documents here.
 pub(crate) async fn design_route(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, name)): DocPath,
     Query(q): Q,
     method: Method,
@@ -488,7 +493,7 @@ pub(crate) async fn design_route(
 /// runs here); anything else is an attachment of the design document.
 pub(crate) async fn design_sub(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, name, rest)): Path<(String, String, String)>,
     Query(q): Q,
     method: Method,
@@ -510,7 +515,7 @@ type AttPath = Path<(String, String, String)>;
 /// `GET|PUT|DELETE /{db}/{docid}/{attachment}`.
 pub(crate) async fn attachment_route(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, id, name)): AttPath,
     Query(q): Q,
     method: Method,
@@ -529,7 +534,7 @@ pub(crate) async fn attachment_route(
 #[allow(clippy::too_many_arguments)]
 async fn attachment(
     hub: HubState,
-    p: Principal,
+    p: Session,
     db: String,
     id: String,
     name: String,
@@ -561,7 +566,12 @@ async fn attachment(
             access.may_write(docid.as_str(), false)
         };
         if !allowed {
-            hub.denied(&p, docid.as_str(), "attachment through the couchdb api")?;
+            hub.denied(
+                &p,
+                &db,
+                docid.as_str(),
+                "attachment through the couchdb api",
+            )?;
             return Err(Access::forbidden(!reading));
         }
         match method {
@@ -667,19 +677,20 @@ fn local_id(id: &str) -> CouchResult<DocId> {
     parse_docid(&format!("_local/{id}"))
 }
 
-/// `_local` ids the node keeps for itself (its permission matrix, `_local/hearth-permissions`,
-/// and whatever else it names `hearth-…`): the security policy is the node's, changed by its
-/// administrator through `hearth roles`, never by a document API (docs/architecture.md).
+/// `_local` ids reserved to the node (`_local/hearth-…`): where the security policy lived before
+/// it left the documents (ADR 31). Still refused to every account, so no client can plant a
+/// document that an older node, or a reader of the database, would take for the policy.
 const RESERVED_LOCAL_PREFIX: &str = "_local/hearth-";
 
 /// Refuses a `_local` document the node keeps for itself, to every account (administrators
 /// included), and records the attempt.
-pub(crate) fn check_local_access(hub: &HubState, p: &Principal, id: &DocId) -> CouchResult<()> {
+pub(crate) fn check_local_access(hub: &HubState, p: &Session, id: &DocId) -> CouchResult<()> {
     if !id.as_str().starts_with(RESERVED_LOCAL_PREFIX) {
         return Ok(());
     }
     hub.denied(
         p,
+        "",
         id.as_str(),
         "the node's own policy document, through a document api",
     )?;
@@ -747,7 +758,7 @@ impl LocalWrite {
     }
 
     /// Writes it, after the reserved-id check; the new revision (`0-0` for a deletion).
-    pub(crate) fn write(self, hub: &HubState, p: &Principal, db: &str) -> CouchResult<String> {
+    pub(crate) fn write(self, hub: &HubState, p: &Session, db: &str) -> CouchResult<String> {
         check_local_access(hub, p, &self.id)?;
         let rev = hub
             .store
@@ -759,7 +770,7 @@ impl LocalWrite {
 
 pub(crate) async fn get_local(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, id)): DocPath,
 ) -> CouchResult<Response> {
     check_db(&db)?;
@@ -778,7 +789,7 @@ pub(crate) async fn get_local(
 
 pub(crate) async fn put_local(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, id)): DocPath,
     Query(q): Q,
     headers: HeaderMap,
@@ -807,7 +818,7 @@ pub(crate) async fn put_local(
 
 pub(crate) async fn delete_local(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, id)): DocPath,
     Query(q): Q,
     headers: HeaderMap,

@@ -24,7 +24,7 @@ use store::{AllDocsQuery, DocId, DocWrite, GetOptions};
 use crate::db::{check_db, json_body};
 use crate::error::{CouchError, CouchResult};
 use crate::selector::{Selector, collate};
-use crate::{Access, HubState, Principal, blocking, json};
+use crate::{Access, HubState, Session, blocking, json};
 
 /// Rows read from the store per page of the scan.
 const PAGE: u64 = 500;
@@ -417,7 +417,7 @@ struct Found {
     sent: crate::Disclosed,
 }
 
-fn run(hub: &HubState, db: &str, p: &Principal, q: &Query, ix: &Index) -> CouchResult<Found> {
+fn run(hub: &HubState, db: &str, p: &Session, q: &Query, ix: &Index) -> CouchResult<Found> {
     let access = Access::load(&hub.store, db, p)?;
     let opts = GetOptions {
         conflicts: q.conflicts,
@@ -538,7 +538,7 @@ fn query_of(db: &str, method: &Method, headers: &HeaderMap, body: &Bytes) -> Cou
 /// `POST /{db}/_find`.
 pub(crate) async fn find(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -626,7 +626,7 @@ pub(crate) async fn explain(
 /// `GET|POST /{db}/_index`: list indexes, or create one.
 pub(crate) async fn index(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -655,7 +655,7 @@ pub(crate) async fn index(
     }
 }
 
-async fn create_index(hub: HubState, p: Principal, db: String, v: Value) -> CouchResult<Response> {
+async fn create_index(hub: HubState, p: Session, db: String, v: Value) -> CouchResult<Response> {
     let Value::Object(m) = v else {
         return Err(CouchError::bad_request(
             "Request body must be a JSON object",
@@ -701,7 +701,7 @@ async fn create_index(hub: HubState, p: Principal, db: String, v: Value) -> Couc
     let ddoc_id = DocId::parse(&ddoc).map_err(|_| invalid_index("Invalid design document name"))?;
     blocking(move || {
         if !Access::load(&hub.store, &db, &p)?.may_write(&ddoc, false) {
-            hub.denied(&p, &ddoc, "create an index through the couchdb api")?;
+            hub.denied(&p, &db, &ddoc, "create an index through the couchdb api")?;
             return Err(CouchError::unauthorized("You are not a db or server admin."));
         }
         let (mut body, rev) = match hub.store.get(&db, &ddoc_id, &GetOptions::default()) {
@@ -759,7 +759,7 @@ async fn create_index(hub: HubState, p: Principal, db: String, v: Value) -> Couc
 /// `DELETE /{db}/_index/{ddoc}/json/{name}`.
 pub(crate) async fn delete_index(
     State(hub): State<HubState>,
-    Extension(p): Extension<Principal>,
+    Extension(p): Extension<Session>,
     Path((db, ddoc, kind, name)): Path<(String, String, String, String)>,
     method: Method,
 ) -> CouchResult<Response> {
@@ -774,7 +774,7 @@ pub(crate) async fn delete_index(
     blocking(move || {
         let ddoc_id = DocId::parse(&ddoc).map_err(|_| CouchError::not_found("Index not found"))?;
         if !Access::load(&hub.store, &db, &p)?.may_write(&ddoc, false) {
-            hub.denied(&p, &ddoc, "delete an index through the couchdb api")?;
+            hub.denied(&p, &db, &ddoc, "delete an index through the couchdb api")?;
             return Err(CouchError::unauthorized(
                 "You are not a db or server admin.",
             ));

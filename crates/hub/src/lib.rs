@@ -54,11 +54,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use store::{AuditEvent, Store};
+use store::{AuditEvent, Role, Store};
 
 pub use access::Access;
-pub use auth::{Auth, Principal, hash_password, verify_password};
+pub use auth::{Auth, hash_password, verify_password};
 pub use error::{CouchError, CouchResult};
+pub use store::Session;
 
 /// The CouchDB version the API behaves as (reported in `GET /`).
 pub const COUCHDB_VERSION: &str = "3.3.3";
@@ -109,19 +110,17 @@ impl Hub {
     /// Creates or updates a hub account (hashing the password with Argon2id): an administrator
     /// (role `admin`) or a `clinician`.
     pub fn set_account(&self, name: &str, password: &str, admin: bool) -> CouchResult<()> {
-        self.set_account_role(name, password, if admin { "admin" } else { "clinician" })
+        self.set_account_role(
+            name,
+            password,
+            if admin { Role::Admin } else { Role::Clinician },
+        )
     }
 
     /// Creates or updates a hub account with a role of the permission matrix (`admin` makes
     /// it a hub administrator).
-    pub fn set_account_role(&self, name: &str, password: &str, role: &str) -> CouchResult<()> {
-        if !records::ROLES.contains(&role) {
-            return Err(CouchError::bad_request(format!(
-                "unknown role {role:?}; roles are {}",
-                records::ROLES.join(", ")
-            )));
-        }
-        let admin = role == "admin";
+    pub fn set_account_role(&self, name: &str, password: &str, role: Role) -> CouchResult<()> {
+        let admin = role.is_admin();
         let hash = hash_password(password)?;
         let created_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -130,37 +129,50 @@ impl Hub {
             name: name.to_owned(),
             password_hash: hash,
             admin,
-            role: role.to_owned(),
+            role,
             created_at,
         })?;
         self.auth.forget(name);
         Ok(())
     }
 
-    /// Records a refused document access, naming the patient where the id reveals it.
-    pub(crate) fn denied(&self, who: &Principal, id: &str, detail: &str) -> CouchResult<()> {
-        self.denied_all(who, &[id.to_owned()], detail)
+    /// Records a refused access to a document of database `db`, naming its patient.
+    pub(crate) fn denied(
+        &self,
+        who: &Session,
+        db: &str,
+        id: &str,
+        detail: &str,
+    ) -> CouchResult<()> {
+        self.denied_all(who, db, &[id.to_owned()], detail)
     }
 
-    /// Records refused accesses to documents, one entry per id (each naming its patient where
-    /// the id reveals it). Nothing when nothing was refused.
+    /// Records refused accesses to documents of database `db`, one entry per id, each naming
+    /// the patient whose record it is (from the id, or the stored document: a security officer
+    /// asks who tried to see P's record). Nothing when nothing was refused.
     pub(crate) fn denied_all(
         &self,
-        who: &Principal,
+        who: &Session,
+        db: &str,
         ids: &[String],
         what: &str,
     ) -> CouchResult<()> {
+        let patient_of = |id: &str| -> Option<String> {
+            if id.starts_with("Patient/") {
+                return Some(id.to_owned());
+            }
+            let doc = store::DocId::parse(id).ok()?;
+            let raw = self.store.get_raw(db, &doc).ok()?;
+            fhir::index::patients_of_json(&raw.body).into_iter().next()
+        };
         let events: Vec<AuditEvent> = ids
             .iter()
             .map(|id| AuditEvent {
-                user: who.name.clone(),
-                role: who.role().to_owned(),
-                action: "denied".into(),
                 outcome: "denied".into(),
-                patient: id.starts_with("Patient/").then(|| id.clone()),
+                patient: patient_of(id),
                 resource: Some(id.clone()),
                 detail: Some(what.to_owned()),
-                break_glass: false,
+                ..who.event("denied")
             })
             .collect();
         self.store.audit_append(&events)?;
@@ -172,7 +184,7 @@ impl Hub {
     /// in no patient's compartment. Nothing when nothing was sent.
     pub(crate) fn disclosed(
         &self,
-        who: &Principal,
+        who: &Session,
         action: &str,
         what: &str,
         d: &Disclosed,
@@ -181,14 +193,10 @@ impl Hub {
             return Ok(());
         }
         let event = |patient: Option<&String>, n: u64| AuditEvent {
-            user: who.name.clone(),
-            role: who.role().to_owned(),
-            action: action.to_owned(),
-            outcome: "success".into(),
             patient: patient.cloned(),
             resource: d.first.clone().filter(|_| d.docs == 1),
             detail: Some(format!("{what} docs={n}")),
-            break_glass: false,
+            ..who.event(action)
         };
         let mut events: Vec<AuditEvent> =
             d.patients.iter().map(|(p, n)| event(Some(p), *n)).collect();
@@ -199,16 +207,10 @@ impl Hub {
         Ok(())
     }
 
-    pub(crate) fn audit(&self, who: &Principal, action: &str, detail: String) -> CouchResult<()> {
+    pub(crate) fn audit(&self, who: &Session, action: &str, detail: String) -> CouchResult<()> {
         self.store.audit_append(&[AuditEvent {
-            user: who.name.clone(),
-            role: who.role().to_owned(),
-            action: action.to_owned(),
-            outcome: "success".into(),
-            patient: None,
-            resource: None,
             detail: Some(detail),
-            break_glass: false,
+            ..who.event(action)
         }])?;
         Ok(())
     }
@@ -439,7 +441,7 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
 pub(crate) async fn principal_of(
     hub: &HubState,
     headers: &HeaderMap,
-) -> CouchResult<Option<Principal>> {
+) -> CouchResult<Option<Session>> {
     if let Some(h) = headers.get(header::AUTHORIZATION) {
         let h = h
             .to_str()
@@ -459,7 +461,7 @@ pub(crate) async fn principal_of(
         // bound to the account's credential stamp).
         return Ok(account
             .filter(|a| hub.auth.check_cookie(&c, a, unix_now()))
-            .map(Principal::from));
+            .map(|a| Session::account(&a, None)));
     }
     Ok(None)
 }
@@ -499,7 +501,7 @@ pub(crate) async fn couch_errors(req: Request, next: Next) -> Response {
 async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next) -> Response {
     // A call the RPC transport dispatches carries its (token-checked) principal already; no
     // request from the network can carry an extension.
-    if req.extensions().get::<Principal>().is_some() {
+    if req.extensions().get::<Session>().is_some() {
         return next.run(req).await;
     }
     let path = req.uri().path();

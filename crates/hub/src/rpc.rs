@@ -39,7 +39,9 @@ use tower::ServiceExt as _;
 use vault::channel::{self, Claims, Envelope, Hello, Route, SealedToHub, SessionKeys, StaticKey};
 use zeroize::Zeroizing;
 
-use crate::{HubState, Principal, blocking, unix_now};
+use store::Session;
+
+use crate::{HubState, blocking, unix_now};
 
 /// Lifetimes and limits of the RPC transport.
 #[derive(Clone, Debug)]
@@ -70,7 +72,7 @@ pub struct HubKeys {
     pub signing: SigningKey,
 }
 
-struct Session {
+struct Channel {
     keys: SessionKeys,
     device: String,
     last_counter: u64,
@@ -82,7 +84,7 @@ pub struct Rpc {
     hub: HubState,
     keys: HubKeys,
     couch: Router,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashMap<String, Channel>>,
     settings: RpcSettings,
 }
 
@@ -244,7 +246,7 @@ async fn hello_handshake(rpc: RpcState, hello: Hello) -> Response {
         }
         sessions.insert(
             sid,
-            Session {
+            Channel {
                 keys,
                 device: device.id.clone(),
                 last_counter: 0,
@@ -486,10 +488,7 @@ async fn answer(
         }
         Err(e) => return Answer::error(e.status.as_u16(), &e.error, &e.reason),
     };
-    let principal = Principal {
-        device: Some(device.to_owned()),
-        ..Principal::from(account)
-    };
+    let principal = Session::account(&account, Some(device.to_owned()));
     match op {
         "http" => http(rpc, route, principal, &head, body).await,
         "audit_head" => audit_head(rpc, device).await,
@@ -539,10 +538,10 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
     };
     let exp = now + rpc.settings.token_ttl.as_secs();
     let stamp = crate::auth::credential_stamp(&account);
-    let p = Principal::from(account);
+    let p = Session::account(&account, None);
     let claims = Claims {
-        sub: p.name.clone(),
-        role: p.role.clone(),
+        sub: p.user().to_owned(),
+        role: account.role,
         dev: device.to_owned(),
         sid: session.to_owned(),
         exp,
@@ -552,17 +551,17 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
         return Answer::error(503, "unavailable", "cannot sign a token");
     };
     let hub = rpc.hub.clone();
-    let ev = audit("success", &p.role);
+    let ev = audit("success", p.audit_role());
     if let Err(e) = blocking(move || Ok(hub.store.audit_append(&[ev])?)).await {
         return Answer::error(e.status.as_u16(), &e.error, &e.reason);
     }
     Answer::json(
         200,
-        json!({"token": token, "expires": exp, "name": p.name, "role": p.role}),
+        json!({"token": token, "expires": exp, "name": p.user(), "role": p.audit_role()}),
     )
 }
 
-async fn http(rpc: &RpcState, route: Route, p: Principal, head: &Value, body: &[u8]) -> Answer {
+async fn http(rpc: &RpcState, route: Route, p: Session, head: &Value, body: &[u8]) -> Answer {
     let method = head.get("method").and_then(Value::as_str).unwrap_or("GET");
     let path = head.get("path").and_then(Value::as_str).unwrap_or("");
     if !path.starts_with('/') || path.starts_with("/_session") || path.starts_with("//") {
@@ -628,7 +627,7 @@ async fn audit_head(rpc: &RpcState, device: &str) -> Answer {
     }
 }
 
-async fn audit_push(rpc: &RpcState, p: &Principal, device: &str, body: &[u8]) -> Answer {
+async fn audit_push(rpc: &RpcState, p: &Session, device: &str, body: &[u8]) -> Answer {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return Answer::error(400, "bad_request", "the audit push is not JSON");
     };
@@ -662,7 +661,7 @@ async fn audit_push(rpc: &RpcState, p: &Principal, device: &str, body: &[u8]) ->
     };
     let hub = rpc.hub.clone();
     let dev = device.to_owned();
-    let who = p.name.clone();
+    let who = p.user().to_owned();
     match blocking(move || Ok(hub.store.witness_device_audit(&dev, &entries, &head)?)).await {
         Ok(w) => Answer::json(
             200,

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use store::Role;
 
 /// What a user does to a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
@@ -52,14 +53,11 @@ impl Action {
     }
 }
 
-/// The roles Hearth knows.
-pub const ROLES: &[&str] = &["admin", "clinician", "nurse", "front_desk", "auditor"];
-
 /// The permission matrix: role → resource type → allowed actions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {
     /// The grants.
-    pub roles: BTreeMap<String, BTreeMap<String, BTreeSet<Action>>>,
+    pub roles: BTreeMap<Role, BTreeMap<String, BTreeSet<Action>>>,
 }
 
 const DEMOGRAPHICS: &[&str] = &[
@@ -83,10 +81,10 @@ impl Default for Permissions {
                 .map(|t| ((*t).to_owned(), actions.iter().copied().collect()))
                 .collect()
         };
-        roles.insert("admin".into(), grant(&types, &Action::ALL));
-        roles.insert("clinician".into(), grant(&types, &Action::ALL));
+        roles.insert(Role::Admin, grant(&types, &Action::ALL));
+        roles.insert(Role::Clinician, grant(&types, &Action::ALL));
         roles.insert(
-            "nurse".into(),
+            Role::Nurse,
             grant(
                 &types,
                 &[Action::Read, Action::Search, Action::Create, Action::Update],
@@ -100,35 +98,41 @@ impl Default for Permissions {
             "Practitioner".into(),
             [Action::Read, Action::Search].into_iter().collect(),
         );
-        roles.insert("front_desk".into(), front);
-        roles.insert("auditor".into(), BTreeMap::new());
+        roles.insert(Role::FrontDesk, front);
+        roles.insert(Role::Auditor, BTreeMap::new());
         Permissions { roles }
     }
 }
 
 impl Permissions {
+    /// The matrix in force on database `db` of a node: the one its administrator set, or the
+    /// minimum-necessary default. The one loader every gate uses (device records, app, CLI,
+    /// the hub's CouchDB API and RPC).
+    pub fn load(store: &store::Store, db: &str) -> Result<Permissions, store::Error> {
+        match store.get_policy(db, store::PolicyPart::Permissions)? {
+            Some(v) => serde_json::from_value(v).map_err(|_| {
+                store::Error::Corrupt("the stored permission matrix is not valid".into())
+            }),
+            None => Ok(Permissions::default()),
+        }
+    }
+
     /// Whether `role` may do `action` on records of type `rt`.
-    pub fn allows(&self, role: &str, rt: &str, action: Action) -> bool {
+    pub fn allows(&self, role: Role, rt: &str, action: Action) -> bool {
         self.roles
-            .get(role)
+            .get(&role)
             .and_then(|m| m.get(rt))
             .is_some_and(|acts| acts.contains(&action))
     }
 
-    /// Grants or revokes one permission. Unknown roles or types are refused.
-    pub fn set(&mut self, role: &str, rt: &str, action: Action, allow: bool) -> Result<(), String> {
-        if !ROLES.contains(&role) {
-            return Err(format!(
-                "unknown role '{role}'; roles are {}",
-                ROLES.join(", ")
-            ));
-        }
+    /// Grants or revokes one permission. Unknown types are refused.
+    pub fn set(&mut self, role: Role, rt: &str, action: Action, allow: bool) -> Result<(), String> {
         if fhir::schema::resource(rt).is_none() {
             return Err(format!("unknown resource type '{rt}'"));
         }
         let acts = self
             .roles
-            .entry(role.to_owned())
+            .entry(role)
             .or_default()
             .entry(rt.to_owned())
             .or_default();
@@ -148,12 +152,12 @@ mod tests {
     #[test]
     fn minimum_necessary_defaults() {
         let p = Permissions::default();
-        assert!(p.allows("clinician", "Observation", Action::Delete));
-        assert!(p.allows("nurse", "Observation", Action::Create));
-        assert!(!p.allows("nurse", "Observation", Action::Delete));
-        assert!(!p.allows("nurse", "Patient", Action::Export));
+        assert!(p.allows(Role::Clinician, "Observation", Action::Delete));
+        assert!(p.allows(Role::Nurse, "Observation", Action::Create));
+        assert!(!p.allows(Role::Nurse, "Observation", Action::Delete));
+        assert!(!p.allows(Role::Nurse, "Patient", Action::Export));
         for rt in ["Patient", "RelatedPerson", "Task", "Communication"] {
-            assert!(p.allows("front_desk", rt, Action::Read), "{rt}");
+            assert!(p.allows(Role::FrontDesk, rt, Action::Read), "{rt}");
         }
         for rt in [
             "DocumentReference",
@@ -163,30 +167,31 @@ mod tests {
             "Consent",
         ] {
             for a in Action::ALL {
-                assert!(!p.allows("front_desk", rt, a), "{rt} {a:?}");
+                assert!(!p.allows(Role::FrontDesk, rt, a), "{rt} {a:?}");
             }
         }
-        assert!(!p.allows("front_desk", "Practitioner", Action::Update));
+        assert!(!p.allows(Role::FrontDesk, "Practitioner", Action::Update));
         for (rt, _) in fhir::schema::RESOURCES {
             for a in Action::ALL {
-                assert!(!p.allows("auditor", rt, a));
-                assert!(p.allows("admin", rt, a));
+                assert!(!p.allows(Role::Auditor, rt, a));
+                assert!(p.allows(Role::Admin, rt, a));
             }
         }
-        assert!(!p.allows("nobody", "Patient", Action::Read));
     }
 
     #[test]
     fn admins_edit_the_matrix() {
         let mut p = Permissions::default();
-        p.set("front_desk", "Observation", Action::Read, true)
+        p.set(Role::FrontDesk, "Observation", Action::Read, true)
             .unwrap();
-        assert!(p.allows("front_desk", "Observation", Action::Read));
-        p.set("clinician", "Patient", Action::Delete, false)
+        assert!(p.allows(Role::FrontDesk, "Observation", Action::Read));
+        p.set(Role::Clinician, "Patient", Action::Delete, false)
             .unwrap();
-        assert!(!p.allows("clinician", "Patient", Action::Delete));
-        assert!(p.set("janitor", "Patient", Action::Read, true).is_err());
-        assert!(p.set("nurse", "Medication", Action::Read, true).is_err());
+        assert!(!p.allows(Role::Clinician, "Patient", Action::Delete));
+        assert!(
+            p.set(Role::Nurse, "Medication", Action::Read, true)
+                .is_err()
+        );
     }
 }
 

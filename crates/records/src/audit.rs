@@ -1,24 +1,25 @@
 //! Who is acting, and the audit entries each clinical operation writes.
 
 use serde_json::{Value, json};
-use store::AuditEvent;
+use store::{AuditEvent, Role};
 
-/// The authenticated user an operation runs for: the user and role of the session that opened
-/// the records (`store::Session`, ADR 11).
+/// The person an operation runs for, as the records layer keeps it: the user and role of the
+/// [`store::Session`] that opened the records (ADR 11). Private to this crate: callers name
+/// who is acting with a `Session`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Actor {
+pub(crate) struct Actor {
     /// User name.
     pub user: String,
     /// Role.
-    pub role: String,
+    pub role: Role,
 }
 
 impl Actor {
-    /// An actor.
-    pub fn new(user: &str, role: &str) -> Actor {
+    /// The person of a session.
+    pub fn new(user: &str, role: Role) -> Actor {
         Actor {
             user: user.to_owned(),
-            role: role.to_owned(),
+            role,
         }
     }
 
@@ -32,7 +33,7 @@ impl Actor {
     ) -> AuditEvent {
         AuditEvent {
             user: self.user.clone(),
-            role: self.role.clone(),
+            role: self.role.to_string(),
             action: action.to_owned(),
             outcome: outcome.to_owned(),
             patient,

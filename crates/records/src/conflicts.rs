@@ -64,7 +64,7 @@ impl Policy {
     }
 }
 
-/// Policies per resource type: the defaults, overridden by `_local/hearth-merge-policies`.
+/// Policies per resource type: the defaults, overridden by the node's stored merge policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policies {
     /// Overrides by resource type.
@@ -84,11 +84,6 @@ impl Policies {
             .copied()
             .unwrap_or_else(|| Policy::default_for(rt))
     }
-}
-
-fn policies_id() -> DocId {
-    DocId::parse("_local/hearth-merge-policies")
-        .unwrap_or_else(|_| unreachable!("a valid local id"))
 }
 
 /// One version of a conflicted resource.
@@ -289,8 +284,11 @@ fn merge3(
 impl Records {
     /// The merge policies in force.
     pub fn merge_policies(&self) -> Result<Policies, FhirError> {
-        match self.store.get_local(&self.db, &policies_id()) {
-            Ok((_, body)) => serde_json::from_value(Value::Object(body)).map_err(|_| {
+        match self
+            .store
+            .get_policy(&self.db, store::PolicyPart::MergePolicies)?
+        {
+            Some(v) => serde_json::from_value(v).map_err(|_| {
                 FhirError::one(
                     500,
                     IssueCode::Exception,
@@ -298,14 +296,13 @@ impl Records {
                     "the stored merge policies are not valid",
                 )
             }),
-            Err(store::Error::NotFound(_)) => Ok(Policies::default()),
-            Err(e) => Err(e.into()),
+            None => Ok(Policies::default()),
         }
     }
 
     /// Sets the policy of a resource type (administrators). Notes and consents stay manual.
     pub fn set_merge_policy(&self, rt: &str, policy: Policy) -> Result<Policies, FhirError> {
-        if self.actor.role != "admin" {
+        if !self.actor.role.is_admin() {
             return Err(FhirError::one(
                 403,
                 IssueCode::Forbidden,
@@ -330,24 +327,22 @@ impl Records {
             ));
         }
         let mut p = self.merge_policies()?;
+        let before = p.for_type(rt);
         p.overrides.insert(rt.to_owned(), policy);
-        let body = serde_json::to_value(&p)
-            .ok()
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_default();
-        let current = self
-            .store
-            .get_local(&self.db, &policies_id())
-            .ok()
-            .map(|(r, _)| r);
-        self.store
-            .put_local(&self.db, &policies_id(), current.as_deref(), false, &body)?;
-        self.store.audit_append(&[self.actor.event(
+        let value = serde_json::to_value(&p).unwrap_or(Value::Null);
+        let mut e = self.actor.event(
             "policy_change",
             "success",
             Some(format!("merge-policy/{rt}")),
             None,
-        )])?;
+        );
+        e.detail = Some(format!(
+            "before: {}, after: {}",
+            before.name(),
+            policy.name()
+        ));
+        self.store
+            .put_policy(&self.db, store::PolicyPart::MergePolicies, &value, &e)?;
         Ok(p)
     }
 

@@ -445,6 +445,19 @@ impl Records {
         audit_action: &str,
         mut each: impl FnMut(&str, &Value) -> Result<(), FhirError>,
     ) -> Result<u64, FhirError> {
+        let action = if audit_action == "export" {
+            crate::Action::Export
+        } else {
+            crate::Action::Read
+        };
+        // A role that may do this to no type at all is refused outright (and audited), rather
+        // than handed an empty export that looks like an empty database.
+        if !fhir::schema::RESOURCES
+            .iter()
+            .any(|(t, _)| self.permissions.allows(self.actor.role, t, action))
+        {
+            return self.allow("Patient", action, None, None).map(|()| 0);
+        }
         let mut since = 0;
         let mut n = 0;
         let mut refused = std::collections::BTreeSet::new();
@@ -487,18 +500,15 @@ impl Records {
                     .to_owned();
                 shown.push((rt, resource));
             }
-            // Types the role may not export are left out, and the refusal is audited once.
+            // Types the role may not export (or read) are left out, and the refusal is
+            // audited once per type.
             let mut allowed = Vec::with_capacity(shown.len());
             for (rt, r) in shown {
-                if self
-                    .permissions
-                    .allows(&self.actor.role, &rt, crate::Action::Export)
-                    || audit_action != "export"
-                {
+                if self.permissions.allows(self.actor.role, &rt, action) {
                     allowed.push((rt, r));
                 } else if refused.insert(rt.clone()) {
                     let mut e = self.actor.event("denied", "denied", None, None);
-                    e.detail = Some(format!("export {rt}"));
+                    e.detail = Some(format!("{} {rt}", action.as_str()));
                     self.store.audit_append(&[e])?;
                 }
             }

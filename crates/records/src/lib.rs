@@ -25,14 +25,15 @@ use std::sync::Arc;
 use fhir::{Issue, IssueCode};
 use revtree::Rev;
 use serde_json::{Value, json};
-use store::{DocId, DocWrite, GetOptions, Store};
+use store::{DocId, DocWrite, GetOptions, PolicyPart, Store};
 
-pub use access::{Action, BREAK_GLASS_SECS, Grant, Permissions, ROLES};
+pub use access::{Action, BREAK_GLASS_SECS, Grant, Permissions};
 use audit::Actor;
 pub use audit::{audit_event, patient_of, reference_of};
 pub use conflicts::{Conflict, Policies, Policy, Resolution};
 pub use exchange::{IMPORT_ORDER, import_rank, resources_of_bundle};
 pub use search::{SearchParams, parse_search};
+pub use store::Role;
 pub use store::Session;
 
 /// Computes FHIR search terms for the store's index.
@@ -124,6 +125,8 @@ pub struct Stored {
 pub struct Records {
     store: Arc<Store>,
     db: String,
+    /// Who opened them.
+    session: Session,
     actor: Actor,
     permissions: Permissions,
     /// The actor's break-glass grants (active or not; checked against the clock).
@@ -166,14 +169,12 @@ fn doc_id(rt: &str, id: &str) -> Result<DocId, FhirError> {
     DocId::parse(&format!("{rt}/{id}")).map_err(FhirError::from)
 }
 
-fn grants_id() -> DocId {
-    // A fixed, valid id: parsing cannot fail.
-    DocId::parse("_local/hearth-break-glass").unwrap_or_else(|_| unreachable!("a valid local id"))
-}
-
-fn permissions_id() -> DocId {
-    // A fixed, valid id: parsing cannot fail.
-    DocId::parse("_local/hearth-permissions").unwrap_or_else(|_| unreachable!("a valid local id"))
+/// Every break-glass grant stored for database `db` (active or not).
+fn load_grants(store: &Store, db: &str) -> Result<Vec<Grant>, FhirError> {
+    Ok(store
+        .get_policy(db, PolicyPart::BreakGlass)?
+        .and_then(|v| serde_json::from_value::<Vec<Grant>>(v.get("grants")?.clone()).ok())
+        .unwrap_or_default())
 }
 
 /// Adds `meta.versionId` to a stored body.
@@ -193,36 +194,27 @@ impl Records {
     /// Every operation runs in `session` (checked against the permission matrix and audited as
     /// its user). A session comes only from an unlocked node's unlock or login.
     pub fn new(store: Arc<Store>, db: &str, session: &Session) -> Result<Records, FhirError> {
-        let actor = Actor::new(session.user(), session.role());
+        let Some(role) = session.role() else {
+            return Err(FhirError::one(
+                403,
+                IssueCode::Forbidden,
+                "Session",
+                "only a person in a role opens records (the relay does not)",
+            ));
+        };
+        let actor = Actor::new(session.user(), role);
         store.ensure_db(db)?;
         store.set_indexer(Arc::new(FhirIndexer));
-        let permissions = match store.get_local(db, &permissions_id()) {
-            Ok((_, body)) => serde_json::from_value(Value::Object(body)).map_err(|_| {
-                FhirError::one(
-                    500,
-                    IssueCode::Exception,
-                    "Permissions",
-                    "the stored permission matrix is not valid",
-                )
-            })?,
-            Err(store::Error::NotFound(_)) => Permissions::default(),
-            Err(e) => return Err(e.into()),
-        };
-        let grants = match store.get_local(db, &grants_id()) {
-            Ok((_, body)) => serde_json::from_value::<Vec<Grant>>(
-                body.get("grants").cloned().unwrap_or(Value::Null),
-            )
-            .unwrap_or_default()
+        let permissions = Permissions::load(&store, db)?;
+        let grants = load_grants(&store, db)?
             .into_iter()
             .filter(|g| g.user == actor.user)
-            .collect(),
-            Err(store::Error::NotFound(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
+            .collect();
         let (device, _) = store.device_identity()?;
         Ok(Records {
             store,
             db: db.to_owned(),
+            session: session.clone(),
             actor,
             permissions,
             grants,
@@ -272,35 +264,27 @@ impl Records {
             until: now + BREAK_GLASS_SECS,
             reason: reason.trim().to_owned(),
         };
-        let id = grants_id();
-        let (rev, mut all) = match self.store.get_local(&self.db, &id) {
-            Ok((rev, body)) => (
-                Some(rev),
-                serde_json::from_value::<Vec<Grant>>(
-                    body.get("grants").cloned().unwrap_or(Value::Null),
-                )
-                .unwrap_or_default(),
-            ),
-            Err(store::Error::NotFound(_)) => (None, Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
+        let mut all = load_grants(&self.store, &self.db)?;
         all.retain(|g| g.until > now);
         all.push(grant.clone());
-        let mut body = serde_json::Map::new();
-        body.insert(
-            "grants".into(),
-            serde_json::to_value(&all).unwrap_or(Value::Null),
-        );
-        self.store
-            .put_local(&self.db, &id, rev.as_deref(), false, &body)?;
         let mut e = self
             .actor
             .event("break_glass", "success", None, Some(grant.patient.clone()));
         e.detail = Some(grant.reason.clone());
         e.break_glass = true;
-        self.store.audit_append(&[e])?;
+        self.store.put_policy(
+            &self.db,
+            PolicyPart::BreakGlass,
+            &json!({"grants": all}),
+            &e,
+        )?;
         self.grants.push(grant.clone());
         Ok(grant)
+    }
+
+    /// The session these records run in (who is acting).
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// The permission matrix in force.
@@ -312,24 +296,19 @@ impl Records {
     /// audited.
     pub fn set_permission(
         &mut self,
-        role: &str,
+        role: Role,
         rt: &str,
         action: Action,
         allow: bool,
     ) -> Result<(), FhirError> {
-        if self.actor.role != "admin" {
+        if !self.actor.role.is_admin() {
             self.deny(rt, action, None, None)?;
         }
         let mut next = self.permissions.clone();
         next.set(role, rt, action, allow)
             .map_err(|why| FhirError::one(400, IssueCode::Invalid, "Permissions", &why))?;
-        let id = permissions_id();
-        let rev = match self.store.get_local(&self.db, &id) {
-            Ok((rev, _)) => Some(rev),
-            Err(store::Error::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let Ok(Value::Object(body)) = serde_json::to_value(&next) else {
+        let before = self.permissions.allows(role, rt, action);
+        let Ok(value) = serde_json::to_value(&next) else {
             return Err(FhirError::one(
                 500,
                 IssueCode::Exception,
@@ -337,15 +316,17 @@ impl Records {
                 "the matrix does not serialize",
             ));
         };
-        self.store
-            .put_local(&self.db, &id, rev.as_deref(), false, &body)?;
         let mut e = self.actor.event("permission_change", "success", None, None);
+        e.resource = Some(format!("Permissions/{role}/{rt}/{}", action.as_str()));
         e.detail = Some(format!(
-            "{} {role} {} {rt}",
+            "{} {role} {} {rt} (before: {}, after: {})",
             if allow { "granted" } else { "revoked" },
-            action.as_str()
+            action.as_str(),
+            if before { "allowed" } else { "refused" },
+            if allow { "allowed" } else { "refused" },
         ));
-        self.store.audit_append(&[e])?;
+        self.store
+            .put_policy(&self.db, PolicyPart::Permissions, &value, &e)?;
         self.permissions = next;
         Ok(())
     }
@@ -362,7 +343,7 @@ impl Records {
             // Not a permission question: the type does not exist here.
             return doc_id(rt, "x").map(|_| ());
         }
-        if self.permissions.allows(&self.actor.role, rt, action) {
+        if self.permissions.allows(self.actor.role, rt, action) {
             return Ok(());
         }
         self.deny(rt, action, resource, patient)
@@ -733,16 +714,18 @@ impl Records {
     /// The role may read this type, or a break-glass grant opens this record's patient; a
     /// refusal is audited.
     fn may_read_record(&self, rt: &str, id: &str) -> Result<(), FhirError> {
-        if !self.permissions.allows(&self.actor.role, rt, Action::Read) {
+        if !self.permissions.allows(self.actor.role, rt, Action::Read) {
+            // Whose record it is: for the break-glass check, and so the refusal names the
+            // patient (a security officer asks who tried to see P's record).
+            let patient = self
+                .read_unaudited(rt, id)
+                .ok()
+                .and_then(|s| patient_of(&s.resource));
             // Only a break-glass grant for this record's patient opens it.
-            let opened = !self.grants.is_empty()
-                && self
-                    .read_unaudited(rt, id)
-                    .ok()
-                    .and_then(|s| patient_of(&s.resource))
-                    .is_some_and(|p| self.glass(&p));
+            let opened =
+                !self.grants.is_empty() && patient.as_deref().is_some_and(|p| self.glass(p));
             if !opened {
-                self.allow(rt, Action::Read, Some(format!("{rt}/{id}")), None)?;
+                self.allow(rt, Action::Read, Some(format!("{rt}/{id}")), patient)?;
             }
         }
         Ok(())
@@ -1003,7 +986,7 @@ impl Records {
             .into_iter()
             .filter(|d| {
                 let rt = d.as_str().split('/').next().unwrap_or("");
-                glass || self.permissions.allows(&self.actor.role, rt, Action::Read)
+                glass || self.permissions.allows(self.actor.role, rt, Action::Read)
             })
             .collect();
         ids.sort_by_key(|d| !d.as_str().starts_with("Patient/"));
@@ -1043,6 +1026,71 @@ impl Records {
         Ok(b)
     }
 
+    /// A patient's chart for taking off the device (the app's download): needs `export` on
+    /// Patient; the records of types the role may not export are left out (each refusal
+    /// audited once), and the export itself is audited with the patient. `what` says where it
+    /// went, for the audit detail.
+    pub fn export_chart(&self, patient: &str, what: &str) -> Result<Vec<Value>, FhirError> {
+        let reference = format!("Patient/{patient}");
+        self.allow(
+            "Patient",
+            Action::Export,
+            Some(reference.clone()),
+            Some(reference.clone()),
+        )?;
+        let b = self.everything(patient, "urn:hearth")?;
+        let mut out = Vec::new();
+        let mut refused = std::collections::BTreeSet::new();
+        for e in b["entry"].as_array().into_iter().flatten() {
+            let r = &e["resource"];
+            if e.pointer("/search/mode").and_then(Value::as_str) == Some("outcome") {
+                continue;
+            }
+            let rt = r["resourceType"].as_str().unwrap_or("");
+            if self.permissions.allows(self.actor.role, rt, Action::Export) {
+                out.push(r.clone());
+            } else if refused.insert(rt.to_owned()) {
+                let mut d = self
+                    .actor
+                    .event("denied", "denied", None, Some(reference.clone()));
+                d.detail = Some(format!("export {rt}"));
+                self.store.audit_append(&[d])?;
+            }
+        }
+        let mut e = self.actor.event("export", "success", None, Some(reference));
+        e.detail = Some(format!("{what}: {} records", out.len()));
+        self.store.audit_append(&[e])?;
+        Ok(out)
+    }
+
+    /// Entries of this node's audit trail (administrators and auditors only; the read is
+    /// itself audited, and a refusal too).
+    pub fn audit_list(
+        &self,
+        filter: &store::AuditFilter,
+    ) -> Result<Vec<store::AuditEntry>, FhirError> {
+        if !self.actor.role.reads_audit() {
+            let mut e = self
+                .actor
+                .event("denied", "denied", None, filter.patient.clone());
+            e.detail = Some("audit trail".into());
+            self.store.audit_append(&[e])?;
+            return Err(FhirError::one(
+                403,
+                IssueCode::Forbidden,
+                "AuditEvent",
+                "the audit trail is for administrators and auditors",
+            ));
+        }
+        let entries = self.store.audit_list(filter)?;
+        let mut e = self
+            .actor
+            .event("audit_view", "success", None, filter.patient.clone());
+        e.detail = Some(format!("entries={}", entries.len()));
+        self.store.audit_append(&[e])?;
+        Ok(entries)
+    }
+
     /// The record types of a patient's chart the caller's role may not read (none under a
     /// break-glass grant for that patient).
     pub fn hidden_types(&self, glass: bool) -> Vec<&'static str> {
@@ -1053,7 +1101,7 @@ impl Records {
             .iter()
             .map(|(t, _)| *t)
             .filter(|t| {
-                *t != "Patient" && !self.permissions.allows(&self.actor.role, t, Action::Read)
+                *t != "Patient" && !self.permissions.allows(self.actor.role, t, Action::Read)
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::sync::Arc;
+use store::Role;
 
 use records::Records;
 use serde_json::{Value, json};
@@ -41,7 +42,7 @@ fn node() -> Node {
         ("rn.lee", "nurse"),
         ("au.kay", "auditor"),
     ] {
-        n.add_user(user, role, &vault::Pin::from(PIN), &kdf)
+        n.add_user(user, role.parse().unwrap(), &vault::Pin::from(PIN), &kdf)
             .unwrap();
     }
     let store = n.store.clone();
@@ -581,7 +582,7 @@ fn audit_events_export_as_valid_fhir() {
     desk.read("Observation", "p-000000-obs-0-hr").unwrap_err();
     let mut admin = _d.records("root");
     admin
-        .set_permission("nurse", "Patient", records::Action::Export, true)
+        .set_permission(Role::Nurse, "Patient", records::Action::Export, true)
         .unwrap();
     let mut gl = _d.records("fd");
     gl.break_glass("p-000000", "collapsed in the lobby")
@@ -721,7 +722,7 @@ fn roles_get_minimum_necessary_and_denials_are_audited() {
     // An admin edits the matrix (stored, audited); others cannot.
     let mut admin = open("root", "admin");
     admin
-        .set_permission("front_desk", "Observation", Action::Read, true)
+        .set_permission(Role::FrontDesk, "Observation", Action::Read, true)
         .unwrap();
     open("fd.ana", "front_desk")
         .read("Observation", "p-000000-obs-0-hr")
@@ -729,17 +730,36 @@ fn roles_get_minimum_necessary_and_denials_are_audited() {
     let mut nurse = open("rn.lee", "nurse");
     assert_eq!(
         nurse
-            .set_permission("nurse", "Observation", Action::Delete, true)
+            .set_permission(Role::Nurse, "Observation", Action::Delete, true)
             .unwrap_err()
             .status,
         403
     );
+    // The change names the cell and its value before and after, and the matrix is not a
+    // document: no `_local` document holds it, so no document API or replication reaches it.
+    let changes: Vec<_> = store
+        .audit_list(&store::AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.action == "permission_change")
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        changes[0].event.detail.as_deref(),
+        Some("granted front_desk read Observation (before: refused, after: allowed)")
+    );
+    assert_eq!(changes[0].event.user, "root");
+    assert!(matches!(
+        store.get_local(
+            "records",
+            &store::DocId::parse("_local/hearth-permissions").unwrap()
+        ),
+        Err(store::Error::NotFound(_))
+    ));
     assert!(
-        store
-            .audit_list(&store::AuditFilter::default())
+        records::Permissions::load(&store, "records")
             .unwrap()
-            .iter()
-            .any(|e| e.event.action == "permission_change")
+            .allows(Role::FrontDesk, "Observation", Action::Read)
     );
     assert!(store.audit_verify().unwrap().is_ok());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use revtree::Rev;
 use serde_json::{Map, Value, json};
-use store::{AuditEvent, ChangesQuery, DocId, DocWrite, OpenRev, OpenRevs, Store, Style};
+use store::{AuditEvent, ChangesQuery, DocId, DocWrite, OpenRev, OpenRevs, Session, Store, Style};
 
 use crate::Error;
 
@@ -47,15 +47,6 @@ pub struct DocError {
     pub reason: String,
 }
 
-/// Who replicates, for the local audit trail.
-#[derive(Clone, Debug)]
-pub struct Actor {
-    /// User name.
-    pub user: String,
-    /// Role.
-    pub role: String,
-}
-
 /// A database in this node's own store.
 #[derive(Clone)]
 pub struct LocalDb {
@@ -63,8 +54,8 @@ pub struct LocalDb {
     pub store: Arc<Store>,
     /// Database name.
     pub db: String,
-    /// The session that replicates (audited).
-    pub actor: Actor,
+    /// Who replicates (audited): a person's session, or the hub's relay.
+    pub actor: Session,
 }
 
 /// A database on a CouchDB-compatible server.
@@ -517,8 +508,8 @@ impl LocalDb {
 
     fn audit(&self, detail: String) -> AuditEvent {
         AuditEvent {
-            user: self.actor.user.clone(),
-            role: self.actor.role.clone(),
+            user: self.actor.user().to_owned(),
+            role: self.actor.audit_role().to_owned(),
             action: "sync".into(),
             outcome: "success".into(),
             patient: None,

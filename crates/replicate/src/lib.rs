@@ -29,7 +29,7 @@ use revtree::Rev;
 use serde_json::{Map, Value, json};
 
 pub use endpoint::{
-    Actor, ChangeRow, ChangesPage, DocError, Endpoint, HttpDb, LocalDb, Seq, doc_with_attachments,
+    ChangeRow, ChangesPage, DocError, Endpoint, HttpDb, LocalDb, Seq, doc_with_attachments,
     encode_component,
 };
 

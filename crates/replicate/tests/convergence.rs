@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use replicate::{Actor, Endpoint, LocalDb, Replication};
+use replicate::{Endpoint, LocalDb, Replication};
 use revtree::Rev;
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, OpenRev, OpenRevs, Store};
@@ -62,10 +62,7 @@ fn endpoint(store: &Arc<Store>) -> Endpoint {
     Endpoint::Local(LocalDb {
         store: store.clone(),
         db: DB.into(),
-        actor: Actor {
-            user: "test".into(),
-            role: "clinician".into(),
-        },
+        actor: store::Session::relay(),
     })
 }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use replicate::{Actor, Endpoint, LocalDb, Replication};
+use replicate::{Endpoint, LocalDb, Replication};
 use serde_json::{Value, json};
 use store::{DocId, OpenRev, OpenRevs, Store};
 
@@ -85,10 +85,7 @@ fn endpoint(s: &Arc<Store>) -> Endpoint {
     Endpoint::Local(LocalDb {
         store: s.clone(),
         db: DB.into(),
-        actor: Actor {
-            user: "t".into(),
-            role: "admin".into(),
-        },
+        actor: store::Session::relay(),
     })
 }
 

@@ -8,15 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication};
+use replicate::{Endpoint, HttpDb, LocalDb, Replication};
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, GetOptions, OpenRev, OpenRevs, Store};
 
-fn actor() -> Actor {
-    Actor {
-        user: "nurse".into(),
-        role: "clinician".into(),
-    }
+fn actor() -> store::Session {
+    store::Session::relay()
 }
 
 fn node(dir: &tempfile::TempDir, name: &str) -> Arc<Store> {

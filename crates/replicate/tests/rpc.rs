@@ -7,10 +7,11 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use store::Role;
 
 use ed25519_dalek::SigningKey;
 use replicate::rpc::{Pairing, RpcClient};
-use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication};
+use replicate::{Endpoint, HttpDb, LocalDb, Replication};
 use serde_json::{Value, json};
 use store::{DocWrite, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,10 +38,7 @@ fn local(store: &Arc<Store>) -> Endpoint {
     Endpoint::Local(LocalDb {
         store: store.clone(),
         db: "clinic".into(),
-        actor: Actor {
-            user: "nurse".into(),
-            role: "nurse".into(),
-        },
+        actor: store::Session::relay(),
     })
 }
 
@@ -120,9 +118,9 @@ async fn start_hub(dir: &tempfile::TempDir, token_ttl: Duration) -> TestHub {
 async fn start_hub_with(dir: &tempfile::TempDir, settings: hub::rpc::RpcSettings) -> TestHub {
     let store = node(dir, "hub");
     let hub = Arc::new(hub::Hub::new(store.clone()).unwrap());
-    hub.set_account_role("nurse@clinic", "nurse-password", "nurse")
+    hub.set_account_role("nurse@clinic", "nurse-password", Role::Nurse)
         .unwrap();
-    hub.set_account_role("desk@clinic", "desk-password", "front_desk")
+    hub.set_account_role("desk@clinic", "desk-password", Role::FrontDesk)
         .unwrap();
     hub.set_account("admin@clinic", "admin-password", true)
         .unwrap();

@@ -4,8 +4,24 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use vault::Role;
+
 use crate::Error;
 use crate::store::Store;
+
+/// An account row (`name, password_hash, admin, created_at, role`).
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    let role: String = r.get(4)?;
+    Ok(Account {
+        name: r.get(0)?,
+        password_hash: r.get(1)?,
+        admin: r.get(2)?,
+        created_at: r.get(3)?,
+        role: role.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
 
 /// One hub account as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -16,9 +32,9 @@ pub struct Account {
     pub password_hash: String,
     /// Whether the account may create and delete databases and manage the hub.
     pub admin: bool,
-    /// The role whose permissions the account has on records (`admin`, `clinician`, `nurse`,
-    /// `front_desk`, `auditor`); an administrator's role is `admin`.
-    pub role: String,
+    /// The role whose permissions the account has on records; an administrator's role is
+    /// [`Role::Admin`].
+    pub role: Role,
     /// When it was created (Unix seconds).
     pub created_at: i64,
 }
@@ -64,7 +80,7 @@ impl Store {
                 account.password_hash,
                 account.admin,
                 account.created_at,
-                account.role
+                account.role.as_str()
             ],
         )?;
         Ok(())
@@ -78,15 +94,7 @@ impl Store {
             .prepare_cached(
                 "SELECT name, password_hash, admin, created_at, role FROM accounts WHERE name = ?1",
             )?
-            .query_row([name], |r| {
-                Ok(Account {
-                    name: r.get(0)?,
-                    password_hash: r.get(1)?,
-                    admin: r.get(2)?,
-                    created_at: r.get(3)?,
-                    role: r.get(4)?,
-                })
-            })
+            .query_row([name], account_row)
             .optional()?)
     }
 
@@ -96,15 +104,7 @@ impl Store {
         let mut st = inner.conn.prepare_cached(
             "SELECT name, password_hash, admin, created_at, role FROM accounts ORDER BY name",
         )?;
-        let rows = st.query_map([], |r| {
-            Ok(Account {
-                name: r.get(0)?,
-                password_hash: r.get(1)?,
-                admin: r.get(2)?,
-                created_at: r.get(3)?,
-                role: r.get(4)?,
-            })
-        })?;
+        let rows = st.query_map([], account_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -131,7 +131,7 @@ mod tests {
             name: "sync@clinic".into(),
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$x$y".into(),
             admin: false,
-            role: "nurse".into(),
+            role: Role::Nurse,
             created_at: 5,
         };
         store.put_account(&a).unwrap();

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vault::{ADMIN_ROLE, Dek, DeviceSecret, Gate, KdfParams, Pin, PinPolicy, VaultFile};
+use vault::{Dek, DeviceSecret, Gate, KdfParams, Pin, PinPolicy, Role, VaultFile};
 
 use crate::Error;
 use crate::store::Store;
@@ -51,35 +51,82 @@ pub struct Unlocked {
     /// Who unlocked it.
     pub user: String,
     /// Their role.
-    pub role: String,
+    pub role: Role,
     pub(crate) dek: Dek,
     dir: DataDir,
 }
 
-/// An authenticated user on an unlocked node: who, with which role, on which device. Only an
-/// unlocked node issues one (there is no public constructor), so code that needs a `Session` —
-/// every clinical operation — cannot run without an unlock and a login.
+/// Who is acting: the one type every layer uses for "who" (the records layer, the app, the
+/// CLI, the hub's CouchDB API and RPC, the replicator's audit, the relay).
+///
+/// - A person on an unlocked device (issued only by [`Unlocked::session`] and
+///   [`Unlocked::login`], so no clinical operation runs without an unlock and a login);
+/// - a hub account, after the hub checked its password or token ([`Session::account`]),
+///   through a paired device or directly;
+/// - a hub's relay ([`Session::relay`]): the hub itself replicating with its upstream. It has
+///   no role, so it opens no records and passes no role check; the replicator's own endpoint
+///   is all it reaches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
     user: String,
-    role: String,
-    device: String,
+    role: Option<Role>,
+    device: Option<String>,
 }
 
 impl Session {
-    /// The user.
+    /// A hub account's session, once the hub has checked its credentials; `device` is the
+    /// paired device the call came through (RPC).
+    pub fn account(account: &crate::Account, device: Option<String>) -> Session {
+        Session {
+            user: account.name.clone(),
+            role: Some(account.role),
+            device,
+        }
+    }
+
+    /// A hub's relay to its upstream (audited as `relay`).
+    pub fn relay() -> Session {
+        Session {
+            user: "relay".into(),
+            role: None,
+            device: None,
+        }
+    }
+
+    /// The user or account name.
     pub fn user(&self) -> &str {
         &self.user
     }
 
-    /// Their role.
-    pub fn role(&self) -> &str {
-        &self.role
+    /// Their role (none for the relay).
+    pub fn role(&self) -> Option<Role> {
+        self.role
     }
 
-    /// The device they are on.
-    pub fn device(&self) -> &str {
-        &self.device
+    /// The role as the audit trail records it (`relay` for the relay).
+    pub fn audit_role(&self) -> &'static str {
+        self.role.map_or("relay", Role::as_str)
+    }
+
+    /// Whether they administer this node.
+    pub fn is_admin(&self) -> bool {
+        self.role.is_some_and(Role::is_admin)
+    }
+
+    /// The device they are on (a device session), or came through (a hub account over RPC).
+    pub fn device(&self) -> Option<&str> {
+        self.device.as_deref()
+    }
+
+    /// An audit event by them, `success` unless changed.
+    pub fn event(&self, action: &str) -> crate::AuditEvent {
+        crate::AuditEvent {
+            user: self.user.clone(),
+            role: self.audit_role().to_owned(),
+            action: action.to_owned(),
+            outcome: "success".into(),
+            ..crate::AuditEvent::default()
+        }
     }
 }
 
@@ -294,7 +341,7 @@ impl DataDir {
             }
             Err(e) => return Err(e),
         };
-        let role = self.vault.role(user).unwrap_or_default().to_owned();
+        let role = self.vault.role(user).ok_or(vault::Error::NoSuchUser)?;
         // Failed attempts could not be written to the trail when they happened (no key yet):
         // write them now, with the successful login, before the counter is cleared.
         let failed = self
@@ -306,7 +353,7 @@ impl DataDir {
         if failed > 0 {
             events.push(crate::AuditEvent {
                 user: user.to_owned(),
-                role: role.clone(),
+                role: role.to_string(),
                 action: "login_failed".into(),
                 outcome: "failure".into(),
                 detail: Some(format!(
@@ -317,7 +364,7 @@ impl DataDir {
         }
         events.push(crate::AuditEvent {
             user: user.to_owned(),
-            role: role.clone(),
+            role: role.to_string(),
             action: "login".into(),
             outcome: "success".into(),
             ..crate::AuditEvent::default()
@@ -355,7 +402,7 @@ impl DataDir {
         self.save_vault()?;
         fs::remove_file(&pending_path)
             .map_err(|e| Error::Io("removing the pending vault file", e))?;
-        let role = self.vault.role(user).unwrap_or_default().to_owned();
+        let role = self.vault.role(user).ok_or(vault::Error::NoSuchUser)?;
         Ok(Unlocked {
             store: Arc::new(store),
             user: user.to_owned(),
@@ -372,8 +419,8 @@ impl Unlocked {
         let (device, _) = self.store.device_identity()?;
         Ok(Session {
             user: self.user.clone(),
-            role: self.role.clone(),
-            device,
+            role: Some(self.role),
+            device: Some(device),
         })
     }
 
@@ -393,7 +440,7 @@ impl Unlocked {
             .vault
             .open(user, pin, &self.dir.device)
             .and_then(|_| self.dir.vault.check_totp(&self.dek, user, code, t as i64));
-        let role = self.dir.vault.role(user).unwrap_or_default().to_owned();
+        let role = self.dir.vault.role(user);
         let outcome = if checked.is_ok() {
             "success"
         } else {
@@ -401,7 +448,7 @@ impl Unlocked {
         };
         self.store.audit_append(&[crate::AuditEvent {
             user: user.to_owned(),
-            role: role.clone(),
+            role: role.map(|r| r.to_string()).unwrap_or_default(),
             action: if checked.is_ok() {
                 "login".into()
             } else {
@@ -411,13 +458,14 @@ impl Unlocked {
             ..crate::AuditEvent::default()
         }])?;
         checked?;
+        let role = role.ok_or(vault::Error::NoSuchUser)?;
         self.dir.vault.note_success(user);
         self.dir.save_vault()?;
         let (device, _) = self.store.device_identity()?;
         Ok(Session {
             user: user.to_owned(),
-            role,
-            device,
+            role: Some(role),
+            device: Some(device),
         })
     }
 
@@ -430,7 +478,7 @@ impl Unlocked {
     fn audit(&self, action: &str, detail: String) -> Result<(), Error> {
         self.store.audit_append(&[crate::AuditEvent {
             user: self.user.clone(),
-            role: self.role.clone(),
+            role: self.role.to_string(),
             action: action.into(),
             outcome: "success".into(),
             detail: Some(detail),
@@ -440,7 +488,7 @@ impl Unlocked {
     }
 
     pub(crate) fn require_admin(&self) -> Result<(), Error> {
-        if self.role == ADMIN_ROLE {
+        if self.role.is_admin() {
             Ok(())
         } else {
             Err(Error::NotAdmin)
@@ -466,7 +514,7 @@ impl Unlocked {
     pub fn add_user(
         &mut self,
         name: &str,
-        role: &str,
+        role: Role,
         pin: &Pin,
         kdf: &KdfParams,
     ) -> Result<(), Error> {
@@ -528,12 +576,12 @@ impl Unlocked {
     }
 
     /// Requires (or stops requiring) an authenticator code for a role (admin only).
-    pub fn require_totp(&mut self, role: &str, required: bool) -> Result<(), Error> {
+    pub fn require_totp(&mut self, role: Role, required: bool) -> Result<(), Error> {
         self.require_admin()?;
         let roles = &mut self.dir.vault.policy.totp_roles;
-        roles.retain(|r| r != role);
+        roles.retain(|r| *r != role);
         if required {
-            roles.push(role.to_owned());
+            roles.push(role);
         }
         self.dir.save_vault()?;
         self.audit(

@@ -296,7 +296,7 @@ impl Store {
                 &tx,
                 &[AuditEvent {
                     user: by.to_owned(),
-                    role: "admin".into(),
+                    role: crate::Role::Admin.to_string(),
                     action: "device_revoked".into(),
                     outcome: "success".into(),
                     patient: None,

@@ -30,6 +30,7 @@ mod devices;
 mod doc;
 mod index;
 mod local;
+mod policy;
 mod read;
 mod replication;
 mod schema;
@@ -49,12 +50,14 @@ pub use doc::{
     MAX_DOC_ID_BYTES,
 };
 pub use index::{Filter, IndexTerm, Indexer, SearchPage, SearchQuery};
+pub use policy::PolicyPart;
 pub use read::{
     GetOptions, OpenRev, OpenRevs, RawDocument, RawRevision, RevStatus, splice_json, stubs_json,
 };
 pub use replication::{AllDocsQuery, AllDocsRow, RevsDiff};
 pub use schema::latest_version as schema_version;
 pub use store::{DEFAULT_CACHE_MIB, DbInfo, Store, validate_db_name};
+pub use vault::{Role, UnknownRole};
 
 /// Errors from the store. Messages are specific and never contain document contents or keys.
 #[derive(Debug, thiserror::Error)]

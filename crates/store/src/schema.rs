@@ -46,6 +46,9 @@
 //! pairing_offers  one-time pairing tokens (SHA-256 only), expiry, who made it, used_by
 //! device_audit the audit entries devices pushed, verified, append-only (triggers)
 //! node_secrets this node's own secrets by name (a device's channel key and its paired hub)
+//! policy       each database's security policy (permission matrix, break-glass grants,
+//!              merge policies) by name: not documents, so no document API reaches them
+//!   db_id, name  primary key
 //! conflicts    documents with more than one live leaf, kept by every write (the inbox and the
 //!              conflicts filter read it instead of scanning every revision tree)
 //!   db_id, doc   primary key (doc is docs.id)
@@ -226,6 +229,22 @@ const MIGRATIONS: &[&str] = &[
         doc INTEGER NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
         PRIMARY KEY (db_id, doc)
     ) WITHOUT ROWID;",
+    // 8: the security policy leaves the documents: the permission matrix, break-glass grants
+    // and merge policies were `_local/hearth-*` documents; they move to their own table,
+    // which no document API reaches (issue 15, ADR 31).
+    "CREATE TABLE policy (
+        db_id INTEGER NOT NULL REFERENCES dbs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (db_id, name)
+    ) WITHOUT ROWID;
+    INSERT INTO policy (db_id, name, body)
+        SELECT db_id, substr(doc_id, 15), body FROM local_docs
+        WHERE doc_id IN ('_local/hearth-permissions', '_local/hearth-break-glass',
+                         '_local/hearth-merge-policies');
+    DELETE FROM local_docs
+        WHERE doc_id IN ('_local/hearth-permissions', '_local/hearth-break-glass',
+                         '_local/hearth-merge-policies');",
 ];
 
 /// Steps a migration needs that SQL alone cannot do, run in the same transaction right after
@@ -375,6 +394,53 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(ids, vec!["b".to_owned()]);
+    }
+
+    #[test]
+    fn upgrade_to_8_moves_the_policy_out_of_the_local_documents() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate_to(&mut c, 7).unwrap();
+        c.execute(
+            "INSERT INTO dbs (name, uuid, created_at) VALUES ('records', 'u', 0)",
+            [],
+        )
+        .unwrap();
+        for (id, body) in [
+            ("_local/hearth-permissions", r#"{"roles":{}}"#),
+            ("_local/hearth-break-glass", r#"{"grants":[]}"#),
+            ("_local/hearth-merge-policies", r#"{"overrides":{}}"#),
+            ("_local/checkpoint-1", r#"{"last_seq":5}"#),
+        ] {
+            c.execute(
+                "INSERT INTO local_docs (db_id, doc_id, rev, body) VALUES (1, ?1, '0-1', ?2)",
+                rusqlite::params![id, body.as_bytes()],
+            )
+            .unwrap();
+        }
+        migrate(&mut c).unwrap();
+        let policy: Vec<(String, Vec<u8>)> = c
+            .prepare("SELECT name, body FROM policy ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            policy,
+            vec![
+                ("break-glass".to_owned(), br#"{"grants":[]}"#.to_vec()),
+                ("merge-policies".to_owned(), br#"{"overrides":{}}"#.to_vec()),
+                ("permissions".to_owned(), br#"{"roles":{}}"#.to_vec()),
+            ]
+        );
+        let left: Vec<String> = c
+            .prepare("SELECT doc_id FROM local_docs")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, vec!["_local/checkpoint-1".to_owned()]);
     }
 
     #[test]

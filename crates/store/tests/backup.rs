@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use store::Role;
 
 use serde_json::json;
 use store::backup::{self, Manifest};
@@ -175,7 +176,7 @@ fn restores_refuse_damage_other_keys_wrong_pins_and_live_folders() {
     // Only administrators take backups.
     let mut admin = n;
     admin
-        .add_user("nurse", "clinician", &Pin::from("246802"), &kdf())
+        .add_user("nurse", Role::Clinician, &Pin::from("246802"), &kdf())
         .unwrap();
     drop(admin);
     let nurse = DataDir::open(&tmp.path().join("node"))

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::path::Path;
+use store::Role;
 
 use base64::Engine;
 use revtree::{Rev, Revisions};
@@ -636,7 +637,7 @@ fn wrong_pin_fails_and_lockout_survives_restart() {
         .unwrap()
         .unlock("admin", &Pin::from("135790"))
         .unwrap();
-    n.add_user("nurse", "nurse", &Pin::from("nurse-pin"), &opts.kdf)
+    n.add_user("nurse", Role::Nurse, &Pin::from("nurse-pin"), &opts.kdf)
         .unwrap();
     drop(n);
     for _ in 0..3 {
@@ -675,7 +676,7 @@ fn wrong_pin_fails_and_lockout_survives_restart() {
         .unwrap()
         .unlock("nurse", &Pin::from("new-nurse-pin"))
         .unwrap();
-    assert_eq!(nurse.role, "nurse");
+    assert_eq!(nurse.role, Role::Nurse);
 }
 
 #[test]
@@ -710,7 +711,7 @@ fn non_admins_cannot_manage_users() {
     admin
         .add_user(
             "kim",
-            "clinician",
+            Role::Clinician,
             &Pin::from("kim-pin-1"),
             &fast_opts().kdf,
         )
@@ -721,7 +722,7 @@ fn non_admins_cannot_manage_users() {
         .unlock("kim", &Pin::from("kim-pin-1"))
         .unwrap();
     assert!(matches!(
-        kim.add_user("x", "nurse", &Pin::from("123456"), &fast_opts().kdf),
+        kim.add_user("x", Role::Nurse, &Pin::from("123456"), &fast_opts().kdf),
         Err(Error::NotAdmin)
     ));
     assert!(matches!(
@@ -749,7 +750,7 @@ fn rekey_reencrypts_and_old_key_no_longer_opens() {
     let mut n = node(dir.path());
     n.add_user(
         "bob",
-        "clinician",
+        Role::Clinician,
         &Pin::from("bob-pin-1"),
         &fast_opts().kdf,
     )
@@ -1445,10 +1446,15 @@ mod audit_trail {
 fn other_users_log_in_on_an_unlocked_node_with_counted_audited_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let mut n = node(dir.path());
-    n.add_user("kim", "nurse", &Pin::from("kim-pin-1"), &fast_opts().kdf)
-        .unwrap();
+    n.add_user(
+        "kim",
+        Role::Nurse,
+        &Pin::from("kim-pin-1"),
+        &fast_opts().kdf,
+    )
+    .unwrap();
     let s = n.session().unwrap();
-    assert_eq!((s.user(), s.role()), ("admin", "admin"));
+    assert_eq!((s.user(), s.role()), ("admin", Some(Role::Admin)));
     assert!(matches!(
         n.login("kim", &Pin::from("nope-nope"), None),
         Err(Error::Vault(vault::Error::WrongCredentials))
@@ -1457,7 +1463,7 @@ fn other_users_log_in_on_an_unlocked_node_with_counted_audited_attempts() {
     let kim = n.login("kim", &Pin::from("kim-pin-1"), None).unwrap();
     assert_eq!(
         (kim.user(), kim.role(), kim.device()),
-        ("kim", "nurse", s.device())
+        ("kim", Some(Role::Nurse), s.device())
     );
     assert_eq!(n.vault().users["kim"].failed_attempts, 0);
     let trail = n

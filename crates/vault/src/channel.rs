@@ -572,7 +572,7 @@ pub struct Claims {
     /// The hub account.
     pub sub: String,
     /// Its role.
-    pub role: String,
+    pub role: crate::Role,
     /// The device it was issued to.
     pub dev: String,
     /// The channel session it was issued in.
@@ -760,7 +760,7 @@ mod tests {
         let key = SigningKey::from_bytes(&random_bytes::<32>().unwrap());
         let claims = Claims {
             sub: "a@clinic".into(),
-            role: "nurse".into(),
+            role: crate::Role::Nurse,
             dev: "d".into(),
             sid: "s".into(),
             exp: 100,
@@ -773,7 +773,7 @@ mod tests {
         assert!(verify_token(&other.verifying_key(), &t, 0).is_err());
         let (body, sig) = t.split_once('.').unwrap();
         let mut c = claims.clone();
-        c.role = "admin".into();
+        c.role = crate::Role::Admin;
         let forged = format!("{}.{sig}", b64(&serde_json::to_vec(&c).unwrap()));
         assert_ne!(forged.split_once('.').unwrap().0, body);
         assert!(verify_token(&key.verifying_key(), &forged, 0).is_err());

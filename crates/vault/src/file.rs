@@ -7,13 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use crate::keys::{Dek, DeviceSecret, Pin, random_bytes};
 use crate::wrap::{KdfParams, Wrap, unwrap, wrap};
-
-/// Roles known to the vault. The full permission matrix comes with access control; the vault
-/// only needs to know who may manage users and keys.
-pub const ADMIN_ROLE: &str = "admin";
+use crate::{Error, Role};
 
 /// Rules for PINs and for failed attempts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +26,7 @@ pub struct PinPolicy {
     pub max_delay_secs: u64,
     /// Roles that must unlock with an authenticator code as well as the PIN.
     #[serde(default)]
-    pub totp_roles: Vec<String>,
+    pub totp_roles: Vec<Role>,
 }
 
 impl Default for PinPolicy {
@@ -94,7 +90,7 @@ impl PinPolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserEntry {
     /// The user's role.
-    pub role: String,
+    pub role: Role,
     /// The wrap of the data key; `None` after a full re-key until an admin sets a new PIN.
     pub wrap: Option<Wrap>,
     /// Consecutive failed unlock attempts (kept across restarts).
@@ -176,7 +172,7 @@ impl VaultFile {
         vf.users.insert(
             admin.to_owned(),
             UserEntry {
-                role: ADMIN_ROLE.to_owned(),
+                role: Role::Admin,
                 wrap: Some(w),
                 failed_attempts: 0,
                 last_failure: None,
@@ -247,7 +243,7 @@ impl VaultFile {
     fn another_admin_can_reset(&self, user: &str) -> bool {
         self.users
             .iter()
-            .any(|(name, e)| name != user && e.role == "admin" && e.wrap.is_some())
+            .any(|(name, e)| name != user && e.role.is_admin() && e.wrap.is_some())
     }
 
     /// Counts an attempt as failed before it is tried, so killing the process mid-attempt does
@@ -293,8 +289,8 @@ impl VaultFile {
     }
 
     /// The role of a user.
-    pub fn role(&self, user: &str) -> Option<&str> {
-        self.users.get(user).map(|e| e.role.as_str())
+    pub fn role(&self, user: &str) -> Option<Role> {
+        self.users.get(user).map(|e| e.role)
     }
 
     /// Adds a user with their own wrap of the data key.
@@ -302,7 +298,7 @@ impl VaultFile {
         &mut self,
         dek: &Dek,
         name: &str,
-        role: &str,
+        role: Role,
         pin: &Pin,
         kdf: &KdfParams,
         device: &DeviceSecret,
@@ -316,7 +312,7 @@ impl VaultFile {
         self.users.insert(
             name.to_owned(),
             UserEntry {
-                role: role.to_owned(),
+                role,
                 wrap: Some(w),
                 failed_attempts: 0,
                 last_failure: None,
@@ -329,9 +325,7 @@ impl VaultFile {
     /// Removes a user's wrap. The last admin cannot be removed.
     pub fn remove_user(&mut self, name: &str) -> Result<(), Error> {
         let entry = self.users.get(name).ok_or(Error::NoSuchUser)?;
-        if entry.role == ADMIN_ROLE
-            && self.users.values().filter(|e| e.role == ADMIN_ROLE).count() == 1
-        {
+        if entry.role.is_admin() && self.users.values().filter(|e| e.role.is_admin()).count() == 1 {
             return Err(Error::LastAdmin);
         }
         self.users.remove(name);
@@ -485,7 +479,7 @@ mod tests {
         vf.add_user(
             &dek,
             "admin2",
-            "admin",
+            Role::Admin,
             &Pin::from("second-admin"),
             &fast(),
             &dev,
@@ -503,7 +497,7 @@ mod tests {
         vf.add_user(
             &dek,
             "nurse.kim",
-            "nurse",
+            Role::Nurse,
             &Pin::from("kim-secret"),
             &fast(),
             &dev,
@@ -530,14 +524,14 @@ mod tests {
     fn pin_policy_is_enforced() {
         let (mut vf, dek, dev) = setup();
         assert!(matches!(
-            vf.add_user(&dek, "x", "nurse", &Pin::from("12345"), &fast(), &dev),
+            vf.add_user(&dek, "x", Role::Nurse, &Pin::from("12345"), &fast(), &dev),
             Err(Error::PinTooShort { min: 6 })
         ));
         assert!(matches!(
             vf.add_user(
                 &dek,
                 "Bad Name",
-                "nurse",
+                Role::Nurse,
                 &Pin::from("123456"),
                 &fast(),
                 &dev
@@ -547,7 +541,7 @@ mod tests {
         vf.add_user(
             &dek,
             "x",
-            "nurse",
+            Role::Nurse,
             &Pin::from("a long passphrase with spaces"),
             &fast(),
             &dev,
@@ -562,7 +556,7 @@ mod tests {
         vf.add_user(
             &dek,
             "admin2",
-            "admin",
+            Role::Admin,
             &Pin::from("second-admin"),
             &fast(),
             &dev,
@@ -597,7 +591,7 @@ mod tests {
         vf.add_user(
             &dek,
             "admin2",
-            "admin",
+            Role::Admin,
             &Pin::from("second-admin"),
             &fast(),
             &dev,
@@ -623,7 +617,7 @@ mod tests {
         vf.add_user(
             &dek,
             "admin2",
-            ADMIN_ROLE,
+            Role::Admin,
             &Pin::from("999999"),
             &fast(),
             &dev,
@@ -641,13 +635,13 @@ mod tests {
         vf.add_user(
             &dek,
             "kim",
-            "clinician",
+            Role::Clinician,
             &Pin::from("kim-pin-1"),
             &fast(),
             &dev,
         )
         .unwrap();
-        vf.policy.totp_roles.push("clinician".into());
+        vf.policy.totp_roles.push(Role::Clinician);
         assert!(matches!(
             vf.check_totp(&dek, "kim", Some("123456"), 0),
             Err(Error::SecondFactorNotEnrolled)
@@ -680,7 +674,7 @@ mod tests {
         vf.add_user(
             &dek,
             "bob",
-            "clinician",
+            Role::Clinician,
             &Pin::from("bob-pin-1"),
             &fast(),
             &dev,

@@ -26,15 +26,16 @@ mod file;
 mod keys;
 pub mod origin;
 pub mod pairing;
+mod role;
 pub mod sealed;
 pub mod totp;
 mod wrap;
 
 pub use file::{
-    ADMIN_ROLE, Gate, LONE_USER_DELAY_SECS, MAX_PIN_CHARS, PinPolicy, UserEntry, VaultFile,
-    validate_user_name,
+    Gate, LONE_USER_DELAY_SECS, MAX_PIN_CHARS, PinPolicy, UserEntry, VaultFile, validate_user_name,
 };
 pub use keys::{Dek, DeviceSecret, KEY_LEN, Pin, random_bytes};
+pub use role::{Role, UnknownRole};
 pub use wrap::{KdfParams, Wrap, unwrap, wrap};
 
 /// Errors from the key hierarchy. Messages never contain key material or PINs.

@@ -592,27 +592,24 @@ pub(crate) async fn export(
 ) -> Response {
     let v = Viewer::of(&s);
     let deid = q.deidentified == "1";
-    let (user, role) = (v.user.clone(), v.role.clone());
     let pid = id.clone();
     let r = with_records(&s, move |r| {
-        if !r
-            .permissions()
-            .allows(&role, "Patient", records::Action::Export)
-        {
-            return Err(records::FhirError::one(
-                403,
-                fhir::IssueCode::Forbidden,
-                "Patient",
-                "your role may not export records",
-            ));
-        }
-        let mut b = r.everything(&pid, "urn:hearth")?;
+        // The records layer decides what may leave the device, and audits it.
+        let entries = r.export_chart(
+            &pid,
+            if deid {
+                "web app: de-identified chart"
+            } else {
+                "web app: chart as a Bundle"
+            },
+        )?;
+        let mut b = json!({"resourceType": "Bundle", "type": "collection",
+            "entry": entries.iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
         if deid {
             // A fresh pseudonym key per download: exports cannot be linked to each other.
             let mut red = fhir::deid::Redactions::default();
-            let entries = b["entry"].as_array().cloned().unwrap_or_default();
-            for e in &entries {
-                red.learn(&e["resource"]);
+            for r in &entries {
+                red.learn(r);
             }
             let key = crate::new_token().map_err(|_| {
                 records::FhirError::one(500, fhir::IssueCode::Exception, "key", "no randomness")
@@ -621,25 +618,11 @@ pub(crate) async fn export(
             let d = fhir::deid::Deidentifier::new(key.as_bytes(), red, year);
             let out: Vec<Value> = entries
                 .iter()
-                .filter_map(|e| d.apply(&e["resource"]))
+                .filter_map(|r| d.apply(r))
                 .map(|r| json!({"resource": r}))
                 .collect();
             b = json!({"resourceType": "Bundle", "type": "collection", "entry": out});
         }
-        r.store().audit_append(&[store::AuditEvent {
-            user,
-            role,
-            action: "export".into(),
-            outcome: "success".into(),
-            patient: Some(format!("Patient/{pid}")),
-            resource: None,
-            detail: Some(if deid {
-                "web app: de-identified chart".into()
-            } else {
-                "web app: chart as a Bundle".into()
-            }),
-            break_glass: false,
-        }])?;
         Ok(b)
     })
     .await;

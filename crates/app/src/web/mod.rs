@@ -220,7 +220,8 @@ pub(crate) fn enc(s: &str) -> String {
 /// Who is looking at a page (for the header and for what to show).
 pub(crate) struct Viewer {
     pub user: String,
-    pub role: String,
+    /// Their role (none once locked).
+    pub role: Option<store::Role>,
     pub seconds_left: i64,
 }
 
@@ -229,7 +230,7 @@ impl Viewer {
         let g = s.guard.lock().unwrap_or_else(|p| p.into_inner());
         Viewer {
             user: g.user().to_owned(),
-            role: g.role().unwrap_or_default(),
+            role: g.role(),
             seconds_left: g.seconds_left(),
         }
     }
@@ -246,13 +247,13 @@ pub(crate) fn page(title: &str, v: Option<&Viewer>, body: &str) -> String {
 <form method="post" action="/logout"><button class="secondary" type="submit">Log out</button></form></div></header>
 <div id="lockwarn" class="lockwarn" role="alert" aria-live="assertive">Locking for inactivity in <span id="lockleft">60</span> s.
 <button id="staybutton" type="button">Stay signed in</button></div>"#,
-            audit = if matches!(v.role.as_str(), "admin" | "auditor") {
+            audit = if v.role.is_some_and(store::Role::reads_audit) {
                 r#"<a href="/audit">Audit</a>"#
             } else {
                 ""
             },
             user = esc(&v.user),
-            role = esc(&v.role)
+            role = v.role.map_or("", store::Role::as_str)
         ),
         None => String::new(),
     };

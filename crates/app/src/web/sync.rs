@@ -8,7 +8,7 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication};
+use replicate::{Endpoint, HttpDb, LocalDb, Replication};
 use serde::Deserialize;
 
 use super::{Viewer, error_page, esc, html, page};
@@ -175,11 +175,10 @@ pub(crate) async fn progress(State(s): State<AppState>) -> Response {
 
 /// Starts a sync in the background; the panel shows its progress.
 pub(crate) async fn sync_now(State(s): State<AppState>, Form(form): Form<SyncForm>) -> Response {
-    let v = Viewer::of(&s);
-    let store = {
+    let (store, session) = {
         let mut g = s.guard.lock().unwrap_or_else(|p| p.into_inner());
         match g.records() {
-            Ok(r) => r.store().clone(),
+            Ok(r) => (r.store().clone(), r.session().clone()),
             Err(_) => return super::redirect("/locked"),
         }
     };
@@ -212,10 +211,7 @@ pub(crate) async fn sync_now(State(s): State<AppState>, Form(form): Form<SyncFor
             let local = Endpoint::Local(LocalDb {
                 store: store.clone(),
                 db: "records".into(),
-                actor: Actor {
-                    user: v.user.clone(),
-                    role: v.role.clone(),
-                },
+                actor: session,
             });
             let push = Replication::new(local.clone(), remote.clone())
                 .run_once(|p| {
@@ -279,7 +275,7 @@ pub(crate) struct PairForm {
 
 pub(crate) async fn pair(State(s): State<AppState>, Form(form): Form<PairForm>) -> Response {
     let v = Viewer::of(&s);
-    if v.role != "admin" {
+    if v.role != Some(store::Role::Admin) {
         return error_page(
             &v,
             403,
@@ -302,7 +298,7 @@ pub(crate) async fn pair(State(s): State<AppState>, Form(form): Form<PairForm>) 
         Ok(p) => {
             let _ = store.audit_append(&[store::AuditEvent {
                 user: v.user.clone(),
-                role: v.role.clone(),
+                role: v.role.map_or("", store::Role::as_str).to_owned(),
                 action: "key_change".into(),
                 outcome: "success".into(),
                 patient: None,

@@ -21,7 +21,7 @@ mod hubproc;
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use hubproc::Hub;
-use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication, Stats};
+use replicate::{Endpoint, HttpDb, LocalDb, Replication, Stats};
 use serde_json::{Value, json};
 use store::{DocId, DocWrite, Store};
 
@@ -140,10 +140,7 @@ fn local(store: &Arc<Store>) -> Endpoint {
     Endpoint::Local(LocalDb {
         store: store.clone(),
         db: "bench".into(),
-        actor: Actor {
-            user: "bench".into(),
-            role: "clinician".into(),
-        },
+        actor: store::Session::relay(),
     })
 }
 

@@ -65,7 +65,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
             Err(problem) => bail!("the audit trail failed verification: {problem}"),
         },
         AuditCommand::Purge { before } => {
-            if node.role != "admin" {
+            if !node.role.is_admin() {
                 bail!("only an administrator can purge the audit trail");
             }
             let t = fhir::time::parse(&before)
@@ -76,7 +76,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
             let removed = node.store.audit_purge(t, fhir::time::now())?;
             node.store.audit_append(&[AuditEvent {
                 user: node.user.clone(),
-                role: node.role.clone(),
+                role: node.role.to_string(),
                 action: "audit_purge".into(),
                 outcome: "success".into(),
                 detail: Some(format!("{removed} entries before {before} removed")),
@@ -152,7 +152,7 @@ fn reading_the_trail(
     });
     node.store.audit_append(&[AuditEvent {
         user: node.user.clone(),
-        role: node.role.clone(),
+        role: node.role.to_string(),
         action: "audit_read".into(),
         outcome: "success".into(),
         patient: patient.clone(),

@@ -60,7 +60,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     } else {
         vec![store::AuditEvent {
             user: node.user.clone(),
-            role: node.role.clone(),
+            role: node.role.to_string(),
             action: "read".into(),
             outcome: "success".into(),
             detail: Some(format!(

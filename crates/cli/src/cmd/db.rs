@@ -27,7 +27,7 @@ pub fn run(ctx: &mut Context, cmd: DbCommand) -> Result<()> {
     let audited = |action: &str, name: &str| -> Result<()> {
         node.store.audit_append(&[store::AuditEvent {
             user: node.user.clone(),
-            role: node.role.clone(),
+            role: node.role.to_string(),
             action: action.into(),
             outcome: "success".into(),
             detail: Some(format!("hearth db: '{name}'")),

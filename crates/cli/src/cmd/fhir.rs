@@ -342,7 +342,19 @@ pub struct ExportArgs {
 pub fn export(ctx: &mut Context, args: ExportArgs) -> Result<()> {
     let (_node, r) = open(ctx)?;
     if let Some(p) = args.patient {
-        return print_json(&r.everything(&p, CLI_BASE).map_err(fhir_fail)?);
+        // The records layer decides what may leave the device (export rights per type) and
+        // audits it; `fhir everything` is the command that reads a chart.
+        let entries = r
+            .export_chart(&p, "hearth export --patient")
+            .map_err(fhir_fail)?;
+        return print_json(&serde_json::json!({
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": entries
+                .into_iter()
+                .map(|r| serde_json::json!({"resource": r}))
+                .collect::<Vec<_>>(),
+        }));
     }
     let Some(out) = args.out else {
         bail!("say where to export: --out FOLDER (NDJSON per type) or --patient ID (a Bundle)");
@@ -513,13 +525,15 @@ pub enum RolesCommand {
     Show,
     /// Allow a role an action on a resource type (admins only).
     Grant {
-        role: String,
+        /// admin, clinician, nurse, front_desk or auditor.
+        role: store::Role,
         resource_type: String,
         action: String,
     },
     /// Take an action on a resource type away from a role (admins only).
     Revoke {
-        role: String,
+        /// admin, clinician, nurse, front_desk or auditor.
+        role: store::Role,
         resource_type: String,
         action: String,
     },
@@ -551,7 +565,7 @@ pub fn roles(ctx: &mut Context, cmd: RolesCommand) -> Result<()> {
     let a = records::Action::parse(&action).with_context(|| {
         format!("actions are read, search, create, update, delete, export; not '{action}'")
     })?;
-    r.set_permission(&role, &rt, a, allow).map_err(fhir_fail)?;
+    r.set_permission(role, &rt, a, allow).map_err(fhir_fail)?;
     outln!(
         "{} {role} {action} on {rt}.",
         if allow { "Granted" } else { "Revoked" }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
-use store::{AuditEvent, DataDir, Unlocked};
+use store::{AuditEvent, DataDir, Role, Unlocked};
 
 use crate::input::Input;
 
@@ -61,7 +61,7 @@ impl Context {
         let node = self.unlock()?;
         require_role(
             &node,
-            &["admin"],
+            &[Role::Admin],
             command,
             "is an administrator tool: it reads and writes documents outside the permission matrix. Use `hearth fhir` (or the app) for records",
         )?;
@@ -98,17 +98,17 @@ impl Context {
 
 /// Roles that may read the audit trail: who saw which patient is itself protected
 /// information, so front desk, nurses and clinicians do not read it (docs/adr/0027-raw-commands-are-administrator-tools.md).
-pub const AUDIT_READERS: &[&str] = &["admin", "auditor"];
+pub const AUDIT_READERS: &[Role] = &[Role::Admin, Role::Auditor];
 
 /// Refuses `hearth {command}` unless the unlocked user's role is one of `roles`; the refusal
 /// is in the audit trail.
-pub fn require_role(node: &Unlocked, roles: &[&str], command: &str, why: &str) -> Result<()> {
-    if roles.contains(&node.role.as_str()) {
+pub fn require_role(node: &Unlocked, roles: &[Role], command: &str, why: &str) -> Result<()> {
+    if roles.contains(&node.role) {
         return Ok(());
     }
     node.store.audit_append(&[AuditEvent {
         user: node.user.clone(),
-        role: node.role.clone(),
+        role: node.role.to_string(),
         action: "denied".into(),
         outcome: "denied".into(),
         detail: Some(format!("hearth {command}")),
@@ -117,7 +117,11 @@ pub fn require_role(node: &Unlocked, roles: &[&str], command: &str, why: &str) -
     bail!(
         "`hearth {command}` {why}. Your role is {}; this needs {}.",
         node.role,
-        roles.join(" or ")
+        roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
     )
 }
 
@@ -137,7 +141,7 @@ pub fn doc_event(
     };
     AuditEvent {
         user: node.user.clone(),
-        role: node.role.clone(),
+        role: node.role.to_string(),
         action: action.into(),
         outcome: "success".into(),
         patient,

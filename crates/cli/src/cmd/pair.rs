@@ -17,7 +17,7 @@ pub struct Args {
 pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     let offer = vault::pairing::Offer::parse(&a.offer).map_err(|e| anyhow!("{e}"))?;
     let node = ctx.unlock()?;
-    if node.role != "admin" {
+    if !node.role.is_admin() {
         anyhow::bail!("only an administrator of this device can pair it with a hub");
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start a runtime")?;
@@ -26,7 +26,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         .map_err(|e| anyhow!("pairing failed: {e}"))?;
     node.store.audit_append(&[store::AuditEvent {
         user: node.user.clone(),
-        role: node.role.clone(),
+        role: node.role.to_string(),
         action: "key_change".into(),
         outcome: "success".into(),
         patient: None,

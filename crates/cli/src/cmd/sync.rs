@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use replicate::{Actor, Endpoint, HttpDb, LocalDb, Progress, Replication, Stats};
+use replicate::{Endpoint, HttpDb, LocalDb, Progress, Replication, Stats};
 
 use super::Context;
 
@@ -124,10 +124,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     } else {
         ctx.unlock()?
     };
-    let actor = Actor {
-        user: node.user.clone(),
-        role: node.role.clone(),
-    };
+    let actor = node.session()?;
     node.store.ensure_db(&a.db)?;
     // Installs the FHIR search indexer, so pulled records are searchable at once.
     let recs = records::Records::new(node.store.clone(), &a.db, &node.session()?)
@@ -252,7 +249,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
                 failed += s.doc_write_failures;
                 node.store.audit_append(&[store::AuditEvent {
                     user: node.user.clone(),
-                    role: node.role.clone(),
+                    role: node.role.to_string(),
                     action: "sync".into(),
                     outcome: if s.doc_write_failures == 0 {
                         "success"

@@ -1,6 +1,7 @@
 //! `hearth user add|remove|passwd|list` and `hearth rekey`.
 
 use anyhow::{Context as _, Result};
+use store::Role;
 use vault::KdfParams;
 
 use super::Context;
@@ -10,9 +11,9 @@ pub enum UserCommand {
     /// Add a user with their own PIN (admin only). With --pin-stdin, line 2 is the new PIN.
     Add {
         name: String,
-        /// Their role.
-        #[arg(long, value_parser = ["admin", "clinician", "nurse", "front_desk", "auditor"])]
-        role: String,
+        /// Their role: admin, clinician, nurse, front_desk or auditor.
+        #[arg(long)]
+        role: Role,
     },
     /// Remove a user (admin only).
     Remove { name: String },
@@ -31,8 +32,9 @@ pub enum UserCommand {
     },
     /// Require (or with --off, stop requiring) an authenticator code for a role (admin only).
     RequireTotp {
-        #[arg(long, value_parser = ["admin", "clinician", "nurse", "front_desk", "auditor"])]
-        role: String,
+        /// The role: admin, clinician, nurse, front_desk or auditor.
+        #[arg(long)]
+        role: Role,
         #[arg(long)]
         off: bool,
     },
@@ -44,7 +46,7 @@ pub fn run(ctx: &mut Context, cmd: UserCommand) -> Result<()> {
         UserCommand::Add { name, role } => {
             let pin = ctx.input.new_pin(&format!("New PIN for {name}: "))?;
             let kdf = own_kdf(&node);
-            node.add_user(&name, &role, &pin, &kdf)
+            node.add_user(&name, role, &pin, &kdf)
                 .context("cannot add the user")?;
             outln!("Added user '{name}' with role '{role}'.");
         }
@@ -69,7 +71,7 @@ pub fn run(ctx: &mut Context, cmd: UserCommand) -> Result<()> {
             outln!("otpauth://totp/Hearth:{name}?secret={b32}&issuer=Hearth&digits=6&period=30");
         }
         UserCommand::RequireTotp { role, off } => {
-            node.require_totp(&role, !off)
+            node.require_totp(role, !off)
                 .context("cannot change the authenticator policy")?;
             outln!(
                 "Authenticator code {} for role '{role}'.",

@@ -79,7 +79,7 @@ pub enum AccountCommand {
         /// Its role in the permission matrix: what it may read and write through the hub
         /// (admin, clinician, nurse, front_desk, auditor).
         #[arg(long, default_value = "clinician")]
-        role: String,
+        role: store::Role,
     },
     /// Remove an account.
     Remove {
@@ -153,20 +153,20 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
         ctx.user = Some(start::HUB_USER.to_owned());
     }
     let node = ctx.unlock()?;
-    if node.role != "admin" {
+    if !node.role.is_admin() {
         bail!("only an administrator of this node can manage hub accounts");
     }
     let hub = hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?;
     match cmd {
         AccountCommand::Add { name, admin, role } => {
-            let role = if admin { "admin".to_owned() } else { role };
-            let admin = role == "admin";
+            let role = if admin { store::Role::Admin } else { role };
+            let admin = role.is_admin();
             let pw = password(ctx, &name)?;
-            hub.set_account_role(&name, &pw, &role)
+            hub.set_account_role(&name, &pw, role)
                 .map_err(|e| anyhow!("cannot save the account: {}", e.reason))?;
             node.store.audit_append(&[store::AuditEvent {
                 user: node.user.clone(),
-                role: node.role.clone(),
+                role: node.role.to_string(),
                 action: "user_change".into(),
                 outcome: "success".into(),
                 patient: None,
@@ -185,7 +185,7 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
             }
             node.store.audit_append(&[store::AuditEvent {
                 user: node.user.clone(),
-                role: node.role.clone(),
+                role: node.role.to_string(),
                 action: "user_change".into(),
                 outcome: "success".into(),
                 patient: None,

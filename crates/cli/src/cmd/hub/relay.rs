@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hub::admin::RelayStatus;
 use hub::secrets::Upstream;
-use replicate::{Actor, Endpoint, HttpDb, LocalDb, Replication, Retry};
+use replicate::{Endpoint, HttpDb, LocalDb, Replication, Retry};
 use store::Store;
 
 pub struct Relay {
@@ -31,10 +31,9 @@ impl Relay {
         let local = Endpoint::Local(LocalDb {
             store: self.store.clone(),
             db: db.to_owned(),
-            actor: Actor {
-                user: "relay".into(),
-                role: "admin".into(),
-            },
+            // The hub's relay, its own principal: no role, so no records and no role checks;
+            // this endpoint on the hub's own copy is all it reaches.
+            actor: store::Session::relay(),
         });
         let url = format!("{}/{}", self.upstream.url, replicate::encode_component(db));
         let fp = (!self.upstream.tls_fingerprint.is_empty())

@@ -211,7 +211,7 @@ fn open_hub(
     })?;
     let secrets =
         HubSecrets::open(node.path(), pass, node.device_secret()).map_err(|e| anyhow!("{e}"))?;
-    if node.role != "admin" {
+    if !node.role.is_admin() {
         bail!("{user} is not an administrator of this hub");
     }
     Ok((node, secrets))
