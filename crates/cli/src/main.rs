@@ -112,7 +112,26 @@ fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Keeps keys, PINs and records in this process's memory out of files and other processes:
+/// no core file (the limit is 0, and cannot be raised again), and not dumpable (no core, no
+/// `ptrace` attach by other processes of the same account, `/proc/<pid>/mem` closed to them).
+/// Done before any PIN is read. Where the system refuses, Hearth runs anyway (a container
+/// without the permission): the data at rest stays encrypted either way (docs/security.md).
+fn harden_process() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{DumpableBehavior, Resource, Rlimit};
+        let none = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        let _ = rustix::process::setrlimit(Resource::Core, none);
+        let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
+    }
+}
+
 fn main() -> ExitCode {
+    harden_process();
     let cli = Cli::parse();
     let mut ctx = cmd::Context::new(cli.data_dir.clone(), cli.user, cli.pin_stdin);
     let result = match cli.command {

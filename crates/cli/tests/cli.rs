@@ -1284,3 +1284,32 @@ fn plain_http_to_another_machine_is_refused() {
     let help = ok(&hearth(&dir, &["sync", "--help"], ""));
     assert!(help.contains("--insecure-plain-http"), "{help}");
 }
+
+/// An unlocked process never writes its memory (data key, PIN, records) to a core file: the
+/// running app has a core-file limit of 0 that it cannot raise (issue 16).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_running_process_cannot_dump_core() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("n");
+    init(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["app", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _url = common::url_from(&mut child);
+    let pid = child.id();
+    let child = common::Running(child);
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    drop(child);
+}
