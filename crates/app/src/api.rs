@@ -151,13 +151,14 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let want = state.token.as_bytes();
-    let same = given.len() == want.len()
-        && given
-            .bytes()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    // The token of the user signed in now: another user's (or a withdrawn) token is refused.
+    let user = state
+        .guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .user()
+        .to_owned();
+    let same = state.token.accepts(given, &user);
     if !same {
         let mut res = error(
             401,
@@ -413,6 +414,7 @@ async fn session_lock(State(state): State<AppState>) -> Response {
 
 async fn session_logout(State(state): State<AppState>) -> Response {
     guard(&state).logout();
+    state.token.withdraw();
     StatusCode::NO_CONTENT.into_response()
 }
 

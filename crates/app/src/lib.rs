@@ -1,6 +1,7 @@
 //! The device's loopback server: the local FHIR R4 REST API and the Patient Explorer web UI
-//! (`web`). It binds loopback addresses only; the API requires the bearer token printed when it
-//! starts (docs/adr/0007-local-api-on-loopback-with-a-token.md), the web UI a signed-in user.
+//! (`web`). It binds loopback addresses only; the API requires the bearer token of the user
+//! signed in (written to a 0600 file, [`ApiToken`], docs/adr/0007-local-api-on-loopback-with-a-token.md),
+//! the web UI a signed-in user.
 //!
 //! Routes (all JSON is `application/fhir+json`; errors are `OperationOutcome`):
 //!
@@ -28,6 +29,7 @@
 
 mod api;
 mod session;
+mod token;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -37,14 +39,16 @@ use axum::Router;
 
 pub use api::router;
 pub use session::{Closed, DEFAULT_IDLE_SECS, Guard};
+pub use token::ApiToken;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The session: the unlocked node's records while active, locked after inactivity.
     pub guard: Arc<std::sync::Mutex<Guard>>,
-    /// The bearer token every API request (but `metadata`) must carry.
-    pub token: Arc<String>,
+    /// The bearer token every API request (but `metadata`) must carry, bound to the user it
+    /// was issued to.
+    pub token: Arc<ApiToken>,
     /// The web app's browser session.
     pub web: web::WebState,
 }

@@ -42,7 +42,7 @@ fn state() -> (tempfile::TempDir, AppState, Arc<AtomicI64>) {
     let guard = app::Guard::new(dir.path().to_owned(), "records", node, 900, clock).unwrap();
     let state = AppState {
         guard: Arc::new(std::sync::Mutex::new(guard)),
-        token: Arc::new(TOKEN.into()),
+        token: Arc::new(app::ApiToken::fixed("dr.kim", TOKEN)),
         web: Default::default(),
     };
     (dir, state, now)

@@ -542,7 +542,8 @@ fn app_serves_the_fhir_api_on_loopback_only() {
     let said = lines.next().unwrap().unwrap();
     let token_file = dir.join("app-token");
     assert!(
-        said.starts_with("API token in ") && said.contains(&token_file.display().to_string()),
+        said.starts_with("API token of the signed-in user in ")
+            && said.contains(&token_file.display().to_string()),
         "{said}"
     );
     let token = std::fs::read_to_string(&token_file).unwrap();

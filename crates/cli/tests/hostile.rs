@@ -217,14 +217,15 @@ fn on_a_device_the_cli_the_app_and_the_fhir_api_follow_the_matrix() {
         .unwrap();
     let url = common::url_from(&mut child);
     let _app = Running(child);
-    let token = std::fs::read_to_string(dev.join("app-token")).unwrap();
-    let token = token.trim();
+    // No one has signed in: no token yet.
+    assert!(!dev.join("app-token").exists());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     rt.block_on(async {
+        let mut last_token: Option<String> = None;
         for (user, role, pin) in PEOPLE {
             let resp = client
                 .post(format!("{url}/login"))
@@ -240,8 +241,17 @@ fn on_a_device_the_cli_the_app_and_the_fhir_api_follow_the_matrix() {
                 .next()
                 .unwrap()
                 .to_owned();
+            // The API token is this user's: the last user's token stops working.
+            let token = std::fs::read_to_string(dev.join("app-token")).unwrap();
+            let token = token.trim().to_owned();
+            if let Some(old) = last_token.replace(token.clone()) {
+                assert_ne!(old, token, "{user} got the last user's token");
+                let (status, _) =
+                    get_api(&client, &url, &old, "/fhir/Patient/p-000000".to_owned()).await;
+                assert_eq!(status, 401, "the last user's token still works for {user}");
+            }
             let page = |path: &'static str| get_page(&client, &url, &cookie, path);
-            let api = |path: String| get_api(&client, &url, token, path);
+            let api = |path: String| get_api(&client, &url, &token, path);
             for (rt, id) in PROBES {
                 let (status, body) = api(format!("/fhir/{rt}/{id}")).await;
                 if may(*role, rt, Action::Read) {

@@ -78,6 +78,13 @@ pub(crate) async fn login(
     })
     .await
     .unwrap_or_else(|_| Err("the login failed".into()));
+    // The API token is the signed-in user's: a new user gets a new one (the last user's stops
+    // working); the same user signing in again keeps theirs.
+    let result = result.and_then(|()| {
+        s.token
+            .issue(&user)
+            .map_err(|_| "cannot write the API token file".to_owned())
+    });
     match result {
         Ok(()) => {
             let Some(c) = s.web.issue() else {
@@ -169,6 +176,8 @@ pub(crate) async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Res
     if same_origin(&headers) && s.web.valid(&headers) {
         s.guard.lock().unwrap_or_else(|p| p.into_inner()).lock();
         s.web.clear();
+        // Signing out withdraws the user's API token too.
+        s.token.withdraw();
     }
     let mut r = redirect("/login");
     r.headers_mut().insert(

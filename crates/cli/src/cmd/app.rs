@@ -50,10 +50,16 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
         );
         (guard, String::from("(sign in on the web page)"))
     };
-    let token = app::new_token().context("cannot make an API token")?;
+    let token = app::ApiToken::new(Some(token_path(&ctx.data_dir)));
+    if ctx.user.is_some() {
+        // Started unlocked: the token is that user's from the start.
+        token
+            .issue(&user)
+            .context("cannot write the API token file")?;
+    }
     let state = app::AppState {
         guard: Arc::new(std::sync::Mutex::new(guard)),
-        token: Arc::new(token.clone()),
+        token: Arc::new(token),
         web: Default::default(),
     };
     serve(state, &ctx.data_dir, args.listen, &user, idle, None)
@@ -85,10 +91,8 @@ pub fn serve(
     idle_secs: i64,
     sign_in_hint: Option<&str>,
 ) -> Result<()> {
+    // The token file (written when a user signs in) is removed when the app stops.
     let token_file = TokenFile(token_path(data_dir));
-    // A file a crashed run left behind is replaced.
-    let _ = std::fs::remove_file(&token_file.0);
-    super::write_new(&token_file.0, state.token.as_bytes())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -101,7 +105,7 @@ pub fn serve(
             "Hearth app for {user} listening on http://{addr}/ (FHIR API: http://{addr}/fhir)"
         );
         outln!(
-            "API token in {} (this account only; removed when the app stops)",
+            "API token of the signed-in user in {} (this account only; replaced when another user signs in, removed at sign-out and when the app stops)",
             token_file.0.display()
         );
         if let Some(hint) = sign_in_hint {
@@ -135,7 +139,7 @@ pub fn locked_state(data_dir: &std::path::Path, idle_secs: i64) -> Result<app::A
     );
     Ok(app::AppState {
         guard: Arc::new(std::sync::Mutex::new(guard)),
-        token: Arc::new(app::new_token().context("cannot make an API token")?),
+        token: Arc::new(app::ApiToken::new(Some(token_path(data_dir)))),
         web: Default::default(),
     })
 }
