@@ -336,8 +336,28 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
         &format!("{PIN}\n"),
     ));
     ok(&sync(&a));
+    // The old copy writes a record, then tries to sync: refused before any record moves.
+    ok(&hearth(
+        &a_old,
+        &[
+            "--user",
+            "nurse1",
+            "fhir",
+            "update",
+            "Patient",
+            "rewound-1",
+            r#"{"resourceType":"Patient","id":"rewound-1","gender":"other"}"#,
+        ],
+        &format!("{PIN}\n"),
+    ));
+    let before = doc_count(&admin);
     let err = fails(&sync(&a_old));
     assert!(err.contains("audit trail"), "{err}");
+    assert_eq!(
+        doc_count(&admin),
+        before,
+        "the rewound device's record reached the hub"
+    );
 
     // A revoked device is refused.
     let list = ok(&hearth(

@@ -17,6 +17,11 @@
 //! every protocol detail are the same on both transports), or `{"op":"audit_head"|"audit_push",
 //! "token":…}`. The answer's header is `{"status":…}`.
 //!
+//! Records move only after the device proved its audit position in the session: an `http`
+//! call before a witnessed `audit_push` gets `428 audit_first`. A device restored from an old
+//! copy of its folder (its chain no longer extends what the hub witnessed) is refused at that
+//! push, before it sends or receives any record.
+//!
 //! Envelope counters must grow strictly within a session, so a replayed or reordered envelope
 //! is refused; tampering fails the AEAD tag. Sessions expire; tokens are short-lived, signed by
 //! the hub's Ed25519 key, and bound to the session and device they were issued in. A revoked
@@ -77,6 +82,10 @@ struct Channel {
     device: String,
     last_counter: u64,
     expires: u64,
+    /// Whether the device proved its audit position in this session (an `audit_push` the
+    /// hub witnessed): records move only after that, so a device restored from an old copy
+    /// of its folder is refused before it sends or receives anything.
+    witnessed: bool,
 }
 
 /// The RPC service's state.
@@ -86,6 +95,27 @@ pub struct Rpc {
     couch: Router,
     sessions: Mutex<HashMap<String, Channel>>,
     settings: RpcSettings,
+}
+
+impl Rpc {
+    fn witnessed(&self, session: &str) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .is_some_and(|c| c.witnessed)
+    }
+
+    fn set_witnessed(&self, session: &str) {
+        if let Some(c) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(session)
+        {
+            c.witnessed = true;
+        }
+    }
 }
 
 /// Most channel sessions kept at once (the oldest expire first).
@@ -251,6 +281,7 @@ async fn hello_handshake(rpc: RpcState, hello: Hello) -> Response {
                 device: device.id.clone(),
                 last_counter: 0,
                 expires,
+                witnessed: false,
             },
         );
     }
@@ -490,9 +521,20 @@ async fn answer(
     };
     let principal = Session::account(&account, Some(device.to_owned()));
     match op {
+        "http" if !rpc.witnessed(session) => Answer::error(
+            428,
+            "audit_first",
+            "push this device's audit trail before exchanging records (the hub checks that it extends what it witnessed)",
+        ),
         "http" => http(rpc, route, principal, &head, body).await,
         "audit_head" => audit_head(rpc, device).await,
-        "audit_push" if route == Route::Command => audit_push(rpc, &principal, device, body).await,
+        "audit_push" if route == Route::Command => {
+            let a = audit_push(rpc, &principal, device, body).await;
+            if a.status == 200 {
+                rpc.set_witnessed(session);
+            }
+            a
+        }
         _ => Answer::error(400, "bad_request", "unknown operation for this route"),
     }
 }
@@ -657,7 +699,28 @@ async fn audit_push(rpc: &RpcState, p: &Session, device: &str, body: &[u8]) -> A
         })
     });
     let Some(head) = head else {
-        return Answer::error(400, "bad_request", "the audit push needs the signed head");
+        // A device with no trail yet (nothing was ever audited on it) proves its position
+        // only if the hub has witnessed nothing from it either; otherwise it was rewound.
+        if !entries.is_empty() || !v.get("head").is_some_and(Value::is_null) {
+            return Answer::error(400, "bad_request", "the audit push needs the signed head");
+        }
+        let hub = rpc.hub.clone();
+        let dev = device.to_owned();
+        return match blocking(move || Ok(hub.store.get_device(&dev)?)).await {
+            Ok(Some(d)) if d.audit_seq == 0 => {
+                Answer::json(200, json!({"ok": true, "stored": 0, "witnessed": 0}))
+            }
+            Ok(Some(d)) => Answer::error(
+                409,
+                "audit_rewound",
+                &format!(
+                    "this device's audit trail is empty, but the hub witnessed {} of its entries: it was restored from an old copy or reset",
+                    d.audit_seq
+                ),
+            ),
+            Ok(None) => Answer::error(403, "unknown_device", "this device is not paired"),
+            Err(e) => Answer::error(e.status.as_u16(), &e.error, &e.reason),
+        };
     };
     let hub = rpc.hub.clone();
     let dev = device.to_owned();

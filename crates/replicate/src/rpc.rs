@@ -176,6 +176,8 @@ pub struct RpcClient {
     account: String,
     password: Zeroizing<String>,
     channel: tokio::sync::Mutex<Option<Channel>>,
+    /// This device's store, whose audit trail each new session pushes before records move.
+    audit: Option<Arc<Store>>,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -198,7 +200,13 @@ pub struct Reply {
 
 impl RpcClient {
     /// A client for the hub `store` is paired with, logging in as `account`.
-    pub fn from_store(store: &Store, account: &str, password: &str) -> Result<RpcClient, Error> {
+    /// Each new session proves the device's audit position (pushes its unwitnessed entries)
+    /// right after logging in, before any record moves: the hub requires it.
+    pub fn from_store(
+        store: &Arc<Store>,
+        account: &str,
+        password: &str,
+    ) -> Result<RpcClient, Error> {
         let p = pairing(store)?.ok_or_else(|| {
             Error::Config(
                 "this device is not paired with a hub; run `hearth pair OFFER` first".into(),
@@ -208,7 +216,9 @@ impl RpcClient {
             Error::Config("this device's channel key is missing; pair again".into())
         })?;
         let key = StaticKey::from_bytes(&key).map_err(|e| Error::Config(e.to_string()))?;
-        RpcClient::new(&p, key, account, password)
+        let mut c = RpcClient::new(&p, key, account, password)?;
+        c.audit = Some(store.clone());
+        Ok(c)
     }
 
     /// A client from explicit parts.
@@ -231,6 +241,7 @@ impl RpcClient {
             account: account.to_owned(),
             password: Zeroizing::new(password.to_owned()),
             channel: tokio::sync::Mutex::new(None),
+            audit: None,
         })
     }
 
@@ -323,8 +334,10 @@ impl RpcClient {
 
     async fn ready<'a>(&self, guard: &'a mut Option<Channel>) -> Result<&'a mut Channel, Error> {
         let t = now();
+        let mut fresh = false;
         if guard.as_ref().is_none_or(|c| c.expires <= t + 30) {
             *guard = Some(self.handshake().await?);
+            fresh = true;
         }
         let ch = guard
             .as_mut()
@@ -351,7 +364,66 @@ impl RpcClient {
                 Err((s, v)) => return Err(refused(s, &v)),
             }
         }
+        if fresh && let Some(store) = &self.audit {
+            self.prove_audit(ch, store).await?;
+        }
         Ok(ch)
+    }
+
+    /// One exchange with the session's token in the header; a refusal is an error.
+    async fn with_token(
+        &self,
+        ch: &mut Channel,
+        route: Route,
+        mut head: Value,
+        body: &[u8],
+    ) -> Result<Value, Error> {
+        head["token"] = Value::String(ch.token.as_ref().map(|t| t.0.clone()).unwrap_or_default());
+        match self.exchange(ch, route, &head, body).await? {
+            Ok(r) => {
+                let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                if r.status == 200 {
+                    Ok(v)
+                } else {
+                    Err(refused(r.status, &v))
+                }
+            }
+            Err((s, v)) => Err(refused(s, &v)),
+        }
+    }
+
+    /// Pushes the entries the hub has not witnessed, with the signed head, in this session.
+    async fn prove_audit(&self, ch: &mut Channel, store: &Arc<Store>) -> Result<u64, Error> {
+        let v = self
+            .with_token(ch, Route::Query, json!({"op": "audit_head"}), b"")
+            .await?;
+        let seq = v.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        let (entries, head) = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                Ok((store.audit_since(seq)?, store.audit_head()?))
+            })
+            .await
+            .map_err(|_| Error::Protocol("a store task failed".into()))??
+        };
+        // No head: nothing was ever audited here (the hub accepts that only if it witnessed
+        // nothing from this device either).
+        let body = match head {
+            Some(head) => json!({
+                "entries": entries.iter().map(store::AuditEntry::to_json).collect::<Vec<_>>(),
+                "head": {"seq": head.seq, "hash": hex::encode(head.hash), "signature": hex::encode(head.signature)},
+            }),
+            None => json!({"entries": [], "head": null}),
+        };
+        let v = self
+            .with_token(
+                ch,
+                Route::Command,
+                json!({"op": "audit_push"}),
+                &serde_json::to_vec(&body).unwrap_or_default(),
+            )
+            .await?;
+        Ok(v.get("stored").and_then(Value::as_u64).unwrap_or(0))
     }
 
     /// One operation: `head` (without the token) and a body. Renews the session and the token
@@ -388,40 +460,12 @@ impl RpcClient {
     }
 
     /// Pushes this device's audit entries the hub has not witnessed yet, with the signed head.
-    /// Returns how many were stored. A device restored from an old copy is refused here.
+    /// Returns how many were stored. A device restored from an old copy is refused here. The
+    /// hub exchanges no records in a session before this succeeded (a client made with
+    /// [`RpcClient::from_store`] does it at each new session by itself).
     pub async fn push_audit(&self, store: &Arc<Store>) -> Result<u64, Error> {
-        let r = self
-            .call(Route::Query, json!({"op": "audit_head"}), b"")
-            .await?;
-        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        if r.status != 200 {
-            return Err(refused(r.status, &v));
-        }
-        let seq = v.get("seq").and_then(Value::as_u64).unwrap_or(0);
-        let (entries, head) = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                Ok((store.audit_since(seq)?, store.audit_head()?))
-            })
-            .await
-            .map_err(|_| Error::Protocol("a store task failed".into()))??
-        };
-        let Some(head) = head else { return Ok(0) };
-        let body = json!({
-            "entries": entries.iter().map(store::AuditEntry::to_json).collect::<Vec<_>>(),
-            "head": {"seq": head.seq, "hash": hex::encode(head.hash), "signature": hex::encode(head.signature)},
-        });
-        let r = self
-            .call(
-                Route::Command,
-                json!({"op": "audit_push"}),
-                &serde_json::to_vec(&body).unwrap_or_default(),
-            )
-            .await?;
-        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        if r.status != 200 {
-            return Err(refused(r.status, &v));
-        }
-        Ok(v.get("stored").and_then(Value::as_u64).unwrap_or(0))
+        let mut guard = self.channel.lock().await;
+        let ch = self.ready(&mut guard).await?;
+        self.prove_audit(ch, store).await
     }
 }

@@ -160,7 +160,7 @@ fn transport(replica: usize) -> Transport {
     }
 }
 
-fn remote(url: &str, replica: &Store, t: Transport) -> Endpoint {
+fn remote(url: &str, replica: &Arc<Store>, t: Transport) -> Endpoint {
     match t {
         Transport::Http => Endpoint::Http(
             replicate::HttpDb::new(&format!("{url}/{DB}"), Some("sync"), Some("sync-password"))

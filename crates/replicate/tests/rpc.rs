@@ -166,7 +166,7 @@ fn offer(h: &TestHub) -> Offer {
     }
 }
 
-fn rpc_db(store: &Store, account: &str, password: &str) -> (Arc<RpcClient>, Endpoint) {
+fn rpc_db(store: &Arc<Store>, account: &str, password: &str) -> (Arc<RpcClient>, Endpoint) {
     let c = Arc::new(RpcClient::from_store(store, account, password).unwrap());
     let ep = Endpoint::Http(HttpDb::over_rpc(c.clone(), "clinic").unwrap());
     (c, ep)
@@ -220,9 +220,12 @@ async fn two_devices_sync_through_the_channel_and_no_plaintext_crosses_it() {
         .await
         .unwrap();
     assert_eq!(stats.docs_written, 2);
-    // The entry above plus the replication's own audit entries.
+    // The entry above went when the session opened, before any record moved; the
+    // replication's own entries now. The hub holds them all.
     let pushed = ca.push_audit(&a).await.unwrap();
-    assert_eq!(pushed, a.audit_since(0).unwrap().len() as u64);
+    let total = a.audit_since(0).unwrap().len() as u64;
+    assert!(pushed >= 1 && pushed < total, "{pushed} of {total}");
+    assert_eq!(h.store.device_audit_list(None).unwrap().len() as u64, total);
     assert_eq!(ca.push_audit(&a).await.unwrap(), 0, "nothing new to push");
     let (_, hub_b) = rpc_db(&b, "nurse@clinic", "nurse-password");
     let stats = Replication::new(hub_b, local(&b))
@@ -375,8 +378,13 @@ impl Raw {
     }
 
     fn seal(&self, route: Route, counter: u64, head: Value) -> Envelope {
+        self.seal_with(route, counter, head, b"")
+    }
+
+    fn seal_with(&self, route: Route, counter: u64, head: Value, body: &[u8]) -> Envelope {
         let mut plain = serde_json::to_vec(&head).unwrap();
         plain.push(b'\n');
+        plain.extend_from_slice(body);
         self.keys.seal_request(route, counter, &plain).unwrap()
     }
 
@@ -476,14 +484,33 @@ async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_
             json!({"op": "http", "method": "GET", "path": "/clinic", "token": token}),
         )
     };
-    let (status, v) = raw.send(Route::Query, &get(3)).await;
+    // No record moves before the device proved its audit position in this session (ADR 32).
+    let (status, v) = raw.send(Route::Query, &get(2)).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (428, Some("audit_first")),
+        "{v}"
+    );
+    // This device has audited nothing yet, and the hub witnessed nothing: an empty trail
+    // proves its position.
+    assert!(dev.audit_head().unwrap().is_none());
+    let push = json!({"entries": [], "head": null});
+    let env = raw.seal_with(
+        Route::Command,
+        3,
+        json!({"op": "audit_push", "token": token}),
+        &serde_json::to_vec(&push).unwrap(),
+    );
+    let (status, v) = raw.send(Route::Command, &env).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = raw.send(Route::Query, &get(4)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["db_name"], "clinic");
-    // Reordered: counter 2 after 3.
-    let (status, _) = raw.send(Route::Query, &get(2)).await;
+    // Reordered: counter 3 after 4.
+    let (status, _) = raw.send(Route::Query, &get(3)).await;
     assert_eq!(status, 409);
     // One flipped ciphertext byte.
-    let mut env = get(4);
+    let mut env = get(5);
     let mut data = base64_decode(&env.data);
     data[5] ^= 0x01;
     env.data = base64_encode(&data);
@@ -492,21 +519,21 @@ async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_
     // A write sent as a query is refused.
     let put_local = raw.seal(
         Route::Query,
-        5,
+        6,
         json!({"op": "http", "method": "PUT", "path": "/clinic/_local/x", "token": token}),
     );
     assert_eq!(raw.send(Route::Query, &put_local).await.0, 400);
     // No token, or a forged one.
     let anon = raw.seal(
         Route::Query,
-        6,
+        7,
         json!({"op": "http", "method": "GET", "path": "/clinic"}),
     );
     assert_eq!(raw.send(Route::Query, &anon).await.0, 401);
 
     // The token expires (2 s here).
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, v) = raw.send(Route::Query, &get(7)).await;
+    let (status, v) = raw.send(Route::Query, &get(8)).await;
     assert_eq!(status, 401, "{v}");
     assert!(v["reason"].as_str().unwrap().contains("expired"));
 
@@ -516,7 +543,7 @@ async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_
             .revoke_device(&pairing.device, "admin", now() as i64)
             .unwrap()
     );
-    let (status, v) = raw.send(Route::Query, &get(8)).await;
+    let (status, v) = raw.send(Route::Query, &get(9)).await;
     assert_eq!((status, v["error"].as_str()), (403, Some("revoked")));
     let (status, v) = Raw::open(&h.addr, &pairing.device, &key(), h.hub_key)
         .await
