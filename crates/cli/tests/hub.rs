@@ -373,6 +373,14 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
         ],
         &format!("{ADMIN_PW}\n"),
     ));
+    // The device the copy came from is suspended with it (the keys are out), and says so.
+    assert!(
+        list.lines()
+            .any(|l| l.contains("tablet A") && l.contains("SUSPENDED")),
+        "{list}"
+    );
+    let err = fails(&sync(&a));
+    assert!(err.contains("suspended"), "{err}");
     let b_id = list
         .lines()
         .find(|l| l.contains("tablet B"))

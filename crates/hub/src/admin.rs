@@ -122,7 +122,8 @@ async fn require_admin(s: &AdminHandle, headers: &HeaderMap) -> CouchResult<Sess
     let (name, pw) = auth::parse_basic(h)
         .ok_or_else(|| CouchError::unauthorized("only Basic authentication is accepted"))?;
     let hub = s.hub.clone();
-    let p = blocking(move || hub.auth.login(&hub.store, &name, &pw)).await?;
+    // The administration port listens on loopback only: every request comes from here.
+    let p = blocking(move || hub.auth.login(&hub.store, &name, &pw, "loopback")).await?;
     if !p.is_admin() {
         return Err(CouchError::new(
             StatusCode::FORBIDDEN,
@@ -192,7 +193,8 @@ async fn status(State(s): State<AdminHandle>) -> CouchResult<Response> {
         "tls_fingerprint": s.tls_fingerprint,
         "databases": snap.dbs.iter().map(|d| json!({"name": d.name, "doc_count": d.doc_count, "update_seq": d.update_seq})).collect::<Vec<_>>(),
         "conflicts": snap.conflicts.iter().map(|(d, n)| (d.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
-        "devices": {"paired": snap.devices.iter().filter(|d| d.revoked_at.is_none()).count(), "revoked": snap.devices.iter().filter(|d| d.revoked_at.is_some()).count()},
+        "devices": {"paired": snap.devices.iter().filter(|d| d.revoked_at.is_none()).count(), "revoked": snap.devices.iter().filter(|d| d.revoked_at.is_some()).count(),
+                    "suspended": snap.devices.iter().filter(|d| d.revoked_at.is_none() && d.audit_refused_at.is_some()).count()},
         "sessions_open": s.rpc.open_sessions(),
         "sync_sessions": m.sync_sessions.load(Ordering::Relaxed),
         "rpc_refused": m.rpc_refused.load(Ordering::Relaxed),
@@ -395,7 +397,7 @@ async fn devices(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchResul
         .iter()
         .map(|d| {
             json!({"id": d.id, "name": d.name, "paired_at": d.paired_at, "last_contact": d.last_contact,
-                   "revoked_at": d.revoked_at, "audit_witnessed": d.audit_seq})
+                   "revoked_at": d.revoked_at, "audit_refused_at": d.audit_refused_at, "audit_witnessed": d.audit_seq})
         })
         .collect();
     Ok(axum::Json(json!({"devices": rows})).into_response())

@@ -184,7 +184,8 @@ pub(crate) async fn login(
     let hub = s.hub.clone();
     let pw = zeroize::Zeroizing::new(f.password);
     let name = f.name.clone();
-    let p = match blocking(move || hub.auth.login(&hub.store, &name, &pw)).await {
+    // The administration screens listen on loopback only: every sign-in comes from here.
+    let p = match blocking(move || hub.auth.login(&hub.store, &name, &pw, "loopback")).await {
         Ok(p) if p.is_admin() => p,
         Ok(_) => return login_form("this needs a hub administrator account"),
         Err(e) => {
@@ -359,6 +360,8 @@ pub(crate) async fn devices(State(s): State<Handle>, headers: HeaderMap) -> Resp
                 d.audit_seq,
                 if d.revoked_at.is_some() {
                     "revoked".to_owned()
+                } else if d.audit_refused_at.is_some() {
+                    r#"<strong class="bad">suspended: audit trail refused (restored from an old copy?) — pair it again</strong>"#.to_owned()
                 } else {
                     format!(
                         r#"<form method="post" action="/ui/devices/{}/revoke"><button type="submit">Revoke</button></form>"#,

@@ -27,7 +27,12 @@ pub const CACHE_SECS: u64 = 600;
 /// How long an `AuthSession` cookie is valid (CouchDB's default `timeout`).
 pub const SESSION_SECS: u64 = 600;
 /// Consecutive failures for one account before it is refused for a while.
-const MAX_FAILURES: u32 = 5;
+/// Failed logins of one account from one source before that source waits (configurable:
+/// `login_free_attempts`).
+pub const FREE_ATTEMPTS: u32 = 5;
+
+/// The longest wait between attempts (configurable: `login_max_delay_secs`).
+pub const MAX_DELAY_SECS: u64 = 300;
 
 /// Argon2id parameters for hub account passwords (OWASP's first recommendation: 19 MiB, 2
 /// passes, 1 lane). Kept in each hash, so they can be raised later.
@@ -129,10 +134,16 @@ pub fn credential_stamp(account: &Account) -> String {
 pub struct Auth {
     key: Zeroizing<[u8; 32]>,
     cache: Mutex<HashMap<String, ([u8; 32], Instant)>>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Failed logins per account and source (`name`, `source`): a stranger's guesses slow
+    /// the stranger, not the owner signing in from elsewhere.
+    failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
     /// One verification at a time per account: when many clients of one account connect at
     /// once, one pays for Argon2id and the others find the result remembered.
     inflight: Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>,
+    /// Failures allowed per account and source before the back-off.
+    free_attempts: std::sync::atomic::AtomicU32,
+    /// The back-off's ceiling, in seconds.
+    max_delay_secs: std::sync::atomic::AtomicU64,
 }
 
 impl Auth {
@@ -143,7 +154,17 @@ impl Auth {
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            free_attempts: std::sync::atomic::AtomicU32::new(FREE_ATTEMPTS),
+            max_delay_secs: std::sync::atomic::AtomicU64::new(MAX_DELAY_SECS),
         })
+    }
+
+    /// Sets the back-off: `free_attempts` failures per account and source, then waits doubling
+    /// from 1 s up to `max_delay_secs` (hub.toml `login_free_attempts`, `login_max_delay_secs`).
+    pub fn set_limits(&self, free_attempts: u32, max_delay_secs: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.free_attempts.store(free_attempts.max(1), Relaxed);
+        self.max_delay_secs.store(max_delay_secs.max(1), Relaxed);
     }
 
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -156,16 +177,30 @@ impl Auth {
         mac.finalize().into_bytes().into()
     }
 
-    /// Checks a name and password (blocking: Argon2id). Wrong credentials and unknown names
-    /// get the same answer.
-    pub fn login(&self, store: &Store, name: &str, password: &str) -> CouchResult<Session> {
-        self.login_account(store, name, password)
+    /// Checks a name and password (blocking: Argon2id) coming from `source` (the peer's
+    /// address, or `device:{id}` over RPC). Wrong credentials and unknown names get the same
+    /// answer; repeated failures make that source wait for that account.
+    pub fn login(
+        &self,
+        store: &Store,
+        name: &str,
+        password: &str,
+        source: &str,
+    ) -> CouchResult<Session> {
+        self.login_account(store, name, password, source)
             .map(|a| Session::account(&a, None))
     }
 
     /// [`Auth::login`], answering with the account itself (for the caller that binds a cookie
     /// or token to its [`credential_stamp`] without reading it again).
-    pub fn login_account(&self, store: &Store, name: &str, password: &str) -> CouchResult<Account> {
+    pub fn login_account(
+        &self,
+        store: &Store,
+        name: &str,
+        password: &str,
+        source: &str,
+    ) -> CouchResult<Account> {
+        let key = (name.to_owned(), source.to_owned());
         let wrong = || CouchError::unauthorized("Name or password is incorrect.");
         // One attempt at a time per account, and the back-off is checked inside the turn:
         // parallel guesses each wait for the one before to be counted, so they cannot all
@@ -178,13 +213,13 @@ impl Auth {
             .or_default()
             .clone();
         let _turn = gate.lock().unwrap_or_else(|p| p.into_inner());
-        self.throttled(name)?;
+        self.throttled(&key)?;
         let account: Option<Account> = store.get_account(name)?;
         let Some(account) = account else {
             // An unknown name costs the same Argon2id work as a wrong password, so timing does
             // not tell which accounts exist (issue 16).
             let _ = verify_password(password, decoy_hash());
-            self.note_failure(name);
+            self.note_failure(&key);
             return Err(wrong());
         };
         // The remembered verification is bound to the stored hash too: a password changed by
@@ -204,7 +239,7 @@ impl Auth {
         };
         if !is_cached() {
             if !verify_password(password, &account.password_hash) {
-                self.note_failure(name);
+                self.note_failure(&key);
                 return Err(wrong());
             }
             self.cache
@@ -215,22 +250,26 @@ impl Auth {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .remove(&key);
         Ok(account)
     }
 
-    /// 429 while the account is in its back-off window after repeated failures.
-    fn throttled(&self, name: &str) -> CouchResult<()> {
+    /// 429 while this source is in its back-off window for this account.
+    fn throttled(&self, key: &(String, String)) -> CouchResult<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (free, max) = (
+            self.free_attempts.load(Relaxed),
+            self.max_delay_secs.load(Relaxed),
+        );
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((n, at)) = failures.get(name) {
-            let wait =
-                Duration::from_secs(2u64.saturating_pow(n.saturating_sub(MAX_FAILURES)).min(300));
-            if *n >= MAX_FAILURES && at.elapsed() < wait {
+        if let Some((n, at)) = failures.get(key) {
+            let wait = Duration::from_secs(2u64.saturating_pow(n.saturating_sub(free)).min(max));
+            if *n >= free && at.elapsed() < wait {
                 return Err(CouchError::new(
                     axum::http::StatusCode::TOO_MANY_REQUESTS,
                     "too_many_requests",
                     format!(
-                        "too many failed logins for this account; wait {} s",
+                        "too many failed logins for this account from here; wait {} s",
                         (wait - at.elapsed()).as_secs() + 1
                     ),
                 ));
@@ -239,19 +278,22 @@ impl Auth {
         Ok(())
     }
 
-    fn note_failure(&self, name: &str) {
+    fn note_failure(&self, key: &(String, String)) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: names tried at random must not grow memory without limit.
+        // Bounded: names and sources tried at random must not grow memory without limit.
         if f.len() >= 10_000 {
-            f.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(300));
+            let max = self
+                .max_delay_secs
+                .load(std::sync::atomic::Ordering::Relaxed);
+            f.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(max));
         }
-        let e = f.entry(name.to_owned()).or_insert((0, Instant::now()));
+        let e = f.entry(key.clone()).or_insert((0, Instant::now()));
         e.0 += 1;
         e.1 = Instant::now();
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .remove(&key.0);
     }
 
     /// Forgets a remembered password (after the account changed or was removed).

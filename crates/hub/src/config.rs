@@ -20,6 +20,8 @@
 //! backup_dir = ""                    # where backups go (default: <data-dir>/backups)
 //! backup_interval_secs = 86400       # daily (RPO ≤ 24 h)
 //! backup_keep = 7                    # newest backups kept; older ones are removed
+//! login_free_attempts = 5            # failed logins per account and source before the back-off
+//! login_max_delay_secs = 300         # the back-off doubles from 1 s up to this
 //! ```
 
 use std::net::SocketAddr;
@@ -63,6 +65,11 @@ pub struct HubConfig {
     pub backup_interval_secs: u64,
     /// How many backups to keep.
     pub backup_keep: u64,
+    /// Failed logins of one account from one source (an address, or a paired device) before
+    /// that source waits between attempts.
+    pub login_free_attempts: u32,
+    /// Longest wait between attempts (the back-off doubles from 1 s).
+    pub login_max_delay_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -84,6 +91,8 @@ impl Default for HubConfig {
             backup_dir: String::new(),
             backup_interval_secs: 86_400,
             backup_keep: 7,
+            login_free_attempts: crate::auth::FREE_ATTEMPTS,
+            login_max_delay_secs: crate::auth::MAX_DELAY_SECS,
         }
     }
 }
@@ -156,6 +165,8 @@ impl HubConfig {
             "backup_dir" => self.backup_dir = v.into(),
             "backup_interval_secs" => self.backup_interval_secs = num(v)?,
             "backup_keep" => self.backup_keep = num(v)?,
+            "login_free_attempts" => self.login_free_attempts = num(v)? as u32,
+            "login_max_delay_secs" => self.login_max_delay_secs = num(v)?,
             other => return Err(ConfigError(format!("unknown setting {other:?}"))),
         }
         Ok(())
@@ -193,6 +204,11 @@ impl HubConfig {
         for db in &self.databases {
             store::validate_db_name(db)
                 .map_err(|e| ConfigError(format!("databases: {db:?}: {e}")))?;
+        }
+        if self.login_free_attempts < 1 || self.login_max_delay_secs < 1 {
+            return Err(ConfigError(
+                "login_free_attempts and login_max_delay_secs must be at least 1".into(),
+            ));
         }
         if self.token_ttl_secs < 1 || self.session_ttl_secs < 1 || self.pairing_ttl_secs < 1 {
             return Err(ConfigError("lifetimes must be at least one second".into()));

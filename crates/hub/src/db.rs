@@ -213,9 +213,10 @@ pub(crate) async fn uuids(Query(q): Query<Vec<(String, String)>>) -> CouchResult
 
 pub(crate) async fn get_session(
     State(hub): State<HubState>,
+    crate::Peer(peer): crate::Peer,
     headers: HeaderMap,
 ) -> CouchResult<Response> {
-    let (p, how) = match crate::principal_of(&hub, &headers).await? {
+    let (p, how) = match crate::principal_of(&hub, &headers, peer).await? {
         Some(p) if headers.contains_key(header::AUTHORIZATION) => (Some(p), "default"),
         Some(p) => (Some(p), "cookie"),
         None => (None, ""),
@@ -236,6 +237,7 @@ pub(crate) async fn get_session(
 
 pub(crate) async fn post_session(
     State(hub): State<HubState>,
+    crate::Peer(peer): crate::Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
@@ -267,7 +269,11 @@ pub(crate) async fn post_session(
     };
     let password = zeroize::Zeroizing::new(password);
     let hub2 = hub.clone();
-    let account = blocking(move || hub2.auth.login_account(&hub2.store, &name, &password)).await?;
+    let account = blocking(move || {
+        hub2.auth
+            .login_account(&hub2.store, &name, &password, &peer)
+    })
+    .await?;
     let cookie = hub.auth.cookie(&account, crate::unix_now());
     let p = Session::account(&account, None);
     let mut resp = json(

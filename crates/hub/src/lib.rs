@@ -437,10 +437,36 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     cookie(headers, "AuthSession")
 }
 
-/// Resolves the principal of a request from Basic credentials or a session cookie.
+/// Where a request came from, for the login back-off: the peer's IP address, or `-` where the
+/// transport has none.
+pub(crate) fn peer_of(ext: &axum::http::Extensions) -> String {
+    use axum::extract::ConnectInfo;
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .or_else(|| ext.get::<ConnectInfo<tls::TlsPeer>>().map(|c| c.0.0))
+        .map_or_else(|| "-".to_owned(), |a| a.ip().to_string())
+}
+
+/// The request's source ([`peer_of`]) as an extractor that never fails.
+pub(crate) struct Peer(pub(crate) String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Peer, Self::Rejection> {
+        Ok(Peer(peer_of(&parts.extensions)))
+    }
+}
+
+/// Resolves the principal of a request from Basic credentials or a session cookie; `source`
+/// is where it came from ([`peer_of`]), for the login back-off.
 pub(crate) async fn principal_of(
     hub: &HubState,
     headers: &HeaderMap,
+    source: String,
 ) -> CouchResult<Option<Session>> {
     if let Some(h) = headers.get(header::AUTHORIZATION) {
         let h = h
@@ -449,7 +475,7 @@ pub(crate) async fn principal_of(
         let (name, pw) = auth::parse_basic(h)
             .ok_or_else(|| CouchError::unauthorized("Only Basic authentication is accepted."))?;
         let hub = hub.clone();
-        return blocking(move || hub.auth.login(&hub.store, &name, &pw).map(Some)).await;
+        return blocking(move || hub.auth.login(&hub.store, &name, &pw, &source).map(Some)).await;
     }
     if let Some(c) = session_cookie(headers) {
         let Some(name) = auth::Auth::cookie_name(&c) else {
@@ -515,7 +541,8 @@ async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next)
     if public && unparseable {
         return next.run(req).await;
     }
-    match principal_of(&hub, req.headers()).await {
+    let source = peer_of(req.extensions());
+    match principal_of(&hub, req.headers(), source).await {
         Ok(Some(p)) => {
             req.extensions_mut().insert(p);
             next.run(req).await

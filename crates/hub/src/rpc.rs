@@ -118,6 +118,9 @@ impl Rpc {
     }
 }
 
+/// Why a suspended device is refused.
+const SUSPENDED: &str = "this device is suspended: the hub refused its audit trail (restored from an old copy, or a broken chain); an administrator must pair it again as a new device";
+
 /// Most channel sessions kept at once (the oldest expire first).
 const MAX_SESSIONS: usize = 4096;
 
@@ -239,6 +242,10 @@ async fn hello_handshake(rpc: RpcState, hello: Hello) -> Response {
             "this device was revoked by the hub administrator",
         );
     }
+    if device.audit_refused_at.is_some() {
+        rpc.hub.metrics.rpc_refused.fetch_add(1, Ordering::Relaxed);
+        return rpc_error(StatusCode::FORBIDDEN, "suspended", SUSPENDED);
+    }
     let now = unix_now();
     let Some(sid) = random_hex::<16>() else {
         return rpc_error(
@@ -328,6 +335,7 @@ async fn pair(rpc: RpcState, sealed: SealedToHub) -> Response {
         last_contact: None,
         revoked_at: None,
         audit_seq: 0,
+        audit_refused_at: None,
     };
     if device.id.is_empty()
         || device.id.len() > 64
@@ -483,7 +491,8 @@ async fn answer(
     let hub = rpc.hub.clone();
     let dev = device.to_owned();
     match blocking(move || Ok(hub.store.get_device(&dev)?)).await {
-        Ok(Some(d)) if d.revoked_at.is_none() => {}
+        Ok(Some(d)) if d.revoked_at.is_none() && d.audit_refused_at.is_none() => {}
+        Ok(Some(d)) if d.revoked_at.is_none() => return Answer::error(403, "suspended", SUSPENDED),
         Ok(_) => return Answer::error(403, "revoked", "this device was revoked"),
         Err(e) => return Answer::error(e.status.as_u16(), &e.error, &e.reason),
     }
@@ -553,7 +562,9 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
     );
     let hub = rpc.hub.clone();
     let n = name.clone();
-    let result = blocking(move || hub.auth.login_account(&hub.store, &n, &password)).await;
+    // The source of an RPC login is the paired device it came through.
+    let source = format!("device:{device}");
+    let result = blocking(move || hub.auth.login_account(&hub.store, &n, &password, &source)).await;
     let audit = |outcome: &str, role: &str| store::AuditEvent {
         user: name.clone(),
         role: role.to_owned(),
@@ -710,14 +721,19 @@ async fn audit_push(rpc: &RpcState, p: &Session, device: &str, body: &[u8]) -> A
             Ok(Some(d)) if d.audit_seq == 0 => {
                 Answer::json(200, json!({"ok": true, "stored": 0, "witnessed": 0}))
             }
-            Ok(Some(d)) => Answer::error(
-                409,
-                "audit_rewound",
-                &format!(
+            Ok(Some(d)) => {
+                let why = format!(
                     "this device's audit trail is empty, but the hub witnessed {} of its entries: it was restored from an old copy or reset",
                     d.audit_seq
-                ),
-            ),
+                );
+                let hub = rpc.hub.clone();
+                let dev = device.to_owned();
+                let w = why.clone();
+                if let Err(e) = blocking(move || Ok(hub.store.suspend_device(&dev, &w)?)).await {
+                    return Answer::error(e.status.as_u16(), &e.error, &e.reason);
+                }
+                Answer::error(409, "audit_rewound", &why)
+            }
             Ok(None) => Answer::error(403, "unknown_device", "this device is not paired"),
             Err(e) => Answer::error(e.status.as_u16(), &e.error, &e.reason),
         };

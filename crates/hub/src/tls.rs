@@ -78,6 +78,18 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// The peer of a TLS connection (for the login back-off, `crate::peer_of`).
+#[derive(Clone, Copy, Debug)]
+pub struct TlsPeer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> TlsPeer {
+        TlsPeer(*stream.remote_addr())
+    }
+}
+
 /// Serves `router` over TLS until `shutdown` completes.
 pub async fn serve_tls(
     listener: TlsListener,
@@ -87,7 +99,10 @@ pub async fn serve_tls(
     let router = router
         .layer(axum::middleware::from_fn(crate::secure_cookies))
         .layer(axum::middleware::from_fn(crate::hardening));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<TlsPeer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

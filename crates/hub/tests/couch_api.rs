@@ -1745,6 +1745,45 @@ async fn sessions_end_with_their_credentials_and_parallel_guesses_are_throttled(
         }
     }
     assert_eq!((checked, throttled), (5, 25));
+
+    // The back-off is per source: the guesser (127.0.0.1) waits, and the owner signing in
+    // from another address (127.0.0.2, also loopback) is not locked out by the stranger.
+    h.hub
+        .set_account_role("front", "front-password", Role::FrontDesk)
+        .unwrap();
+    let from = |ip: [u8; 4]| {
+        Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let owner = from([127, 0, 0, 2]);
+    let status = owner
+        .get(format!("{}/p", h.url))
+        .basic_auth("front", Some("front-password"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_ne!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the owner was locked out"
+    );
+    assert_ne!(status, StatusCode::UNAUTHORIZED);
+    let status = h
+        .client
+        .get(format!("{}/p", h.url))
+        .basic_auth("front", Some("front-password"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the guesser's source still waits"
+    );
 }
 
 /// Issue 16 (ADR 30): on loopback the hub answers only its own names, and takes writes only

@@ -690,14 +690,15 @@ fn roles_get_minimum_necessary_and_denials_are_audited() {
             .status,
         403
     );
+    // A role that may export nothing is refused outright, not handed an empty export.
     let mut exported = 0;
-    nurse
+    let refused = nurse
         .export_each("export", |_, _| {
             exported += 1;
             Ok(())
         })
-        .unwrap();
-    assert_eq!(exported, 0);
+        .unwrap_err();
+    assert_eq!((refused.status, exported), (403, 0));
     let auditor = open("au.kay", "auditor");
     assert_eq!(auditor.read("Patient", "p-000000").unwrap_err().status, 403);
     // Every denial is in the trail, with who and what.
@@ -714,6 +715,11 @@ fn roles_get_minimum_necessary_and_denials_are_audited() {
     assert!(denied.iter().any(
         |e| e.event.user == "rn.lee" && e.event.detail.as_deref() == Some("delete Observation")
     ));
+    assert!(
+        denied.iter().any(
+            |e| e.event.user == "rn.lee" && e.event.detail.as_deref() == Some("export Patient")
+        )
+    );
     assert!(
         denied
             .iter()

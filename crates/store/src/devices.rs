@@ -35,6 +35,9 @@ pub struct Device {
     pub revoked_at: Option<i64>,
     /// The last audit sequence number the hub witnessed from it.
     pub audit_seq: u64,
+    /// When the hub refused its audit trail (restored from an old copy, a broken chain): it is
+    /// suspended from then on, until an administrator pairs it again as a new device.
+    pub audit_refused_at: Option<i64>,
 }
 
 /// A device's signed audit chain head.
@@ -133,13 +136,14 @@ fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Device, Vec<u8>, Vec<
             last_contact: r.get(5)?,
             revoked_at: r.get(6)?,
             audit_seq: seq as u64,
+            audit_refused_at: r.get(8)?,
         },
         r.get(2)?,
         r.get(3)?,
     ))
 }
 
-const SELECT_DEVICE: &str = "SELECT id, name, channel_key, audit_key, paired_at, last_contact, revoked_at, audit_seq FROM devices";
+const SELECT_DEVICE: &str = "SELECT id, name, channel_key, audit_key, paired_at, last_contact, revoked_at, audit_seq, audit_refused_at FROM devices";
 
 fn finish(row: (Device, Vec<u8>, Vec<u8>)) -> Result<Device, Error> {
     let (mut d, ck, ak) = row;
@@ -365,6 +369,10 @@ impl Store {
                     break_glass: false,
                 }],
             )?;
+            tx.execute(
+                "UPDATE devices SET audit_refused_at = ?2 WHERE id = ?1 AND audit_refused_at IS NULL",
+                params![device, crate::store::now_secs()],
+            )?;
             tx.commit()?;
             return Err(Error::AuditChain(problem));
         }
@@ -422,6 +430,31 @@ impl Store {
             stored: entries.len() as u64,
             seq: head.seq.max(witnessed_seq),
         })
+    }
+
+    /// Suspends a device whose audit position failed (an empty trail where the hub witnessed
+    /// entries): recorded with `why`, refused from then on until it is paired again.
+    pub fn suspend_device(&self, device: &str, why: &str) -> Result<(), Error> {
+        let mut inner = self.lock();
+        let tx = inner.conn.transaction()?;
+        append(
+            &tx,
+            &[AuditEvent {
+                user: "system".into(),
+                role: "hub".into(),
+                action: "audit_refused".into(),
+                outcome: "failure".into(),
+                resource: Some(format!("Device/{device}")),
+                detail: Some(why.to_owned()),
+                ..AuditEvent::default()
+            }],
+        )?;
+        tx.execute(
+            "UPDATE devices SET audit_refused_at = ?2 WHERE id = ?1 AND audit_refused_at IS NULL",
+            params![device, crate::store::now_secs()],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The audit entries devices pushed, about one patient or all, oldest first per device.
@@ -563,6 +596,7 @@ mod tests {
             last_contact: None,
             revoked_at: None,
             audit_seq: 0,
+            audit_refused_at: None,
         };
         hub.pair_device(b"tok", &d, 50).unwrap();
         // A token works once.

@@ -42,7 +42,8 @@
 //! accounts     hub accounts: name, Argon2id PHC password hash, admin, role, created_at
 //! devices      devices paired with this hub: id, name, channel_key (X25519 public),
 //!              audit_key (Ed25519 public), paired_at, last_contact, revoked_at, and the
-//!              witnessed head of the device's audit chain (audit_seq, audit_hash)
+//!              witnessed head of the device's audit chain (audit_seq, audit_hash), and when
+//!              its trail was refused (audit_refused_at: suspended until re-paired)
 //! pairing_offers  one-time pairing tokens (SHA-256 only), expiry, who made it, used_by
 //! device_audit the audit entries devices pushed, verified, append-only (triggers)
 //! node_secrets this node's own secrets by name (a device's channel key and its paired hub)
@@ -245,6 +246,9 @@ const MIGRATIONS: &[&str] = &[
     DELETE FROM local_docs
         WHERE doc_id IN ('_local/hearth-permissions', '_local/hearth-break-glass',
                          '_local/hearth-merge-policies');",
+    // 9: a device whose audit trail the hub refused (restored from an old copy, or a broken
+    // chain) is suspended until an administrator re-pairs it (ADR 32).
+    "ALTER TABLE devices ADD COLUMN audit_refused_at INTEGER;",
 ];
 
 /// Steps a migration needs that SQL alone cannot do, run in the same transaction right after

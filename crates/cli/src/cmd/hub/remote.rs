@@ -200,10 +200,12 @@ pub fn devices(ctx: &mut Context, cmd: DevicesCommand) -> Result<()> {
                     d["id"].as_str().unwrap_or(""),
                     d["name"].as_str().unwrap_or(""),
                     when(&d["last_contact"]),
-                    if d["revoked_at"].is_null() {
-                        "active"
-                    } else {
+                    if !d["revoked_at"].is_null() {
                         "REVOKED"
+                    } else if !d["audit_refused_at"].is_null() {
+                        "SUSPENDED (audit trail refused: restored from an old copy? pair it again)"
+                    } else {
+                        "active"
                     },
                     d["audit_witnessed"]
                 );

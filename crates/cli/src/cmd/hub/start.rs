@@ -413,6 +413,8 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
         node.store.ensure_db(db)?;
     }
     let hub = Arc::new(hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?);
+    hub.auth
+        .set_limits(cfg.login_free_attempts, cfg.login_max_delay_secs);
     if node.store.list_accounts()?.is_empty() {
         bail!(
             "this hub has no accounts, so nobody could log in; stop here and add one with `hearth hub account add NAME --role clinician` (or --admin)"
