@@ -148,8 +148,14 @@ fn session() -> &'static Session {
         use vault::channel::{Initiator, StaticKey, accept};
         let hub = StaticKey::from_bytes(&[7u8; 32]).expect("a fixed key");
         let device = StaticKey::from_bytes(&[9u8; 32]).expect("a fixed key");
-        let (init, hello) = Initiator::start("fuzz-device", &device, hub.public(), 1_000)
-            .expect("a handshake starts");
+        let (init, hello) = Initiator::start(
+            "fuzz-device",
+            &device,
+            hub.public(),
+            1_000,
+            "fuzz-challenge",
+        )
+        .expect("a handshake starts");
         let (_, welcome) =
             accept(&hub, device.public(), &hello, "s1", 5_000, 1_000).expect("the hub accepts");
         let keys = init.finish(&welcome, &device).expect("the device finishes");

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! GET  /rpc/heartbeat   liveness; says nothing about the hub's data
-//! POST /rpc/handshake   {"hello": …} → {"welcome": …}   (vault::channel)
+//! POST /rpc/handshake   {"challenge": {"device"}} → {"challenge", "expires"}  (single use, 60 s)
+//!                       {"hello": …} → {"welcome": …}   (vault::channel; answers a challenge)
 //!                       {"pair": …}  → {"answer": …}    (pairing with a one-time offer)
 //! POST /rpc/command     envelope: login, writes (_bulk_docs, _local checkpoints), audit_push
 //! POST /rpc/query       envelope: reads (_changes, _revs_diff, _bulk_get, _all_docs, documents),
@@ -94,10 +95,47 @@ pub struct Rpc {
     keys: HubKeys,
     couch: Router,
     sessions: Mutex<HashMap<String, Channel>>,
+    /// Open handshake challenges: challenge → (device, expiry).
+    challenges: Mutex<HashMap<String, (String, u64)>>,
     settings: RpcSettings,
 }
 
+/// How long a handshake challenge may be answered.
+const CHALLENGE_SECS: u64 = 60;
+
+/// Most open challenges kept at once (the oldest go first).
+const MAX_CHALLENGES: usize = 4096;
+
 impl Rpc {
+    /// A fresh single-use challenge for `device`'s next hello, and when it expires.
+    fn new_challenge(&self, device: &str) -> Option<(String, u64)> {
+        let challenge = random_hex::<16>()?;
+        let now = unix_now();
+        let expires = now + CHALLENGE_SECS;
+        let mut c = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        c.retain(|_, (_, exp)| *exp > now);
+        if c.len() >= MAX_CHALLENGES
+            && let Some(oldest) = c
+                .iter()
+                .min_by_key(|(_, (_, e))| *e)
+                .map(|(k, _)| k.clone())
+        {
+            c.remove(&oldest);
+        }
+        c.insert(challenge.clone(), (device.to_owned(), expires));
+        Some((challenge, expires))
+    }
+
+    /// Uses up `challenge`: true when it was issued for `device` and has not expired.
+    fn take_challenge(&self, challenge: &str, device: &str) -> bool {
+        let taken = self
+            .challenges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(challenge);
+        taken.is_some_and(|(d, exp)| d == device && exp > unix_now())
+    }
+
     fn witnessed(&self, session: &str) -> bool {
         self.sessions
             .lock()
@@ -132,6 +170,7 @@ impl Rpc {
             keys,
             couch,
             sessions: Mutex::new(HashMap::new()),
+            challenges: Mutex::new(HashMap::new()),
             settings,
         }
     }
@@ -192,6 +231,25 @@ async fn handshake(State(rpc): State<RpcState>, body: Bytes) -> Response {
             "the handshake is not JSON",
         );
     };
+    if let Some(c) = v.get("challenge") {
+        let Some(device) = c.get("device").and_then(Value::as_str) else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "a challenge request is {\"challenge\": {\"device\": id}}",
+            );
+        };
+        return match rpc.new_challenge(device) {
+            Some((challenge, expires)) => {
+                axum::Json(json!({"challenge": challenge, "expires": expires})).into_response()
+            }
+            None => rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the system random number generator failed",
+            ),
+        };
+    }
     if let Some(h) = v.get("hello") {
         let Ok(hello) = serde_json::from_value::<Hello>(h.clone()) else {
             return rpc_error(
@@ -215,11 +273,20 @@ async fn handshake(State(rpc): State<RpcState>, body: Bytes) -> Response {
     rpc_error(
         StatusCode::BAD_REQUEST,
         "bad_request",
-        "a handshake is {\"hello\": …} or {\"pair\": …}",
+        "a handshake is {\"challenge\": …}, then {\"hello\": …}; or {\"pair\": …}",
     )
 }
 
 async fn hello_handshake(rpc: RpcState, hello: Hello) -> Response {
+    // A hello answers one fresh challenge, once: a captured hello replays nothing.
+    if !rpc.take_challenge(&hello.challenge, &hello.device) {
+        rpc.hub.metrics.rpc_refused.fetch_add(1, Ordering::Relaxed);
+        return rpc_error(
+            StatusCode::UNAUTHORIZED,
+            "stale_challenge",
+            "the handshake does not answer a fresh challenge from this hub (replayed, used or expired); ask for a new one",
+        );
+    }
     let hub = rpc.hub.clone();
     let id = hello.device.clone();
     let device = match blocking(move || Ok(hub.store.get_device(&id)?)).await {

@@ -251,9 +251,25 @@ impl RpcClient {
     }
 
     async fn handshake(&self) -> Result<Channel, Error> {
-        let (init, hello) = Initiator::start(&self.device, &self.key, self.hub_key, now())
-            .map_err(|e| Error::Config(e.to_string()))?;
         let url = format!("{}/rpc/handshake", self.addr);
+        // The hub's fresh challenge first: a hello answers one, once, so a captured hello
+        // cannot be replayed.
+        let (status, v) = post_json(
+            &self.http,
+            &url,
+            &json!({"challenge": {"device": self.device}}),
+        )
+        .await?;
+        if status != 200 {
+            return Err(refused(status, &v));
+        }
+        let challenge = v
+            .get("challenge")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Protocol("the hub's challenge is malformed".into()))?;
+        let (init, hello) =
+            Initiator::start(&self.device, &self.key, self.hub_key, now(), challenge)
+                .map_err(|e| Error::Config(e.to_string()))?;
         let (status, v) = post_json(&self.http, &url, &json!({"hello": hello})).await?;
         if status != 200 {
             return Err(refused(status, &v));

@@ -15,7 +15,7 @@ use replicate::{Endpoint, HttpDb, LocalDb, Replication};
 use serde_json::{Value, json};
 use store::{DocWrite, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vault::channel::{self, Envelope, Initiator, Route, StaticKey, Welcome};
+use vault::channel::{self, Envelope, Hello, Initiator, Route, StaticKey, Welcome};
 use vault::pairing::Offer;
 
 const PHI: &str = "Zebulon Quixotemarsh";
@@ -356,7 +356,33 @@ impl Raw {
         hub_key: [u8; 32],
     ) -> Result<Raw, (u16, Value)> {
         let http = reqwest::Client::new();
-        let (init, hello) = Initiator::start(device, key, hub_key, now()).unwrap();
+        let challenge = Raw::challenge(&http, addr, device).await;
+        let (init, hello) = Initiator::start(device, key, hub_key, now(), &challenge).unwrap();
+        Raw::hello(http, addr, key, init, hello).await
+    }
+
+    /// A fresh challenge from the hub for `device`.
+    async fn challenge(http: &reqwest::Client, addr: &str, device: &str) -> String {
+        let v: Value = http
+            .post(format!("{addr}/rpc/handshake"))
+            .json(&json!({"challenge": {"device": device}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["challenge"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a hello; the channel when the hub welcomes it.
+    async fn hello(
+        http: reqwest::Client,
+        addr: &str,
+        key: &StaticKey,
+        init: Initiator,
+        hello: Hello,
+    ) -> Result<Raw, (u16, Value)> {
         let r = http
             .post(format!("{addr}/rpc/handshake"))
             .json(&json!({"hello": hello}))
@@ -462,6 +488,42 @@ async fn the_hub_refuses_impostors_replays_tampering_expired_tokens_and_revoked_
         .err()
         .unwrap();
     assert_eq!(status, 403);
+
+    // A captured hello opens no second session: the hub's challenge it answers is used up;
+    // a hello with no challenge, or one issued to another device, is refused too.
+    let http = reqwest::Client::new();
+    let challenge = Raw::challenge(&http, &h.addr, &pairing.device).await;
+    let (init, hello) =
+        Initiator::start(&pairing.device, &key(), h.hub_key, now(), &challenge).unwrap();
+    assert!(
+        Raw::hello(http.clone(), &h.addr, &key(), init, hello.clone())
+            .await
+            .is_ok()
+    );
+    let replay = |hello: Hello| {
+        let http = http.clone();
+        let (init, _) = Initiator::start(&pairing.device, &key(), h.hub_key, now(), "-").unwrap();
+        let addr = h.addr.clone();
+        let k = key();
+        async move {
+            Raw::hello(http, &addr, &k, init, hello)
+                .await
+                .err()
+                .unwrap()
+        }
+    };
+    let (status, v) = replay(hello.clone()).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (401, Some("stale_challenge")),
+        "{v}"
+    );
+    let (_, bare) = Initiator::start(&pairing.device, &key(), h.hub_key, now(), "").unwrap();
+    assert_eq!(replay(bare).await.0, 401);
+    let theirs = Raw::challenge(&http, &h.addr, "0123456789abcdef").await;
+    let (_, misdirected) =
+        Initiator::start(&pairing.device, &key(), h.hub_key, now(), &theirs).unwrap();
+    assert_eq!(replay(misdirected).await.0, 401);
 
     // Log in, then replay and tamper.
     let raw = Raw::open(&h.addr, &pairing.device, &key(), h.hub_key)

@@ -158,6 +158,10 @@ pub struct Hello {
     pub ephemeral: String,
     /// Unix seconds on the device.
     pub time: u64,
+    /// The hub's fresh, single-use challenge this hello answers (bound into the proof), so a
+    /// captured hello cannot be replayed.
+    #[serde(default)]
+    pub challenge: String,
     /// Proof that the sender holds the device key and knows the hub key (base64url).
     pub proof: String,
 }
@@ -240,12 +244,13 @@ fn concat(parts: &[&[u8; 32]]) -> Zeroizing<Vec<u8>> {
 
 impl Initiator {
     /// Starts a handshake from `device` (holding `key`) to the hub whose pinned public key is
-    /// `hub_public`.
+    /// `hub_public`, answering the hub's fresh `challenge`.
     pub fn start(
         device: &str,
         key: &StaticKey,
         hub_public: [u8; 32],
         now: u64,
+        challenge: &str,
     ) -> Result<(Initiator, Hello), Error> {
         let ephemeral = StaticSecret::from(*Zeroizing::new(random_bytes::<32>()?));
         let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
@@ -256,11 +261,17 @@ impl Initiator {
         ikm_static[32..].copy_from_slice(&ss[..]);
         let device_public = key.public();
         let k0 = hello_key(&ikm_static, &hub_public, &device_public, &ephemeral_public)?;
-        let proof = seal(&k0, 0, device.as_bytes(), &now.to_be_bytes())?;
+        let proof = seal(
+            &k0,
+            0,
+            hello_aad(device, challenge).as_bytes(),
+            &now.to_be_bytes(),
+        )?;
         let hello = Hello {
             device: device.to_owned(),
             ephemeral: b64(&ephemeral_public),
             time: now,
+            challenge: challenge.to_owned(),
             proof: b64(&proof),
         };
         let init = Initiator {
@@ -308,6 +319,11 @@ impl Initiator {
     }
 }
 
+/// What a hello's proof authenticates besides the time: the device and the hub's challenge.
+fn hello_aad(device: &str, challenge: &str) -> String {
+    format!("hello:{device}:{challenge}")
+}
+
 fn welcome_aad(session: &str, device: &str) -> String {
     format!("welcome:{session}:{device}")
 }
@@ -342,7 +358,7 @@ pub fn accept(
     let time = open(
         &k0,
         0,
-        hello.device.as_bytes(),
+        hello_aad(&hello.device, &hello.challenge).as_bytes(),
         &proof,
         "the device did not prove its registered key",
     )?;
@@ -626,7 +642,7 @@ mod tests {
     #[test]
     fn handshake_agrees_and_envelopes_round_trip() {
         let (hub, dev) = pair();
-        let (init, hello) = Initiator::start("d1", &dev, hub.public(), 1000).unwrap();
+        let (init, hello) = Initiator::start("d1", &dev, hub.public(), 1000, "c1").unwrap();
         let (hk, welcome) = accept(&hub, dev.public(), &hello, "s1", 2000, 1010).unwrap();
         let dk = init.finish(&welcome, &dev).unwrap();
         let env = dk.seal_request(Route::Query, 1, b"hello hub").unwrap();
@@ -648,10 +664,10 @@ mod tests {
         let (hub, dev) = pair();
         let impostor = StaticKey::generate().unwrap();
         // The device pinned `hub`, but `impostor` answers: it cannot open the proof.
-        let (_, hello) = Initiator::start("d1", &dev, hub.public(), 1000).unwrap();
+        let (_, hello) = Initiator::start("d1", &dev, hub.public(), 1000, "c1").unwrap();
         assert!(accept(&impostor, dev.public(), &hello, "s", 2000, 1000).is_err());
         // Even if the impostor skips the proof and answers, the device refuses the confirm.
-        let (init, hello) = Initiator::start("d1", &dev, hub.public(), 1000).unwrap();
+        let (init, hello) = Initiator::start("d1", &dev, hub.public(), 1000, "c1").unwrap();
         let (_, forged) = accept_without_proof(&impostor, dev.public(), &hello);
         assert!(init.finish(&forged, &dev).is_err());
     }
@@ -693,14 +709,14 @@ mod tests {
     fn a_device_key_other_than_the_registered_one_is_refused() {
         let (hub, dev) = pair();
         let other = StaticKey::generate().unwrap();
-        let (_, hello) = Initiator::start("d1", &other, hub.public(), 1000).unwrap();
+        let (_, hello) = Initiator::start("d1", &other, hub.public(), 1000, "c1").unwrap();
         assert!(accept(&hub, dev.public(), &hello, "s", 2000, 1000).is_err());
     }
 
     #[test]
     fn stale_hello_and_tampering_are_refused() {
         let (hub, dev) = pair();
-        let (_, hello) = Initiator::start("d1", &dev, hub.public(), 1000).unwrap();
+        let (_, hello) = Initiator::start("d1", &dev, hub.public(), 1000, "c1").unwrap();
         assert!(
             accept(
                 &hub,
@@ -715,8 +731,13 @@ mod tests {
         let mut renamed = hello.clone();
         renamed.device = "d2".into();
         assert!(accept(&hub, dev.public(), &renamed, "s", 0, 1000).is_err());
+        // The challenge is bound into the proof: a captured hello cannot be moved to a fresh
+        // challenge.
+        let mut moved = hello.clone();
+        moved.challenge = "c2".into();
+        assert!(accept(&hub, dev.public(), &moved, "s", 0, 1000).is_err());
 
-        let (init, hello) = Initiator::start("d1", &dev, hub.public(), 1000).unwrap();
+        let (init, hello) = Initiator::start("d1", &dev, hub.public(), 1000, "c1").unwrap();
         let (hk, w) = accept(&hub, dev.public(), &hello, "s", 0, 1000).unwrap();
         let dk = init.finish(&w, &dev).unwrap();
         let env = dk.seal_request(Route::Command, 5, b"payload").unwrap();
