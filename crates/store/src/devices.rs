@@ -168,8 +168,8 @@ impl Store {
     }
 
     /// Pairs a device with an offer's token: the token must exist, be unused and unexpired; it
-    /// is used up in the same transaction that registers the device. Re-pairing a known
-    /// device id replaces its keys and lifts a revocation.
+    /// is used up in the same transaction that registers the device. A known device id is
+    /// never re-paired with other keys, and a revoked one stays revoked (see below).
     pub fn pair_device(&self, token: &[u8], device: &Device, now: i64) -> Result<(), Error> {
         let mut inner = self.lock();
         let tx = inner
