@@ -57,7 +57,7 @@ impl Guard {
         idle_secs: i64,
         clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     ) -> Result<Guard, records::FhirError> {
-        let records = Arc::new(Records::new(node.store.clone(), db, &node.session()?)?);
+        let records = Arc::new(Records::new(node.replica().clone(), db, &node.session()?)?);
         let now = clock();
         Ok(Guard {
             data_dir,
@@ -120,7 +120,7 @@ impl Guard {
     pub fn reload(&mut self) -> Result<(), String> {
         if let Some(open) = &mut self.open {
             let session = open.node.session().map_err(|e| e.to_string())?;
-            let records = Records::new(open.node.store.clone(), &self.db, &session)
+            let records = Records::new(open.node.replica().clone(), &self.db, &session)
                 .map_err(|e| e.to_string())?;
             open.records = Arc::new(records);
         }
@@ -144,7 +144,7 @@ impl Guard {
     /// before the keys go; if it cannot be, the keys go anyway (locking must not fail open).
     fn close(&mut self, why: &str) {
         if let Some(open) = self.open.take() {
-            let _ = open.node.store.audit_append(&[event(&open.node, why)]);
+            let _ = open.node.replica().audit_append(&[event(&open.node, why)]);
             drop(open);
         }
     }
@@ -162,6 +162,17 @@ impl Guard {
                 self.last_activity = now;
                 Ok(open.records.clone())
             }
+            None => Err(Closed::Locked),
+        }
+    }
+
+    /// The node's store as a replica, for syncing and pairing (the replicator audits each run
+    /// as the session's user); records themselves go through [`Guard::records`]. Marks
+    /// activity like `records`.
+    pub fn replica(&mut self) -> Result<Arc<store::Store>, Closed> {
+        self.records()?;
+        match &self.open {
+            Some(open) => Ok(open.node.replica().clone()),
             None => Err(Closed::Locked),
         }
     }
@@ -197,8 +208,8 @@ impl Guard {
             .map_err(|e| e.to_string())?;
         let session = node.session().map_err(|e| e.to_string())?;
         let records =
-            Records::new(node.store.clone(), &self.db, &session).map_err(|e| e.to_string())?;
-        node.store
+            Records::new(node.replica().clone(), &self.db, &session).map_err(|e| e.to_string())?;
+        node.replica()
             .audit_append(&[event(&node, "unlock")])
             .map_err(|e| e.to_string())?;
         self.open = Some(Open {

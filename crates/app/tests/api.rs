@@ -48,6 +48,10 @@ fn state() -> (tempfile::TempDir, AppState, Arc<AtomicI64>) {
     (dir, state, now)
 }
 
+fn store_of(st: &AppState) -> Arc<store::Store> {
+    st.guard.lock().unwrap().replica().unwrap()
+}
+
 fn records_of(st: &AppState) -> Arc<records::Records> {
     st.guard.lock().unwrap().records().unwrap()
 }
@@ -425,7 +429,7 @@ async fn the_session_locks_after_inactivity_and_the_same_user_resumes() {
         .unlock("dr.kim", &vault::Pin::from(PIN))
         .unwrap();
     let actions: Vec<String> = node
-        .store
+        .replica()
         .audit_list(&store::AuditFilter::default())
         .unwrap()
         .into_iter()
@@ -448,7 +452,7 @@ async fn the_session_locks_after_inactivity_and_the_same_user_resumes() {
 #[tokio::test]
 async fn conflict_inbox_lists_shows_and_resolves() {
     let (_d, st, _now) = state();
-    let records = records_of(&st);
+    let store = store_of(&st);
     let app = router(st);
     let (s, _, created) = call(
         &app,
@@ -462,7 +466,6 @@ async fn conflict_inbox_lists_shows_and_resolves() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     // Another device's concurrent edit arrives by replication.
-    let store = records.store();
     let id = store::DocId::parse("Consent/c1").unwrap();
     let current = store
         .get("records", &id, &store::GetOptions::default())
@@ -528,11 +531,7 @@ async fn conflict_inbox_lists_shows_and_resolves() {
 async fn bad_input_gets_an_operation_outcome_and_writes_nothing() {
     let (_d, st, _now) = state();
     let app = router(st.clone());
-    let before = records_of(&st)
-        .store()
-        .db_info("records")
-        .unwrap()
-        .update_seq;
+    let before = store_of(&st).db_info("records").unwrap().update_seq;
     let deep = format!(
         r#"{{"resourceType":"Patient","extension":{}{}}}"#,
         "[".repeat(50_000),
@@ -648,11 +647,7 @@ async fn bad_input_gets_an_operation_outcome_and_writes_nothing() {
         assert_eq!(v["resourceType"], "OperationOutcome", "{what}: {v}");
         assert!(v["issue"][0]["diagnostics"].is_string(), "{what}: {v}");
     }
-    let after = records_of(&st)
-        .store()
-        .db_info("records")
-        .unwrap()
-        .update_seq;
+    let after = store_of(&st).db_info("records").unwrap().update_seq;
     assert_eq!(before, after, "nothing was written");
 }
 

@@ -347,12 +347,12 @@ fn killed_writer_never_leaves_a_half_written_batch() {
         .unwrap()
         .unlock("admin", &vault::Pin::from(PIN))
         .unwrap();
-    assert!(node.store.integrity_check().unwrap().is_empty());
+    assert!(node.replica().integrity_check().unwrap().is_empty());
     let mut seen = [0usize; KILLS + 1];
     let mut since = 0;
     loop {
         let page = node
-            .store
+            .replica()
             .changes(
                 "records",
                 &store::ChangesQuery {

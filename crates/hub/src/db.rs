@@ -452,6 +452,7 @@ fn parse_revs(v: &Value, what: &str) -> CouchResult<Vec<Rev>> {
 
 pub(crate) async fn revs_diff(
     State(hub): State<HubState>,
+    Extension(p): Extension<Session>,
     Path(db): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -466,7 +467,26 @@ pub(crate) async fn revs_diff(
     for (id, revs) in m {
         asked.insert(id, parse_revs(&revs, "_revs_diff")?);
     }
-    let diff = blocking(move || Ok(hub.store.revs_diff(&db, &asked)?)).await?;
+    let diff = blocking(move || {
+        // Which revisions the hub holds of a document the caller may not read is not the
+        // caller's to learn: those are answered as all missing (a push of them is then
+        // refused per document, as the matrix says).
+        let access = Access::load(&hub.store, &db, &p)?;
+        let (open, closed): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            asked.into_iter().partition(|(id, _)| access.may_read(id));
+        let mut diff = hub.store.revs_diff(&db, &open)?;
+        for (id, revs) in closed {
+            diff.insert(
+                id,
+                store::RevsDiff {
+                    missing: revs,
+                    possible_ancestors: Vec::new(),
+                },
+            );
+        }
+        Ok(diff)
+    })
+    .await?;
     let mut out = Map::new();
     for (id, d) in diff {
         let mut e = Map::new();

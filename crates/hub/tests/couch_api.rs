@@ -1962,6 +1962,31 @@ async fn reads_record_which_patients_records_were_sent() {
         denials("front"),
         [("Observation/o1".to_owned(), Some("Patient/p1".to_owned()))]
     );
+    // `_revs_diff` tells the front desk nothing about observations: the revision it names is
+    // answered missing although the hub holds it; a patient's is answered as held.
+    let rev_of = |id: &str| {
+        let d = h
+            .store
+            .get(
+                "records",
+                &store::DocId::parse(id).unwrap(),
+                &Default::default(),
+            )
+            .unwrap();
+        d.rev.to_string()
+    };
+    let (o1, p1) = (rev_of("Observation/o1"), rev_of("Patient/p1"));
+    let (s, v) = h
+        .call_as(
+            front,
+            Method::POST,
+            "/records/_revs_diff",
+            Some(json!({"Observation/o1": [o1], "Patient/p1": [p1]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["Observation/o1"]["missing"], json!([o1]), "{v}");
+    assert!(v.get("Patient/p1").is_none(), "{v}");
     // A refused read of a patient names the patient.
     h.hub
         .set_account_role("clerk", "clerk-password", Role::Auditor)

@@ -7,7 +7,7 @@
 //! ```no_run
 //! # fn demo(node: store::Unlocked) -> Result<(), records::FhirError> {
 //! let session = node.session()?;
-//! let records = records::Records::new(node.store.clone(), "records", &session)?;
+//! let records = records::Records::new(node.replica().clone(), "records", &session)?;
 //! let stored = records.create(serde_json::json!({"resourceType": "Patient", "name": [{"family": "Okafor"}]}))?;
 //! let page = records.search("Patient", &[("name".into(), "oka".into())], "http://127.0.0.1/fhir")?;
 //! assert_eq!(page["entry"][0]["resource"]["id"], stored.id);
@@ -450,11 +450,6 @@ impl Records {
             &conflicts::next_hlc(now_ms, parent_hlc.as_deref(), &self.device),
         );
         Ok(())
-    }
-
-    /// The store underneath.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
     }
 
     /// Rebuilds the search index (after an upgrade, or for documents that arrived before).
@@ -1089,6 +1084,58 @@ impl Records {
         e.detail = Some(format!("entries={}", entries.len()));
         self.store.audit_append(&[e])?;
         Ok(entries)
+    }
+
+    /// The patients (`Patient/{id}`) with a conflicted record in this database: for the
+    /// patient list's "conflicts" filter. Names patients only; what is shown of them is read
+    /// (and audited) by the search that lists them.
+    pub fn patients_with_conflicts(&self) -> Result<std::collections::BTreeSet<String>, FhirError> {
+        let mut out = std::collections::BTreeSet::new();
+        for id in self.conflicted(0)? {
+            let rec = id.as_str();
+            let patient = if rec.starts_with("Patient/") {
+                Some(rec.to_owned())
+            } else {
+                self.store
+                    .get(&self.db, &id, &GetOptions::default())
+                    .ok()
+                    .and_then(|d| patient_of(&d.to_json()))
+            };
+            out.extend(patient);
+        }
+        Ok(out)
+    }
+
+    /// Whether the record `rt/id` has more than one live version.
+    pub fn in_conflict(&self, rt: &str, id: &str) -> bool {
+        doc_id(rt, id)
+            .ok()
+            .and_then(|d| self.store.rev_tree(&self.db, &d).ok())
+            .is_some_and(|t| !t.conflicts().is_empty())
+    }
+
+    /// The patients whose records this user created or changed on this device (their own
+    /// audit entries, newest `limit`): the patient list's "mine" filter.
+    pub fn patients_i_changed(
+        &self,
+        limit: usize,
+    ) -> Result<std::collections::BTreeSet<String>, FhirError> {
+        Ok(self
+            .store
+            .audit_list(&store::AuditFilter {
+                user: Some(self.actor.user.clone()),
+                newest: Some(limit),
+                ..Default::default()
+            })?
+            .into_iter()
+            .filter(|e| matches!(e.event.action.as_str(), "create" | "update"))
+            .filter_map(|e| e.event.patient)
+            .collect())
+    }
+
+    /// Writes the database file's pending log into it (benchmarks, before measuring size).
+    pub fn checkpoint(&self) -> Result<(), FhirError> {
+        Ok(self.store.checkpoint()?)
     }
 
     /// The record types of a patient's chart the caller's role may not read (none under a

@@ -36,7 +36,7 @@ fn device() -> Device {
         .unlock("admin", &vault::Pin::from(PIN))
         .unwrap();
     let session = n.login("admin", &vault::Pin::from(PIN), None).unwrap();
-    let store = n.store.clone();
+    let store = n.replica().clone();
     let records = Records::new(store.clone(), "records", &session).unwrap();
     Device {
         _dir: dir,

@@ -45,7 +45,7 @@ fn node() -> Node {
         n.add_user(user, role.parse().unwrap(), &vault::Pin::from(PIN), &kdf)
             .unwrap();
     }
-    let store = n.store.clone();
+    let store = n.replica().clone();
     Node {
         _dir: dir,
         unlocked: std::cell::RefCell::new(n),
@@ -197,7 +197,7 @@ fn invalid_resources_are_refused_with_every_bad_path_and_nothing_is_stored() {
         "{paths:?}"
     );
     assert_eq!(r.read("Observation", "o1").unwrap_err().status, 404);
-    assert_eq!(r.store().db_info("records").unwrap().doc_count, 0);
+    assert_eq!(_d.store.db_info("records").unwrap().doc_count, 0);
 }
 
 #[test]
@@ -449,7 +449,7 @@ fn transaction_bundles_resolve_conditional_references() {
 fn every_phi_path_writes_audit_entries() {
     let (_d, r) = records();
     load_demo(&r, 2);
-    let store = r.store().clone();
+    let store = _d.store.clone();
     let count = |action: &str, resource: &str| {
         store
             .audit_list(&store::AuditFilter::default())
@@ -587,7 +587,7 @@ fn audit_events_export_as_valid_fhir() {
     let mut gl = _d.records("fd");
     gl.break_glass("p-000000", "collapsed in the lobby")
         .unwrap();
-    r.store()
+    _d.store
         .audit_append(&[store::AuditEvent {
             user: "x".into(),
             role: "nurse".into(),
@@ -597,8 +597,8 @@ fn audit_events_export_as_valid_fhir() {
             ..Default::default()
         }])
         .unwrap();
-    let events: Vec<Value> = r
-        .store()
+    let events: Vec<Value> = _d
+        .store
         .audit_list(&store::AuditFilter::default())
         .unwrap()
         .iter()

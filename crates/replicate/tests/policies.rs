@@ -72,7 +72,7 @@ fn node() -> Node {
         .unlock("admin", &vault::Pin::from(PIN))
         .unwrap();
     let session = n.login("admin", &vault::Pin::from(PIN), None).unwrap();
-    let store = n.store.clone();
+    let store = n.replica().clone();
     let records = records::Records::new(store.clone(), DB, &session).unwrap();
     Node {
         _dir: dir,

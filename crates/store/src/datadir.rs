@@ -46,8 +46,10 @@ pub struct DataDir {
 /// An unlocked node: the open store and the user who unlocked it. Dropping it drops (and
 /// zeroizes) the data key.
 pub struct Unlocked {
-    /// The open database file (shared with the layers above, e.g. the FHIR API).
-    pub store: Arc<Store>,
+    /// The open database file. Private: clinical data is reached through `records::Records`
+    /// (the gate); the other ways in are named for what they are for ([`Unlocked::replica`],
+    /// [`Unlocked::admin_store`]), so every path around the gate is visible and justified.
+    pub(crate) store: Arc<Store>,
     /// Who unlocked it.
     pub user: String,
     /// Their role.
@@ -485,6 +487,32 @@ impl Unlocked {
             ..crate::AuditEvent::default()
         }])?;
         Ok(())
+    }
+
+    /// The store as this node's replica: for the layers that enforce access themselves — the
+    /// FHIR records layer (`records::Records`, the permission matrix and audit), the replicator
+    /// (`replicate::LocalDb`, which audits each run as its session), pairing and sync settings.
+    /// Code that reads or writes records goes through `Records`, never through this.
+    pub fn replica(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The raw store, for an administrator's tools (`hearth doc|db|changes`, backups, a hub's
+    /// own services): refused to any other role, and each grant is an audit entry naming
+    /// `what` it is for.
+    pub fn admin_store(&self, what: &str) -> Result<&Arc<Store>, Error> {
+        if let Err(e) = self.require_admin() {
+            self.store.audit_append(&[crate::AuditEvent {
+                user: self.user.clone(),
+                role: self.role.to_string(),
+                action: "denied".into(),
+                outcome: "denied".into(),
+                detail: Some(format!("raw store: {what}")),
+                ..crate::AuditEvent::default()
+            }])?;
+            return Err(e);
+        }
+        Ok(&self.store)
     }
 
     pub(crate) fn require_admin(&self) -> Result<(), Error> {

@@ -12,10 +12,11 @@
 //!
 //! let dir = DataDir::init("/tmp/hearth-example".as_ref(), "admin", &Pin::from("246810"), &InitOptions::default())?;
 //! let node = dir.unlock("admin", &Pin::from("246810"))?;
-//! node.store.ensure_db("records")?;
+//! let store = node.admin_store("an example")?;
+//! store.ensure_db("records")?;
 //! let body = serde_json::json!({"resourceType": "Patient"}).as_object().cloned().unwrap_or_default();
-//! let rev = node.store.put("records", DocWrite::new(DocId::parse("Patient/p1")?, None, body))?;
-//! let doc = node.store.get("records", &DocId::parse("Patient/p1")?, &GetOptions::default())?;
+//! let rev = store.put("records", DocWrite::new(DocId::parse("Patient/p1")?, None, body))?;
+//! let doc = store.get("records", &DocId::parse("Patient/p1")?, &GetOptions::default())?;
 //! assert_eq!(doc.rev, rev);
 //! # Ok::<(), store::Error>(())
 //! ```

@@ -33,7 +33,7 @@ fn node(dir: &Path) -> Unlocked {
         .unwrap()
         .unlock("admin", &Pin::from("135790"))
         .unwrap();
-    n.store.create_db(DB).unwrap();
+    n.replica().create_db(DB).unwrap();
     n
 }
 
@@ -49,14 +49,14 @@ fn doc(i: u64) -> DocWrite {
 fn a_backup_taken_during_writes_restores_everything_acknowledged_before_it() {
     let tmp = tempfile::tempdir().unwrap();
     let n = node(&tmp.path().join("node"));
-    n.store
+    n.replica()
         .bulk_docs(DB, (0..2_000).map(doc).collect(), true)
         .unwrap();
     // A writer keeps writing (and recording what was acknowledged) through the backup.
     let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (store, acked, stop) = (n.store.clone(), acked.clone(), stop.clone());
+        let (store, acked, stop) = (n.replica().clone(), acked.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut i = 10_000;
             while !stop.load(Ordering::Relaxed) {
@@ -109,12 +109,12 @@ fn a_backup_taken_during_writes_restores_everything_acknowledged_before_it() {
     for i in (0..2_000).chain(before) {
         let id = DocId::parse(&format!("Observation/o{i}")).unwrap();
         restored
-            .store
+            .replica()
             .get(DB, &id, &Default::default())
             .unwrap_or_else(|e| panic!("acknowledged before the backup, missing: {i}: {e}"));
     }
     let trail = restored
-        .store
+        .replica()
         .audit_list(&store::AuditFilter::default())
         .unwrap();
     assert!(trail.iter().any(|e| e.event.action == "backup"));
@@ -125,7 +125,7 @@ fn a_backup_taken_during_writes_restores_everything_acknowledged_before_it() {
 fn restores_refuse_damage_other_keys_wrong_pins_and_live_folders() {
     let tmp = tempfile::tempdir().unwrap();
     let n = node(&tmp.path().join("node"));
-    n.store
+    n.replica()
         .bulk_docs(DB, (0..100).map(doc).collect(), true)
         .unwrap();
     let key = BackupKey::generate().unwrap();

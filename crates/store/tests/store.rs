@@ -33,7 +33,7 @@ fn node(dir: &Path) -> Unlocked {
         .unwrap()
         .unlock("admin", &Pin::from("135790"))
         .unwrap();
-    n.store.create_db(DB).unwrap();
+    n.replica().create_db(DB).unwrap();
     n
 }
 
@@ -53,7 +53,7 @@ fn put(s: &Store, doc: Value) -> Result<Rev, Error> {
 fn put_get_update_requires_current_leaf() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let r1 = put(s, json!({"_id": "Patient/p1", "name": "Ada"})).unwrap();
     assert_eq!(r1.generation(), 1);
     // A second create without _rev is a conflict.
@@ -116,9 +116,9 @@ fn identical_edits_on_two_replicas_give_identical_revisions() {
     let b = tempfile::tempdir().unwrap();
     let (na, nb) = (node(a.path()), node(b.path()));
     let doc = json!({"_id": "Observation/o1", "valueQuantity": {"value": 72, "unit": "/min"}, "status": "final"});
-    let ra = put(&na.store, doc.clone()).unwrap();
+    let ra = put(na.replica(), doc.clone()).unwrap();
     // Key order must not matter.
-    let rb = put(&nb.store, json!({"status": "final", "valueQuantity": {"unit": "/min", "value": 72}, "_id": "Observation/o1"})).unwrap();
+    let rb = put(nb.replica(), json!({"status": "final", "valueQuantity": {"unit": "/min", "value": 72}, "_id": "Observation/o1"})).unwrap();
     assert_eq!(ra, rb);
 }
 
@@ -126,7 +126,7 @@ fn identical_edits_on_two_replicas_give_identical_revisions() {
 fn deletion_tombstones_and_recreation() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let r1 = put(s, json!({"_id": "Task/t1", "status": "requested"})).unwrap();
     let r2 = s
         .put(DB, DocWrite::deletion(id("Task/t1"), r1.clone()))
@@ -164,7 +164,7 @@ fn deletion_tombstones_and_recreation() {
 fn replicated_revisions_make_conflicts_with_a_deterministic_winner() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let r1 = put(s, json!({"_id": "Patient/p2", "name": "A"})).unwrap();
     let local = put(
         s,
@@ -270,7 +270,7 @@ fn replicated_write_requires_rev_and_consistent_revisions() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
     let w = DocWrite::from_json(json!({"_id": "x", "a": 1}), None).unwrap();
-    let res = n.store.bulk_docs(DB, vec![w], false).unwrap();
+    let res = n.replica().bulk_docs(DB, vec![w], false).unwrap();
     assert!(matches!(res[0], Err(Error::BadRequest(_))));
 }
 
@@ -278,7 +278,7 @@ fn replicated_write_requires_rev_and_consistent_revisions() {
 fn stemming_at_revs_limit_drops_old_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     s.set_revs_limit(DB, 5).unwrap();
     let mut rev = put(s, json!({"_id": "c", "n": 0})).unwrap();
     let first = rev.clone();
@@ -309,7 +309,7 @@ fn stemming_at_revs_limit_drops_old_bodies() {
 fn changes_feed_lists_each_document_once_at_its_latest_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let ra = put(s, json!({"_id": "a"})).unwrap();
     put(s, json!({"_id": "b"})).unwrap();
     put(s, json!({"_id": "a", "_rev": ra.to_string(), "v": 2})).unwrap();
@@ -401,14 +401,14 @@ fn wait_for_change_wakes_on_write() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let seq = n.store.update_seq(DB).unwrap();
+        let seq = n.replica().update_seq(DB).unwrap();
         let waiter = {
             let n = n.clone();
-            tokio::spawn(async move { n.store.wait_for_change(DB, seq).await })
+            tokio::spawn(async move { n.replica().wait_for_change(DB, seq).await })
         };
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
-        put(&n.store, json!({"_id": "w"})).unwrap();
+        put(n.replica(), json!({"_id": "w"})).unwrap();
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .unwrap()
@@ -416,7 +416,7 @@ fn wait_for_change_wakes_on_write() {
             .unwrap();
         assert_eq!(got, seq + 1);
         // Already past: returns at once.
-        assert_eq!(n.store.wait_for_change(DB, 0).await.unwrap(), seq + 1);
+        assert_eq!(n.replica().wait_for_change(DB, 0).await.unwrap(), seq + 1);
     });
 }
 
@@ -424,7 +424,7 @@ fn wait_for_change_wakes_on_write() {
 fn local_documents_stay_out_of_the_feed() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let lid = id("_local/checkpoint");
     let r = s
         .put_local(DB, &lid, None, false, &body(json!({"seq": 5})))
@@ -459,7 +459,7 @@ fn local_documents_stay_out_of_the_feed() {
 fn attachments_digests_stubs_revpos_and_compression() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let note = "Progress note. ".repeat(200);
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let r1 = put(
@@ -521,14 +521,14 @@ fn attachments_digests_stubs_revpos_and_compression() {
             revpos: None,
         },
     );
-    assert_ne!(n2.store.put(DB, w).unwrap(), plain);
+    assert_ne!(n2.replica().put(DB, w).unwrap(), plain);
 }
 
 #[test]
 fn batches_commit_together_with_per_document_results() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     put(s, json!({"_id": "exists"})).unwrap();
     let docs = vec![
         DocWrite::from_json(json!({"_id": "n1"}), None).unwrap(),
@@ -546,7 +546,7 @@ fn batches_commit_together_with_per_document_results() {
 fn several_named_databases_in_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     s.create_db("audit").unwrap();
     assert!(matches!(s.create_db("audit"), Err(Error::DbExists)));
     assert!(matches!(s.create_db("Bad"), Err(Error::BadDbName)));
@@ -569,10 +569,10 @@ fn no_plaintext_on_disk() {
     let marker = "ZEBRA-PATIENT-7731-SECRETNAME";
     let n = node(dir.path());
     for i in 0..200 {
-        put(&n.store, json!({"_id": format!("Patient/{marker}-{i}"), "name": format!("{marker} {i}"), "pad": "x".repeat(500)}))
+        put(n.replica(), json!({"_id": format!("Patient/{marker}-{i}"), "name": format!("{marker} {i}"), "pad": "x".repeat(500)}))
             .unwrap();
     }
-    n.store
+    n.replica()
         .put_local(
             DB,
             &id("_local/x"),
@@ -583,7 +583,7 @@ fn no_plaintext_on_disk() {
         .unwrap();
     // Scan while the WAL still holds the writes, then after a checkpoint.
     assert_no_plaintext(dir.path(), marker);
-    n.store.checkpoint().unwrap();
+    n.replica().checkpoint().unwrap();
     assert_no_plaintext(dir.path(), marker);
     drop(n);
     assert_no_plaintext(dir.path(), marker);
@@ -755,15 +755,15 @@ fn rekey_reencrypts_and_old_key_no_longer_opens() {
         &fast_opts().kdf,
     )
     .unwrap();
-    put(&n.store, json!({"_id": "keep", "v": 1})).unwrap();
+    put(n.replica(), json!({"_id": "keep", "v": 1})).unwrap();
     let old_db = std::fs::read(dir.path().join(store::DB_FILE)).unwrap();
     n.rekey(&Pin::from("135790")).unwrap();
-    put(&n.store, json!({"_id": "after", "v": 2})).unwrap();
+    put(n.replica(), json!({"_id": "after", "v": 2})).unwrap();
     // The read-only connections were reopened under the new key and serve both documents.
-    assert!(n.store.readers() > 0);
-    for _ in 0..2 * n.store.readers() {
+    assert!(n.replica().readers() > 0);
+    for _ in 0..2 * n.replica().readers() {
         assert_eq!(
-            n.store
+            n.replica()
                 .get_raw(DB, &id("keep"))
                 .unwrap()
                 .parse()
@@ -772,7 +772,7 @@ fn rekey_reencrypts_and_old_key_no_longer_opens() {
             1
         );
         assert_eq!(
-            n.store
+            n.replica()
                 .get_raw(DB, &id("after"))
                 .unwrap()
                 .parse()
@@ -787,20 +787,20 @@ fn rekey_reencrypts_and_old_key_no_longer_opens() {
         .unlock("admin", &Pin::from("135790"))
         .unwrap();
     assert_eq!(
-        n.store
+        n.replica()
             .get(DB, &id("keep"), &GetOptions::default())
             .unwrap()
             .body["v"],
         1
     );
     assert_eq!(
-        n.store
+        n.replica()
             .get(DB, &id("after"), &GetOptions::default())
             .unwrap()
             .body["v"],
         2
     );
-    assert!(n.store.integrity_check().unwrap().is_empty());
+    assert!(n.replica().integrity_check().unwrap().is_empty());
     assert_ne!(
         std::fs::read(dir.path().join(store::DB_FILE)).unwrap()[..4096],
         old_db[..4096]
@@ -821,7 +821,7 @@ fn rekey_reencrypts_and_old_key_no_longer_opens() {
 fn store_refuses_wrong_key_and_keeps_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    put(&n.store, json!({"_id": "x"})).unwrap();
+    put(n.replica(), json!({"_id": "x"})).unwrap();
     drop(n);
     let path = dir.path().join(store::DB_FILE);
     let before = std::fs::read(&path).unwrap();
@@ -864,7 +864,7 @@ fn init_refuses_existing_node_and_open_refuses_empty_folder() {
 fn raw_reads_splice_the_same_json_as_parsed_reads() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     put(s, json!({"_id": "empty"})).unwrap();
     put(
         s,
@@ -891,7 +891,7 @@ fn raw_reads_splice_the_same_json_as_parsed_reads() {
 fn a_second_opener_is_told_the_file_is_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    put(&n.store, json!({"_id": "held"})).unwrap();
+    put(n.replica(), json!({"_id": "held"})).unwrap();
     let e = DataDir::open(dir.path())
         .unwrap()
         .unlock("admin", &Pin::from("135790"))
@@ -905,7 +905,7 @@ fn a_second_opener_is_told_the_file_is_in_use() {
         .unwrap();
     assert!(
         again
-            .store
+            .replica()
             .get(DB, &id("held"), &GetOptions::default())
             .is_ok()
     );
@@ -943,7 +943,7 @@ fn search_index_follows_the_winning_revision() {
     use store::{Filter, SearchQuery};
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     // Written before the indexer is set: picked up by reindex.
     put(
         s,
@@ -1079,7 +1079,7 @@ fn sorted_searches_page_the_same_by_index_walk_and_by_ranking() {
     use store::{Filter, SearchQuery};
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     s.set_indexer(std::sync::Arc::new(TestIndexer));
     // Several values per document, repeated values, many ties between documents, documents
     // without the key, deleted documents, and another id prefix that must stay out.
@@ -1188,7 +1188,7 @@ fn dense_text_searches_sorted_by_a_parameter_page_in_order() {
     use store::{Filter, SearchQuery};
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     s.set_indexer(std::sync::Arc::new(TestIndexer));
     // More matches than the dense threshold, in scrambled key order, plus some non-matches.
     let docs: Vec<DocWrite> = (0..2600u32)
@@ -1467,7 +1467,7 @@ fn other_users_log_in_on_an_unlocked_node_with_counted_audited_attempts() {
     );
     assert_eq!(n.vault().users["kim"].failed_attempts, 0);
     let trail = n
-        .store
+        .replica()
         .audit_list(&store::AuditFilter {
             user: Some("kim".into()),
             ..Default::default()
@@ -1482,7 +1482,7 @@ fn revs_diff_reports_missing_revisions_and_possible_ancestors() {
     use std::collections::BTreeMap;
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let r1 = put(s, json!({"_id": "a", "v": 1})).unwrap();
     let r2 = put(s, json!({"_id": "a", "_rev": r1.to_string(), "v": 2})).unwrap();
     let peer3: Rev = "3-0000000000000000000000000000000f".parse().unwrap();
@@ -1508,7 +1508,7 @@ fn all_docs_pages_live_documents_in_id_order() {
     use store::AllDocsQuery;
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     for id in ["d", "b", "a", "e", "c", "_design/app"] {
         put(s, json!({"_id": id})).unwrap();
     }
@@ -1582,7 +1582,7 @@ fn all_docs_pages_live_documents_in_id_order() {
 fn document_counts_follow_every_kind_of_write() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path());
-    let s = &n.store;
+    let s = &n.replica();
     let check = |s: &Store| {
         let info = s.db_info(DB).unwrap();
         let all = s.changes(DB, &ChangesQuery::default()).unwrap().results;

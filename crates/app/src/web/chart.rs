@@ -950,7 +950,7 @@ pub(crate) async fn break_glass(
             .node()
             .ok_or((423u16, "the session is locked".to_owned()))?;
         let session = node.session().map_err(|e| (500u16, e.to_string()))?;
-        let mut recs = records::Records::new(node.store.clone(), "records", &session)
+        let mut recs = records::Records::new(node.replica().clone(), "records", &session)
             .map_err(|e| (e.status, super::reason(&e)))?;
         recs.break_glass(&pid, &f.reason)
             .map_err(|e| (e.status, super::reason(&e)))?;

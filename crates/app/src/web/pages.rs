@@ -287,29 +287,12 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
     let result = with_records(&s, move |r| {
         // Which patients' records have conflicts takes a scan of the database: only for that
         // filter. The rows shown are flagged by their own Patient record, cheaply.
-        let conflicted = || -> Result<std::collections::BTreeSet<String>, records::FhirError> {
-            Ok(r.conflicted(0)?
-                .into_iter()
-                .filter_map(|id| {
-                    let rec = id.as_str().to_owned();
-                    r.store()
-                        .get("records", &id, &Default::default())
-                        .ok()
-                        .and_then(|d| records::patient_of(&d.to_json()))
-                        .or_else(|| rec.starts_with("Patient/").then_some(rec))
-                })
-                .collect())
-        };
+        let conflicted = || r.patients_with_conflicts();
         let flagged = |rows: &[Value]| -> std::collections::BTreeSet<String> {
             rows.iter()
                 .filter_map(|p| p["id"].as_str())
+                .filter(|id| r.in_conflict("Patient", id))
                 .map(|id| format!("Patient/{id}"))
-                .filter(|d| {
-                    store::DocId::parse(d)
-                        .ok()
-                        .and_then(|d| r.store().rev_tree("records", &d).ok())
-                        .is_some_and(|t| !t.conflicts().is_empty())
-                })
                 .collect()
         };
         // Filters by what needs doing: patients of requested tasks, or of medications due in
@@ -317,18 +300,7 @@ pub(crate) async fn patients(State(s): State<AppState>, Query(q): Query<ListQuer
         let wanted: Option<std::collections::BTreeSet<String>> = match filter.as_str() {
             "conflicts" => Some(conflicted()?),
             // The patients this user wrote or signed something for, from this device's trail.
-            "mine" => Some(
-                r.store()
-                    .audit_list(&store::AuditFilter {
-                        user: Some(r.user().to_owned()),
-                        newest: Some(5_000),
-                        ..Default::default()
-                    })?
-                    .into_iter()
-                    .filter(|e| matches!(e.event.action.as_str(), "create" | "update"))
-                    .filter_map(|e| e.event.patient)
-                    .collect(),
-            ),
+            "mine" => Some(r.patients_i_changed(5_000)?),
             "tasks" => Some(patients_of(r, "Task", &[("status", "requested")], "for")?),
             "due" => {
                 let until = fhir::time::instant(fhir::time::now() + 86_400);

@@ -25,9 +25,13 @@ struct Facts {
 }
 
 async fn facts(s: &AppState) -> Result<Facts, (u16, String)> {
-    super::with_records(s, |r| {
-        let store = r.store();
-        let pairing = replicate::rpc::pairing(store).ok().flatten();
+    let store = {
+        let mut g = s.guard.lock().unwrap_or_else(|p| p.into_inner());
+        g.replica()
+            .map_err(|_| (423u16, "the session is locked".to_owned()))?
+    };
+    super::with_records(s, move |r| {
+        let pairing = replicate::rpc::pairing(&store).ok().flatten();
         let last = store.get_secret(LAST_SYNC)?.and_then(|b| {
             let t = String::from_utf8_lossy(&b).into_owned();
             let (a, b) = t.split_once(' ')?;
@@ -177,9 +181,9 @@ pub(crate) async fn progress(State(s): State<AppState>) -> Response {
 pub(crate) async fn sync_now(State(s): State<AppState>, Form(form): Form<SyncForm>) -> Response {
     let (store, session) = {
         let mut g = s.guard.lock().unwrap_or_else(|p| p.into_inner());
-        match g.records() {
-            Ok(r) => (r.store().clone(), r.session().clone()),
-            Err(_) => return super::redirect("/locked"),
+        match (g.records(), g.replica()) {
+            (Ok(r), Ok(store)) => (store, r.session().clone()),
+            _ => return super::redirect("/locked"),
         }
     };
     {
@@ -289,8 +293,8 @@ pub(crate) async fn pair(State(s): State<AppState>, Form(form): Form<PairForm>) 
     };
     let store = {
         let mut g = s.guard.lock().unwrap_or_else(|p| p.into_inner());
-        match g.records() {
-            Ok(r) => r.store().clone(),
+        match g.replica() {
+            Ok(store) => store,
             Err(_) => return super::redirect("/locked"),
         }
     };

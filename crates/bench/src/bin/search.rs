@@ -46,7 +46,7 @@ fn main() -> Result<()> {
     let pin = vault::Pin::from("bench-pin-1");
     store::DataDir::init(dir.path(), "bench", &pin, &store::InitOptions::default())?;
     let node = store::DataDir::open(dir.path())?.unlock("bench", &pin)?;
-    let r = Records::new(node.store.clone(), "records", &node.session()?)
+    let r = Records::new(node.replica().clone(), "records", &node.session()?)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = Instant::now();
     let mut written = 0u64;
@@ -71,7 +71,7 @@ fn main() -> Result<()> {
         }
     }
     let load = t.elapsed();
-    r.store().checkpoint()?;
+    r.checkpoint().map_err(|e| anyhow::anyhow!("{e}"))?;
     let size = std::fs::metadata(dir.path().join("hearth.db"))?.len() as f64 / (1024.0 * 1024.0);
 
     // Queries: prefixes of 2-5 letters of family and given names, with and without accents,

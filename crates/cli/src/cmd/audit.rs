@@ -54,9 +54,9 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
         )?;
     }
     match cmd {
-        AuditCommand::Verify => match node.store.audit_verify()? {
+        AuditCommand::Verify => match node.replica().audit_verify()? {
             Ok(n) => {
-                let (device, _) = node.store.device_identity()?;
+                let (device, _) = node.replica().device_identity()?;
                 outln!(
                     "ok: {n} audit entries of device {device}: chain intact, head signed by this device."
                 );
@@ -73,8 +73,10 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
                 .with_context(|| {
                     format!("--before takes a date like 2019-01-01, not '{before}'")
                 })?;
-            let removed = node.store.audit_purge(t, fhir::time::now())?;
-            node.store.audit_append(&[AuditEvent {
+            let removed = node
+                .admin_store("hearth audit purge")?
+                .audit_purge(t, fhir::time::now())?;
+            node.replica().audit_append(&[AuditEvent {
                 user: node.user.clone(),
                 role: node.role.to_string(),
                 action: "audit_purge".into(),
@@ -89,7 +91,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
         }
         AuditCommand::Export { patient, by } => {
             let patient = reading_the_trail(&node, patient, "AuditEvent export".into())?;
-            for e in node.store.audit_list(&AuditFilter {
+            for e in node.replica().audit_list(&AuditFilter {
                 patient,
                 user: by,
                 break_glass: false,
@@ -108,7 +110,7 @@ pub fn run(ctx: &mut Context, cmd: AuditCommand) -> Result<()> {
                 .as_ref()
                 .map_or_else(|| "entries".to_owned(), |u| format!("entries of user {u}"));
             let patient = reading_the_trail(&node, patient, detail)?;
-            let entries = node.store.audit_list(&AuditFilter {
+            let entries = node.replica().audit_list(&AuditFilter {
                 patient,
                 user,
                 break_glass,
@@ -150,7 +152,7 @@ fn reading_the_trail(
             format!("Patient/{p}")
         }
     });
-    node.store.audit_append(&[AuditEvent {
+    node.replica().audit_append(&[AuditEvent {
         user: node.user.clone(),
         role: node.role.to_string(),
         action: "audit_read".into(),

@@ -41,7 +41,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         include_docs: a.include_docs,
         conflicts: false,
     };
-    let page = node.store.changes(&a.db, &q)?;
+    let page = node.admin_store("hearth changes")?.changes(&a.db, &q)?;
     // Every document shown is audited; ids alone are one entry for the listing.
     let events: Vec<_> = if a.include_docs {
         page.results
@@ -71,7 +71,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
             ..store::AuditEvent::default()
         }]
     };
-    node.store.audit_append(&events)?;
+    node.admin_store("hearth changes")?.audit_append(&events)?;
     let results: Vec<Value> = page
         .results
         .iter()

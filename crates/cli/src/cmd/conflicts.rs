@@ -50,7 +50,7 @@ pub enum ConflictsCommand {
 fn open(ctx: &mut Context) -> Result<Records> {
     let node = ctx.unlock()?;
     Ok(Records::new(
-        node.store.clone(),
+        node.replica().clone(),
         DEFAULT_DB,
         &node.session()?,
     )?)

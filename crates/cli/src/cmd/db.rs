@@ -25,29 +25,30 @@ pub enum DbCommand {
 pub fn run(ctx: &mut Context, cmd: DbCommand) -> Result<()> {
     let node = ctx.unlock_admin("db")?;
     let audited = |action: &str, name: &str| -> Result<()> {
-        node.store.audit_append(&[store::AuditEvent {
-            user: node.user.clone(),
-            role: node.role.to_string(),
-            action: action.into(),
-            outcome: "success".into(),
-            detail: Some(format!("hearth db: '{name}'")),
-            ..store::AuditEvent::default()
-        }])?;
+        node.admin_store("hearth db")?
+            .audit_append(&[store::AuditEvent {
+                user: node.user.clone(),
+                role: node.role.to_string(),
+                action: action.into(),
+                outcome: "success".into(),
+                detail: Some(format!("hearth db: '{name}'")),
+                ..store::AuditEvent::default()
+            }])?;
         Ok(())
     };
     match cmd {
         DbCommand::Create { name } => {
-            node.store.create_db(&name)?;
+            node.admin_store("hearth db")?.create_db(&name)?;
             audited("db_create", &name)?;
             outln!("Created database '{name}'.");
         }
         DbCommand::List => {
-            for name in node.store.list_dbs()? {
+            for name in node.admin_store("hearth db")?.list_dbs()? {
                 outln!("{name}");
             }
         }
         DbCommand::Info { name } => {
-            let i = node.store.db_info(&name)?;
+            let i = node.admin_store("hearth db")?.db_info(&name)?;
             print_json(&json!({
                 "db_name": i.name, "doc_count": i.doc_count, "doc_del_count": i.doc_del_count,
                 "update_seq": i.update_seq, "revs_limit": i.revs_limit, "instance_uuid": i.uuid,
@@ -59,7 +60,7 @@ pub fn run(ctx: &mut Context, cmd: DbCommand) -> Result<()> {
                     "deleting '{name}' removes all its documents from this device; add --yes to confirm"
                 );
             }
-            node.store.delete_db(&name)?;
+            node.admin_store("hearth db")?.delete_db(&name)?;
             audited("db_delete", &name)?;
             outln!("Deleted database '{name}'.");
         }
@@ -69,11 +70,11 @@ pub fn run(ctx: &mut Context, cmd: DbCommand) -> Result<()> {
 
 pub fn check(ctx: &mut Context) -> Result<()> {
     let node = ctx.unlock()?;
-    let problems = node.store.integrity_check()?;
+    let problems = node.replica().integrity_check()?;
     if problems.is_empty() {
         outln!(
             "ok: {} passed SQLite and SQLCipher integrity checks",
-            node.store.path().display()
+            node.replica().path().display()
         );
         Ok(())
     } else {

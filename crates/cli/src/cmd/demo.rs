@@ -66,8 +66,8 @@ pub fn run(_ctx: &mut Context, args: Args) -> Result<()> {
         "2. Unlocked as '{DEMO_USER}' with PIN {DEMO_PIN} in {:.0} ms (Argon2id 64 MiB, 3 passes; no key on disk).",
         t.elapsed().as_secs_f64() * 1000.0
     );
-    let r = Records::new(node.store.clone(), DB, &node.session()?)?;
-    let s = &node.store;
+    let r = Records::new(node.replica().clone(), DB, &node.session()?)?;
+    let s = node.admin_store("hearth demo")?;
 
     let before = s.db_info(DB)?.doc_count;
     if before == 0 {

@@ -78,7 +78,7 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
             let body = Value::Object(write.body.clone());
             let event = doc_event(&node, "update", doc_id.as_str(), Some(&body), "doc put");
             let rev = node
-                .store
+                .admin_store("hearth doc")?
                 .bulk_docs_audited(&db, vec![write], true, |_| vec![event])
                 .context("cannot write the document")?
                 .pop()
@@ -102,7 +102,9 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                 } else {
                     OpenRevs::Revs(which.split(',').map(parse_rev).collect::<Result<_>>()?)
                 };
-                let out = node.store.open_revs(&db, &id, &which, revs, false)?;
+                let out = node
+                    .admin_store("hearth doc")?
+                    .open_revs(&db, &id, &which, revs, false)?;
                 let events: Vec<_> = out
                     .iter()
                     .filter_map(|r| match r {
@@ -116,7 +118,7 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                         OpenRev::Missing(_) => None,
                     })
                     .collect();
-                node.store.audit_append(&events)?;
+                node.admin_store("hearth doc")?.audit_append(&events)?;
                 let rows: Vec<Value> = out
                     .into_iter()
                     .map(|r| match r {
@@ -133,10 +135,10 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
                 revs,
             };
             let doc = node
-                .store
+                .admin_store("hearth doc")?
                 .get(&db, &id, &opts)
                 .context("cannot read the document")?;
-            node.store.audit_append(&[doc_event(
+            node.admin_store("hearth doc")?.audit_append(&[doc_event(
                 &node,
                 "read",
                 id.as_str(),
@@ -150,7 +152,7 @@ pub fn run(ctx: &mut Context, cmd: DocCommand) -> Result<()> {
             let id = DocId::parse(&id)?;
             let event = doc_event(&node, "delete", id.as_str(), None, "doc delete");
             let new = node
-                .store
+                .admin_store("hearth doc")?
                 .bulk_docs_audited(
                     &db,
                     vec![DocWrite::deletion(id.clone(), parse_rev(&rev)?)],
@@ -236,7 +238,7 @@ fn load(ctx: &mut Context, file: &std::path::Path, batch_size: usize, db: &str) 
                 .collect()
         };
         for r in node
-            .store
+            .admin_store("hearth doc")?
             .bulk_docs_audited(db, batch, true, audit)
             .context("cannot write a batch")?
         {

@@ -57,7 +57,7 @@ pub enum FhirCommand {
 /// Unlocks the node and opens its records as the unlocking user.
 pub fn open(ctx: &mut Context) -> Result<(store::Unlocked, Records)> {
     let node = ctx.unlock()?;
-    let records = Records::new(node.store.clone(), DEFAULT_DB, &node.session()?)?;
+    let records = Records::new(node.replica().clone(), DEFAULT_DB, &node.session()?)?;
     Ok((node, records))
 }
 

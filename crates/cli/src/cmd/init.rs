@@ -52,7 +52,8 @@ pub fn run(ctx: &mut Context, args: Args) -> Result<()> {
     let node = dir
         .unlock(&user, &pin)
         .context("cannot unlock the new vault")?;
-    node.store.ensure_db(super::DEFAULT_DB)?;
+    node.admin_store("hearth init")?
+        .ensure_db(super::DEFAULT_DB)?;
     outln!(
         "Created an encrypted node in {} with administrator '{user}'.",
         ctx.data_dir.display()

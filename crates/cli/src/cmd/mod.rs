@@ -106,7 +106,7 @@ pub fn require_role(node: &Unlocked, roles: &[Role], command: &str, why: &str) -
     if roles.contains(&node.role) {
         return Ok(());
     }
-    node.store.audit_append(&[AuditEvent {
+    node.replica().audit_append(&[AuditEvent {
         user: node.user.clone(),
         role: node.role.to_string(),
         action: "denied".into(),

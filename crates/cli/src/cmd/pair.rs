@@ -22,18 +22,23 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start a runtime")?;
     let p = rt
-        .block_on(replicate::rpc::pair(&node.store, &offer, &a.name))
+        .block_on(replicate::rpc::pair(
+            node.admin_store("hearth pair")?,
+            &offer,
+            &a.name,
+        ))
         .map_err(|e| anyhow!("pairing failed: {e}"))?;
-    node.store.audit_append(&[store::AuditEvent {
-        user: node.user.clone(),
-        role: node.role.to_string(),
-        action: "key_change".into(),
-        outcome: "success".into(),
-        patient: None,
-        resource: None,
-        detail: Some(format!("paired with hub {} at {}", p.hub, p.addr)),
-        break_glass: false,
-    }])?;
+    node.admin_store("hearth pair")?
+        .audit_append(&[store::AuditEvent {
+            user: node.user.clone(),
+            role: node.role.to_string(),
+            action: "key_change".into(),
+            outcome: "success".into(),
+            patient: None,
+            resource: None,
+            detail: Some(format!("paired with hub {} at {}", p.hub, p.addr)),
+            break_glass: false,
+        }])?;
     outln!(
         "Paired with hub {} at {} as device {}.",
         p.hub,

@@ -125,14 +125,14 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         ctx.unlock()?
     };
     let actor = node.session()?;
-    node.store.ensure_db(&a.db)?;
+    node.replica().ensure_db(&a.db)?;
     // Installs the FHIR search indexer, so pulled records are searchable at once.
-    let recs = records::Records::new(node.store.clone(), &a.db, &node.session()?)
+    let recs = records::Records::new(node.replica().clone(), &a.db, &node.session()?)
         .context("cannot open the records")?;
     // Conflicts a pull brings are resolved by policy afterwards (see `hearth conflicts`).
-    let before = node.store.update_seq(&a.db)?;
+    let before = node.replica().update_seq(&a.db)?;
     let local = Endpoint::Local(LocalDb {
-        store: node.store.clone(),
+        store: node.replica().clone(),
         db: a.db.clone(),
         actor: actor.clone(),
     });
@@ -154,7 +154,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
         let user = a.remote_user.clone().unwrap_or_default();
         let password = read_password(ctx, &user)?;
         let client = std::sync::Arc::new(
-            replicate::rpc::RpcClient::from_store(&node.store, &user, &password)
+            replicate::rpc::RpcClient::from_store(node.replica(), &user, &password)
                 .map_err(|e| anyhow!("{e}"))?,
         );
         channel = Some(client.clone());
@@ -162,7 +162,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     } else if let Some(db) = remote_url.strip_prefix("local:") {
         store::validate_db_name(db).map_err(|e| anyhow!("{db:?}: {e}"))?;
         Endpoint::Local(LocalDb {
-            store: node.store.clone(),
+            store: node.replica().clone(),
             db: db.to_owned(),
             actor: actor.clone(),
         })
@@ -247,7 +247,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
             Ok(s) => {
                 report(label, &s, show && !a.continuous);
                 failed += s.doc_write_failures;
-                node.store.audit_append(&[store::AuditEvent {
+                node.replica().audit_append(&[store::AuditEvent {
                     user: node.user.clone(),
                     role: node.role.to_string(),
                     action: "sync".into(),
@@ -294,7 +294,7 @@ pub fn run(ctx: &mut Context, a: Args) -> Result<()> {
     }
     if let Some(client) = channel {
         let n = runtime
-            .block_on(client.push_audit(&node.store))
+            .block_on(client.push_audit(node.replica()))
             .map_err(|e| anyhow!("the hub refused this device's audit trail: {e}"))?;
         outln!("audit: {n} entries pushed to the hub and witnessed");
     }

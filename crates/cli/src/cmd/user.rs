@@ -113,7 +113,7 @@ pub fn rekey(ctx: &mut Context) -> Result<()> {
     let others = node.vault().users.len() - 1;
     outln!(
         "Re-encrypted {} under a new key. {others} other user(s) need a new PIN from an administrator (hearth user passwd NAME).",
-        node.store.path().display()
+        node.replica().path().display()
     );
     Ok(())
 }

@@ -156,7 +156,8 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
     if !node.role.is_admin() {
         bail!("only an administrator of this node can manage hub accounts");
     }
-    let hub = hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?;
+    let hub = hub::Hub::new(node.admin_store("hearth hub")?.clone())
+        .map_err(|e| anyhow!("{}", e.reason))?;
     match cmd {
         AccountCommand::Add { name, admin, role } => {
             let role = if admin { store::Role::Admin } else { role };
@@ -164,39 +165,41 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
             let pw = password(ctx, &name)?;
             hub.set_account_role(&name, &pw, role)
                 .map_err(|e| anyhow!("cannot save the account: {}", e.reason))?;
-            node.store.audit_append(&[store::AuditEvent {
-                user: node.user.clone(),
-                role: node.role.to_string(),
-                action: "user_change".into(),
-                outcome: "success".into(),
-                patient: None,
-                resource: None,
-                detail: Some(format!("hub account {name} set (role={role})")),
-                break_glass: false,
-            }])?;
+            node.admin_store("hearth hub")?
+                .audit_append(&[store::AuditEvent {
+                    user: node.user.clone(),
+                    role: node.role.to_string(),
+                    action: "user_change".into(),
+                    outcome: "success".into(),
+                    patient: None,
+                    resource: None,
+                    detail: Some(format!("hub account {name} set (role={role})")),
+                    break_glass: false,
+                }])?;
             outln!(
                 "Hub account '{name}' saved with role {role}{}.",
                 if admin { " (administrator)" } else { "" }
             );
         }
         AccountCommand::Remove { name } => {
-            if !node.store.delete_account(&name)? {
+            if !node.admin_store("hearth hub")?.delete_account(&name)? {
                 bail!("there is no hub account named '{name}'");
             }
-            node.store.audit_append(&[store::AuditEvent {
-                user: node.user.clone(),
-                role: node.role.to_string(),
-                action: "user_change".into(),
-                outcome: "success".into(),
-                patient: None,
-                resource: None,
-                detail: Some(format!("hub account {name} removed")),
-                break_glass: false,
-            }])?;
+            node.admin_store("hearth hub")?
+                .audit_append(&[store::AuditEvent {
+                    user: node.user.clone(),
+                    role: node.role.to_string(),
+                    action: "user_change".into(),
+                    outcome: "success".into(),
+                    patient: None,
+                    resource: None,
+                    detail: Some(format!("hub account {name} removed")),
+                    break_glass: false,
+                }])?;
             outln!("Hub account '{name}' removed.");
         }
         AccountCommand::List => {
-            for a in node.store.list_accounts()? {
+            for a in node.admin_store("hearth hub")?.list_accounts()? {
                 outln!("{}\t{}", a.name, a.role);
             }
         }
@@ -212,19 +215,22 @@ fn serve(ctx: &mut Context, a: ServeArgs) -> Result<()> {
         );
     }
     let node = unlock_or_init(ctx, a.init)?;
-    node.store.set_cache_mib(a.cache_mib)?;
-    let hub = Arc::new(hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?);
+    node.admin_store("hearth hub")?.set_cache_mib(a.cache_mib)?;
+    let hub = Arc::new(
+        hub::Hub::new(node.admin_store("hearth hub")?.clone())
+            .map_err(|e| anyhow!("{}", e.reason))?,
+    );
     if let Some(name) = &a.account {
         let pw = password(ctx, name)?;
         hub.set_account(name, &pw, true)
             .map_err(|e| anyhow!("cannot save the hub account: {}", e.reason))?;
     }
     for db in &a.create_db {
-        node.store
+        node.admin_store("hearth hub")?
             .ensure_db(db)
             .with_context(|| format!("cannot create the database {db}"))?;
     }
-    if node.store.list_accounts()?.is_empty() {
+    if node.admin_store("hearth hub")?.list_accounts()?.is_empty() {
         bail!(
             "this hub has no accounts, so nobody could use it; add one with --account NAME or `hearth hub account add`"
         );

@@ -150,10 +150,11 @@ pub fn init(ctx: &mut Context, a: InitArgs) -> Result<()> {
         .unlock(&user, &pass)
         .context("cannot unlock the new hub")?;
     for db in &cfg.databases {
-        node.store.ensure_db(db)?;
+        node.admin_store("hearth hub start")?.ensure_db(db)?;
     }
     if let Some(name) = &a.account {
-        let hub = hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?;
+        let hub = hub::Hub::new(node.admin_store("hearth hub start")?.clone())
+            .map_err(|e| anyhow!("{}", e.reason))?;
         let pw = super::password(ctx, name)?;
         hub.set_account(name, &pw, true)
             .map_err(|e| anyhow!("cannot save the account: {}", e.reason))?;
@@ -391,7 +392,8 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
     } else {
         unlock_hub(ctx)?
     };
-    node.store.set_cache_mib(cfg.cache_mib)?;
+    node.admin_store("hearth hub start")?
+        .set_cache_mib(cfg.cache_mib)?;
     let node = Arc::new(node);
     let backups = if cfg.backup_key.is_empty() {
         None
@@ -410,12 +412,19 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
         )))
     };
     for db in &cfg.databases {
-        node.store.ensure_db(db)?;
+        node.admin_store("hearth hub start")?.ensure_db(db)?;
     }
-    let hub = Arc::new(hub::Hub::new(node.store.clone()).map_err(|e| anyhow!("{}", e.reason))?);
+    let hub = Arc::new(
+        hub::Hub::new(node.admin_store("hearth hub start")?.clone())
+            .map_err(|e| anyhow!("{}", e.reason))?,
+    );
     hub.auth
         .set_limits(cfg.login_free_attempts, cfg.login_max_delay_secs);
-    if node.store.list_accounts()?.is_empty() {
+    if node
+        .admin_store("hearth hub start")?
+        .list_accounts()?
+        .is_empty()
+    {
         bail!(
             "this hub has no accounts, so nobody could log in; stop here and add one with `hearth hub account add NAME --role clinician` (or --admin)"
         );
@@ -444,7 +453,7 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
         ..Default::default()
     }));
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
-    let store_path = node.store.path().to_owned();
+    let store_path = node.admin_store("hearth hub start")?.path().to_owned();
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
