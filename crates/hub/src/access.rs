@@ -18,6 +18,52 @@ use store::{Role, Store};
 use crate::Session;
 use crate::error::{CouchError, CouchResult};
 
+/// The authenticated caller, put on the request by the authentication middleware (or by the
+/// RPC dispatcher, for a token-checked device call). What is inside is private to this module:
+/// a handler gets the caller only through a [`Gate`], and an [`Access`] only from a `Gate`, so
+/// a handler that does not take one cannot act as the caller at all.
+#[derive(Clone, Debug)]
+pub(crate) struct Authenticated(Session);
+
+impl Authenticated {
+    /// The caller the middleware or the RPC channel authenticated.
+    pub(crate) fn new(session: Session) -> Authenticated {
+        Authenticated(session)
+    }
+}
+
+/// A handler's gate: the authenticated caller, and the one way to their rights on a database.
+#[derive(Clone, Debug)]
+pub(crate) struct Gate(Session);
+
+impl Gate {
+    /// Who is calling.
+    pub(crate) fn session(&self) -> &Session {
+        &self.0
+    }
+
+    /// The caller's rights on database `db`, under the matrix its administrator set (blocking:
+    /// reads the store).
+    pub(crate) fn access(&self, store: &Store, db: &str) -> CouchResult<Access> {
+        Access::load(store, db, &self.0)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Gate {
+    type Rejection = CouchError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Gate, CouchError> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .map(|a| Gate(a.0.clone()))
+            .ok_or_else(|| CouchError::unauthorized("Authentication required."))
+    }
+}
+
 /// The rights of one principal on one database.
 #[derive(Clone, Debug)]
 pub enum Access {
@@ -36,7 +82,7 @@ impl Access {
     /// Loads the rights of `p` on database `db`, from the matrix the node's administrator set
     /// (`records::Permissions::load`, the loader the devices use). A session without a role
     /// (the relay) has no rights here.
-    pub fn load(store: &Store, db: &str, p: &Session) -> CouchResult<Access> {
+    fn load(store: &Store, db: &str, p: &Session) -> CouchResult<Access> {
         let role = p.role().ok_or_else(|| Access::forbidden(false))?;
         if role.is_admin() {
             return Ok(Access::All);

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -361,13 +360,14 @@ impl Feeder {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn changes(
     State(hub): State<HubState>,
-    Extension(who): Extension<Session>,
+    gate_who: crate::access::Gate,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let who = gate_who.session().clone();
     check_db(&db)?;
     let q = Params(q);
     let posted = if method == Method::POST && !body.is_empty() {
@@ -452,8 +452,8 @@ pub(crate) async fn changes(
         (None, None) => Some(Instant::now() + Duration::from_millis(DEFAULT_TIMEOUT_MS)),
     };
     let access = {
-        let (hub, db, who) = (hub.clone(), db.clone(), who.clone());
-        blocking(move || crate::Access::load(&hub.store, &db, &who)).await?
+        let (hub, db, gate) = (hub.clone(), db.clone(), gate_who.clone());
+        blocking(move || gate.access(&hub.store, &db)).await?
     };
     let o = Opts {
         db: db.clone(),

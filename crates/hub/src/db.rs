@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -101,11 +100,12 @@ pub(crate) fn method_not_allowed_error(allowed: &str) -> CouchError {
 /// `GET|PUT /{db}/_revs_limit`: how many revisions of history each document keeps.
 pub(crate) async fn revs_limit(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     method: Method,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     match method {
         Method::GET => {
@@ -169,9 +169,10 @@ pub(crate) async fn security(
 /// node only; clinical records keep their history, and a deletion (a tombstone that
 /// replicates) is how a record is removed.
 pub(crate) async fn purge(
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     require_admin(&p)?;
     Err(CouchError::forbidden(
@@ -182,9 +183,10 @@ pub(crate) async fn purge(
 /// `POST /{db}/_view_cleanup` and `POST /{db}/_compact/{ddoc}`: there are no view index files
 /// to clean or compact, so both succeed at once (administrators, as in CouchDB).
 pub(crate) async fn view_maintenance(
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(params): Path<Vec<(String, String)>>,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     let db = params.first().map(|(_, v)| v.clone()).unwrap_or_default();
     check_db(&db)?;
     require_admin(&p)?;
@@ -193,8 +195,9 @@ pub(crate) async fn view_maintenance(
 
 pub(crate) async fn all_dbs(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     require_admin(&p)?;
     let dbs = blocking(move || Ok(hub.store.list_dbs()?)).await?;
     Ok(json(StatusCode::OK, json!(dbs)))
@@ -357,9 +360,10 @@ pub(crate) async fn db_info(
 
 pub(crate) async fn create_db(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     require_admin(&p)?;
     blocking(move || {
@@ -372,10 +376,11 @@ pub(crate) async fn create_db(
 
 pub(crate) async fn delete_db(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     if Params(q).get("rev").is_some() {
         return Err(CouchError::bad_request(
@@ -406,10 +411,11 @@ pub(crate) async fn ensure_full_commit(
 
 pub(crate) async fn compact(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     headers: HeaderMap,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     require_admin(&p)?;
     let ct_json = headers
@@ -452,7 +458,7 @@ fn parse_revs(v: &Value, what: &str) -> CouchResult<Vec<Rev>> {
 
 pub(crate) async fn revs_diff(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -471,7 +477,7 @@ pub(crate) async fn revs_diff(
         // Which revisions the hub holds of a document the caller may not read is not the
         // caller's to learn: those are answered as all missing (a push of them is then
         // refused per document, as the matrix says).
-        let access = Access::load(&hub.store, &db, &p)?;
+        let access = gate_p.access(&hub.store, &db)?;
         let (open, closed): (BTreeMap<_, _>, BTreeMap<_, _>) =
             asked.into_iter().partition(|(id, _)| access.may_read(id));
         let mut diff = hub.store.revs_diff(&db, &open)?;
@@ -525,11 +531,12 @@ fn doc_error(id: Option<&str>, rev: Option<&Rev>, e: &CouchError) -> Value {
 
 pub(crate) async fn bulk_docs(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let v = json_body(&headers, &body)?;
     drop(body);
@@ -577,7 +584,7 @@ pub(crate) async fn bulk_docs(
         }
     }
     blocking(move || {
-        let access = Access::load(&hub.store, &db, &p)?;
+        let access = gate_p.access(&hub.store, &db)?;
         let mut refused: Vec<String> = Vec::new();
         // Documents named by a revision that cannot exist get `conflict` in place; `_local`
         // documents are written one by one (they have no revision tree); the rest go to the
@@ -727,12 +734,13 @@ pub(crate) fn store_doc_error(e: &store::Error) -> CouchError {
 
 pub(crate) async fn bulk_get(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let q = Params(q);
     let revs = q.bool("revs", false)?;
@@ -743,7 +751,7 @@ pub(crate) async fn bulk_get(
         return Err(CouchError::bad_request("Missing JSON list of 'docs'."));
     };
     blocking(move || {
-        let access = Access::load(&hub.store, &db, &p)?;
+        let access = gate_p.access(&hub.store, &db)?;
         let mut refused: Vec<String> = Vec::new();
         // The response is assembled as bytes: stored bodies are spliced in, never re-parsed.
         let mut out = Vec::with_capacity(asked.len() * 1200 + 16);
@@ -849,13 +857,14 @@ pub(crate) async fn bulk_get(
 
 pub(crate) async fn all_docs(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let q = Params(q);
     let include_docs = q.bool("include_docs", false)?;
@@ -912,11 +921,11 @@ pub(crate) async fn all_docs(
             attachments,
             update_seq,
         };
-        return all_docs_stream(hub, p, db, q, what).await;
+        return all_docs_stream(hub, gate_p.clone(), db, q, what).await;
     };
     blocking(move || {
         let store = &hub.store;
-        let access = Access::load(store, &db, &p)?;
+        let access = gate_p.access(store, &db)?;
         let get_opts = GetOptions { conflicts, ..GetOptions::default() };
         let mut rows = Vec::new();
         let mut sent = Disclosed::default();
@@ -998,11 +1007,12 @@ struct Listing {
 /// documents the range holds).
 async fn all_docs_stream(
     hub: HubState,
-    p: Session,
+    gate_p: crate::access::Gate,
     db: String,
     q: AllDocsQuery,
     what: Listing,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     let Listing {
         include_docs,
         conflicts,
@@ -1014,9 +1024,10 @@ async fn all_docs_stream(
     // One page: rows as JSON, the last id, whether the range is exhausted.
     let page = move |hub: HubState, q: AllDocsQuery| {
         let p = p.clone();
+        let gate = gate_p.clone();
         let db = db.clone();
         blocking(move || {
-            let access = Access::load(&hub.store, &db, &p)?;
+            let access = gate.access(&hub.store, &db)?;
             let (rows, total) = hub.store.all_docs(&db, &q)?;
             let n = rows.len() as u64;
             let last = rows.last().map(|r| r.id.as_str().to_owned());

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Extension;
 use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -146,12 +145,13 @@ fn wants_multipart(headers: &HeaderMap) -> bool {
 
 async fn read_doc(
     hub: HubState,
-    p: Session,
+    gate_p: crate::access::Gate,
     db: String,
     id: String,
     q: Params,
     headers: HeaderMap,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let docid = parse_docid(&id)?;
     let meta = q.bool("meta", false)?;
@@ -187,7 +187,7 @@ async fn read_doc(
     let multipart = wants_multipart(&headers);
     blocking(move || {
         let store = &hub.store;
-        if !Access::load(store, &db, &p)?.may_read(docid.as_str()) {
+        if !gate_p.access(store, &db)?.may_read(docid.as_str()) {
             hub.denied(&p, &db, docid.as_str(), "read through the couchdb api")?;
             return Err(Access::forbidden(false));
         }
@@ -254,14 +254,18 @@ async fn read_doc(
 /// Writes one document; returns the new revision.
 pub(crate) fn write_one(
     hub: &HubState,
-    p: &Session,
+    gate: &crate::access::Gate,
     db: &str,
     mut w: DocWrite,
     new_edits: bool,
 ) -> CouchResult<Rev> {
+    let p = gate.session();
     let id = w.id.clone();
     let rev = w.rev.clone();
-    if !Access::load(&hub.store, db, p)?.may_write(id.as_str(), w.deleted) {
+    if !gate
+        .access(&hub.store, db)?
+        .may_write(id.as_str(), w.deleted)
+    {
         hub.denied(p, db, id.as_str(), "write through the couchdb api")?;
         return Err(Access::forbidden(true));
     }
@@ -320,7 +324,7 @@ fn written(status: StatusCode, id: &str, rev: &Rev) -> Response {
 
 async fn write_doc(
     hub: HubState,
-    p: Session,
+    gate_p: crate::access::Gate,
     db: String,
     id: String,
     q: Params,
@@ -340,13 +344,13 @@ async fn write_doc(
         json_body(&headers, &body)?
     };
     drop(body);
-    write_value(hub, p, db, docid, q, v).await
+    write_value(hub, gate_p.clone(), db, docid, q, v).await
 }
 
 /// Writes a parsed document (`?rev=`, `?new_edits=false` and `?batch=ok` as CouchDB takes them).
 async fn write_value(
     hub: HubState,
-    p: Session,
+    gate_p: crate::access::Gate,
     db: String,
     docid: DocId,
     q: Params,
@@ -363,7 +367,7 @@ async fn write_value(
         return Err(CouchError::bad_request("new_edits=false needs _rev"));
     }
     blocking(move || {
-        let rev = write_one(&hub, &p, &db, w, new_edits)?;
+        let rev = write_one(&hub, &gate_p, &db, w, new_edits)?;
         if batch {
             return Ok(json(
                 StatusCode::ACCEPTED,
@@ -377,7 +381,7 @@ async fn write_value(
 
 async fn remove_doc(
     hub: HubState,
-    p: Session,
+    gate_p: crate::access::Gate,
     db: String,
     id: String,
     q: Params,
@@ -393,7 +397,13 @@ async fn remove_doc(
         ));
     };
     blocking(move || {
-        let rev = write_one(&hub, &p, &db, DocWrite::deletion(docid.clone(), rev), true)?;
+        let rev = write_one(
+            &hub,
+            &gate_p,
+            &db,
+            DocWrite::deletion(docid.clone(), rev),
+            true,
+        )?;
         Ok(written(StatusCode::OK, docid.as_str(), &rev))
     })
     .await
@@ -406,7 +416,7 @@ type Q = Query<Vec<(String, String)>>;
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
     hub: HubState,
-    p: Session,
+    gate_p: crate::access::Gate,
     db: String,
     id: String,
     q: Params,
@@ -416,7 +426,7 @@ async fn dispatch(
 ) -> CouchResult<Response> {
     // `/{db}/_local%2F{id}`: the same `_local` handlers (and their gate) as `/{db}/_local/{id}`.
     if let Some(local) = id.strip_prefix("_local/") {
-        let (s, e, path) = (State(hub), Extension(p), Path((db, local.to_owned())));
+        let (s, e, path) = (State(hub), gate_p, Path((db, local.to_owned())));
         return match method {
             Method::PUT => put_local(s, e, path, Query(q.0), headers, body).await,
             Method::DELETE => delete_local(s, e, path, Query(q.0), headers).await,
@@ -424,28 +434,38 @@ async fn dispatch(
         };
     }
     match method {
-        Method::PUT => write_doc(hub, p, db, id, q, headers, body).await,
-        Method::DELETE => remove_doc(hub, p, db, id, q, headers).await,
-        _ => read_doc(hub, p, db, id, q, headers).await,
+        Method::PUT => write_doc(hub, gate_p.clone(), db, id, q, headers, body).await,
+        Method::DELETE => remove_doc(hub, gate_p.clone(), db, id, q, headers).await,
+        _ => read_doc(hub, gate_p.clone(), db, id, q, headers).await,
     }
 }
 
 /// `GET|PUT|DELETE /{db}/{docid}`.
 pub(crate) async fn doc_route(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, id)): DocPath,
     Query(q): Q,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
-    dispatch(hub, p, db, id, Params(q), method, headers, body).await
+    dispatch(
+        hub,
+        gate_p.clone(),
+        db,
+        id,
+        Params(q),
+        method,
+        headers,
+        body,
+    )
+    .await
 }
 
 pub(crate) async fn post_doc(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     Query(q): Q,
     headers: HeaderMap,
@@ -472,13 +492,13 @@ pub(crate) async fn post_doc(
         }
     };
     let docid = parse_docid(&id)?;
-    write_value(hub, p, db, docid, Params(q), v).await
+    write_value(hub, gate_p.clone(), db, docid, Params(q), v).await
 }
 
 /// `GET|PUT|DELETE /{db}/_design/{name}`: design documents are ordinary documents here.
 pub(crate) async fn design_route(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, name)): DocPath,
     Query(q): Q,
     method: Method,
@@ -486,14 +506,24 @@ pub(crate) async fn design_route(
     body: Bytes,
 ) -> CouchResult<Response> {
     let id = format!("_design/{name}");
-    dispatch(hub, p, db, id, Params(q), method, headers, body).await
+    dispatch(
+        hub,
+        gate_p.clone(),
+        db,
+        id,
+        Params(q),
+        method,
+        headers,
+        body,
+    )
+    .await
 }
 
 /// `/{db}/_design/{name}/{rest}`: views, shows, lists and updates are refused (no JavaScript
 /// runs here); anything else is an attachment of the design document.
 pub(crate) async fn design_sub(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, name, rest)): Path<(String, String, String)>,
     Query(q): Q,
     method: Method,
@@ -507,7 +537,18 @@ pub(crate) async fn design_sub(
         )));
     }
     let id = format!("_design/{name}");
-    attachment(hub, p, db, id, rest, Params(q), method, headers, body).await
+    attachment(
+        hub,
+        gate_p.clone(),
+        db,
+        id,
+        rest,
+        Params(q),
+        method,
+        headers,
+        body,
+    )
+    .await
 }
 
 type AttPath = Path<(String, String, String)>;
@@ -515,7 +556,7 @@ type AttPath = Path<(String, String, String)>;
 /// `GET|PUT|DELETE /{db}/{docid}/{attachment}`.
 pub(crate) async fn attachment_route(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, id, name)): AttPath,
     Query(q): Q,
     method: Method,
@@ -528,13 +569,24 @@ pub(crate) async fn attachment_route(
             "_local documents do not accept attachments.",
         ));
     }
-    attachment(hub, p, db, id, name, Params(q), method, headers, body).await
+    attachment(
+        hub,
+        gate_p.clone(),
+        db,
+        id,
+        name,
+        Params(q),
+        method,
+        headers,
+        body,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn attachment(
     hub: HubState,
-    p: Session,
+    gate_p: crate::access::Gate,
     db: String,
     id: String,
     name: String,
@@ -543,6 +595,7 @@ async fn attachment(
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let docid = parse_docid(&id)?;
     if name.is_empty() || name.starts_with('_') {
@@ -558,7 +611,7 @@ async fn attachment(
         .to_owned();
     blocking(move || {
         let store = &hub.store;
-        let access = Access::load(store, &db, &p)?;
+        let access = gate_p.access(store, &db)?;
         let reading = matches!(method, Method::GET | Method::HEAD);
         let allowed = if reading {
             access.may_read(docid.as_str())
@@ -654,7 +707,7 @@ async fn attachment(
                     attachments: atts,
                     revisions: None,
                 };
-                let new_rev = write_one(&hub, &p, &db, w, true)?;
+                let new_rev = write_one(&hub, &gate_p, &db, w, true)?;
                 let status = if method == Method::PUT {
                     StatusCode::CREATED
                 } else {
@@ -770,9 +823,10 @@ impl LocalWrite {
 
 pub(crate) async fn get_local(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, id)): DocPath,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let docid = local_id(&id)?;
     blocking(move || {
@@ -789,12 +843,13 @@ pub(crate) async fn get_local(
 
 pub(crate) async fn put_local(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, id)): DocPath,
     Query(q): Q,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let docid = local_id(&id)?;
     let Value::Object(mut m) = json_body(&headers, &body)? else {
@@ -818,11 +873,12 @@ pub(crate) async fn put_local(
 
 pub(crate) async fn delete_local(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, id)): DocPath,
     Query(q): Q,
     headers: HeaderMap,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     let docid = local_id(&id)?;
     let q = Params(q);

@@ -11,7 +11,6 @@
 use std::cmp::Ordering;
 use std::time::Instant;
 
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -24,7 +23,7 @@ use store::{AllDocsQuery, DocId, DocWrite, GetOptions};
 use crate::db::{check_db, json_body};
 use crate::error::{CouchError, CouchResult};
 use crate::selector::{Selector, collate};
-use crate::{Access, HubState, Session, blocking, json};
+use crate::{HubState, blocking, json};
 
 /// Rows read from the store per page of the scan.
 const PAGE: u64 = 500;
@@ -417,8 +416,14 @@ struct Found {
     sent: crate::Disclosed,
 }
 
-fn run(hub: &HubState, db: &str, p: &Session, q: &Query, ix: &Index) -> CouchResult<Found> {
-    let access = Access::load(&hub.store, db, p)?;
+fn run(
+    hub: &HubState,
+    db: &str,
+    gate: &crate::access::Gate,
+    q: &Query,
+    ix: &Index,
+) -> CouchResult<Found> {
+    let access = gate.access(&hub.store, db)?;
     let opts = GetOptions {
         conflicts: q.conflicts,
         ..GetOptions::default()
@@ -538,18 +543,19 @@ fn query_of(db: &str, method: &Method, headers: &HeaderMap, body: &Bytes) -> Cou
 /// `POST /{db}/_find`.
 pub(crate) async fn find(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     let q = query_of(&db, &method, &headers, &body)?;
     blocking(move || {
         let started = Instant::now();
         let indexes = list_indexes(&hub, &db)?;
         let (ix, warning) = choose(&q, &indexes)?;
-        let found = run(&hub, &db, &p, &q, &ix)?;
+        let found = run(&hub, &db, &gate_p, &q, &ix)?;
         hub.disclosed(&p, "sync", &format!("_find db={db}"), &found.sent)?;
         let returned = found.docs.len();
         let mut out = json!({
@@ -626,7 +632,7 @@ pub(crate) async fn explain(
 /// `GET|POST /{db}/_index`: list indexes, or create one.
 pub(crate) async fn index(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path(db): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -649,13 +655,19 @@ pub(crate) async fn index(
         }
         Method::POST => {
             let v = json_body(&headers, &body)?;
-            create_index(hub, p, db, v).await
+            create_index(hub, gate_p.clone(), db, v).await
         }
         _ => Err(crate::db::method_not_allowed_error("GET,POST")),
     }
 }
 
-async fn create_index(hub: HubState, p: Session, db: String, v: Value) -> CouchResult<Response> {
+async fn create_index(
+    hub: HubState,
+    gate_p: crate::access::Gate,
+    db: String,
+    v: Value,
+) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     let Value::Object(m) = v else {
         return Err(CouchError::bad_request(
             "Request body must be a JSON object",
@@ -700,7 +712,7 @@ async fn create_index(hub: HubState, p: Session, db: String, v: Value) -> CouchR
     let name = name_of("name")?.unwrap_or(hash);
     let ddoc_id = DocId::parse(&ddoc).map_err(|_| invalid_index("Invalid design document name"))?;
     blocking(move || {
-        if !Access::load(&hub.store, &db, &p)?.may_write(&ddoc, false) {
+        if !gate_p.access(&hub.store, &db)?.may_write(&ddoc, false) {
             hub.denied(&p, &db, &ddoc, "create an index through the couchdb api")?;
             return Err(CouchError::unauthorized("You are not a db or server admin."));
         }
@@ -747,7 +759,7 @@ async fn create_index(hub: HubState, p: Session, db: String, v: Value) -> CouchR
             }),
         );
         let w = DocWrite::new(ddoc_id, rev, body);
-        crate::doc::write_one(&hub, &p, &db, w, true)?;
+        crate::doc::write_one(&hub, &gate_p, &db, w, true)?;
         Ok(json(
             StatusCode::OK,
             json!({"result": "created", "id": ddoc, "name": name}),
@@ -759,10 +771,11 @@ async fn create_index(hub: HubState, p: Session, db: String, v: Value) -> CouchR
 /// `DELETE /{db}/_index/{ddoc}/json/{name}`.
 pub(crate) async fn delete_index(
     State(hub): State<HubState>,
-    Extension(p): Extension<Session>,
+    gate_p: crate::access::Gate,
     Path((db, ddoc, kind, name)): Path<(String, String, String, String)>,
     method: Method,
 ) -> CouchResult<Response> {
+    let p = gate_p.session().clone();
     check_db(&db)?;
     if method != Method::DELETE {
         return Err(crate::db::method_not_allowed_error("DELETE"));
@@ -773,7 +786,7 @@ pub(crate) async fn delete_index(
     let ddoc = normalize_ddoc(&ddoc);
     blocking(move || {
         let ddoc_id = DocId::parse(&ddoc).map_err(|_| CouchError::not_found("Index not found"))?;
-        if !Access::load(&hub.store, &db, &p)?.may_write(&ddoc, false) {
+        if !gate_p.access(&hub.store, &db)?.may_write(&ddoc, false) {
             hub.denied(&p, &db, &ddoc, "delete an index through the couchdb api")?;
             return Err(CouchError::unauthorized(
                 "You are not a db or server admin.",
@@ -798,7 +811,7 @@ pub(crate) async fn delete_index(
         // The last index of a design document takes the document with it, as CouchDB does.
         let mut w = DocWrite::new(ddoc_id, Some(d.rev), if empty { Map::new() } else { body });
         w.deleted = empty;
-        crate::doc::write_one(&hub, &p, &db, w, true)?;
+        crate::doc::write_one(&hub, &gate_p, &db, w, true)?;
         Ok(json(StatusCode::OK, json!({"ok": true})))
     })
     .await

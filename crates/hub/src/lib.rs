@@ -527,7 +527,7 @@ pub(crate) async fn couch_errors(req: Request, next: Next) -> Response {
 async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next) -> Response {
     // A call the RPC transport dispatches carries its (token-checked) principal already; no
     // request from the network can carry an extension.
-    if req.extensions().get::<Session>().is_some() {
+    if req.extensions().get::<access::Authenticated>().is_some() {
         return next.run(req).await;
     }
     let path = req.uri().path();
@@ -544,7 +544,7 @@ async fn authenticate(State(hub): State<HubState>, mut req: Request, next: Next)
     let source = peer_of(req.extensions());
     match principal_of(&hub, req.headers(), source).await {
         Ok(Some(p)) => {
-            req.extensions_mut().insert(p);
+            req.extensions_mut().insert(access::Authenticated::new(p));
             next.run(req).await
         }
         Ok(None) if public => next.run(req).await,

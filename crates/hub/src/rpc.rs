@@ -722,7 +722,8 @@ async fn http(rpc: &RpcState, route: Route, p: Session, head: &Value, body: &[u8
     let Ok(mut req) = req.body(Body::from(body.to_vec())) else {
         return Answer::error(400, "bad_request", "the path is not a valid URI");
     };
-    req.extensions_mut().insert(p);
+    req.extensions_mut()
+        .insert(crate::access::Authenticated::new(p));
     let resp = match rpc.couch.clone().oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
