@@ -16,6 +16,17 @@ use common::hub::*;
 use common::ok;
 use reqwest::{Client, StatusCode};
 
+/// The `name=value` of a response's session cookie.
+fn cookie_of(resp: &reqwest::Response) -> String {
+    resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 fn client_from(ip: [u8; 4]) -> Client {
     Client::builder()
         .local_address(IpAddr::from(ip))
@@ -119,13 +130,7 @@ fn guessing_rebinding_cross_site_posts_and_stale_cookies_are_refused() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        let cookie = resp.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = cookie_of(&resp);
         let with_cookie = |c: String| {
             let owner = owner.clone();
             let url = format!("{couch}/records");
@@ -148,13 +153,7 @@ fn guessing_rebinding_cross_site_posts_and_stale_cookies_are_refused() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        let admin_cookie = resp.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let admin_cookie = cookie_of(&resp);
         let resp = owner
             .post(format!("{admin}/ui/accounts"))
             .header("Cookie", admin_cookie)
@@ -181,52 +180,14 @@ fn a_revoked_device_stays_revoked_and_a_restored_copy_is_caught_before_data_move
     let admin = urls["status and metrics"]
         .trim_end_matches("/status")
         .to_owned();
-    let devices = || {
-        ok(&hearth(
-            &hub_dir,
-            &[
-                "hub",
-                "devices",
-                "list",
-                "--admin-url",
-                &admin,
-                "--account",
-                "admin@clinic",
-            ],
-            &format!("{ADMIN_PW}\n"),
-        ))
-    };
-    let id_of = |name: &str| {
-        devices()
-            .lines()
-            .find(|l| l.contains(name))
-            .unwrap()
-            .split('\t')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-
+    let devices = || devices_cmd(&hub_dir, &admin, &["list"]);
     // Re-pairing a revoked device with a fresh offer does not revive it (before: the new
     // pairing replaced its keys and lifted the revocation).
     let a = tmp.path().join("a");
     device(&a, &admin, &hub_dir, "tablet A");
     ok(&sync(&a));
-    let a_id = id_of("tablet A");
-    ok(&hearth(
-        &hub_dir,
-        &[
-            "hub",
-            "devices",
-            "revoke",
-            &a_id,
-            "--admin-url",
-            &admin,
-            "--account",
-            "admin@clinic",
-        ],
-        &format!("{ADMIN_PW}\n"),
-    ));
+    let a_id = device_id(&hub_dir, &admin, "tablet A");
+    devices_cmd(&hub_dir, &admin, &["revoke", &a_id]);
     let o = offer(&hub_dir, &admin);
     let err = fails(&hearth(
         &a,

@@ -360,19 +360,7 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
     );
 
     // A revoked device is refused.
-    let list = ok(&hearth(
-        &hub_dir,
-        &[
-            "hub",
-            "devices",
-            "list",
-            "--admin-url",
-            &admin,
-            "--account",
-            "admin@clinic",
-        ],
-        &format!("{ADMIN_PW}\n"),
-    ));
+    let list = devices_cmd(&hub_dir, &admin, &["list"]);
     // The device the copy came from is suspended with it (the keys are out), and says so.
     assert!(
         list.lines()
@@ -381,28 +369,8 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
     );
     let err = fails(&sync(&a));
     assert!(err.contains("suspended"), "{err}");
-    let b_id = list
-        .lines()
-        .find(|l| l.contains("tablet B"))
-        .unwrap()
-        .split('\t')
-        .next()
-        .unwrap()
-        .to_owned();
-    ok(&hearth(
-        &hub_dir,
-        &[
-            "hub",
-            "devices",
-            "revoke",
-            &b_id,
-            "--admin-url",
-            &admin,
-            "--account",
-            "admin@clinic",
-        ],
-        &format!("{ADMIN_PW}\n"),
-    ));
+    let b_id = device_id(&hub_dir, &admin, "tablet B");
+    devices_cmd(&hub_dir, &admin, &["revoke", &b_id]);
     let err = fails(&sync(&b));
     assert!(err.contains("revoked"), "{err}");
 }

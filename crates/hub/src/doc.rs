@@ -450,17 +450,7 @@ pub(crate) async fn doc_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<Response> {
-    dispatch(
-        hub,
-        gate_p.clone(),
-        db,
-        id,
-        Params(q),
-        method,
-        headers,
-        body,
-    )
-    .await
+    dispatch(hub, gate_p, db, id, Params(q), method, headers, body).await
 }
 
 pub(crate) async fn post_doc(
@@ -506,17 +496,7 @@ pub(crate) async fn design_route(
     body: Bytes,
 ) -> CouchResult<Response> {
     let id = format!("_design/{name}");
-    dispatch(
-        hub,
-        gate_p.clone(),
-        db,
-        id,
-        Params(q),
-        method,
-        headers,
-        body,
-    )
-    .await
+    dispatch(hub, gate_p, db, id, Params(q), method, headers, body).await
 }
 
 /// `/{db}/_design/{name}/{rest}`: views, shows, lists and updates are refused (no JavaScript
@@ -537,18 +517,7 @@ pub(crate) async fn design_sub(
         )));
     }
     let id = format!("_design/{name}");
-    attachment(
-        hub,
-        gate_p.clone(),
-        db,
-        id,
-        rest,
-        Params(q),
-        method,
-        headers,
-        body,
-    )
-    .await
+    attachment(hub, gate_p, db, id, rest, Params(q), method, headers, body).await
 }
 
 type AttPath = Path<(String, String, String)>;
@@ -569,18 +538,7 @@ pub(crate) async fn attachment_route(
             "_local documents do not accept attachments.",
         ));
     }
-    attachment(
-        hub,
-        gate_p.clone(),
-        db,
-        id,
-        name,
-        Params(q),
-        method,
-        headers,
-        body,
-    )
-    .await
+    attachment(hub, gate_p, db, id, name, Params(q), method, headers, body).await
 }
 
 #[allow(clippy::too_many_arguments)]

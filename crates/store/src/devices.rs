@@ -16,6 +16,28 @@ use crate::Error;
 use crate::audit::{AuditEntry, AuditEvent, append, entry_hash, head_message};
 use crate::store::Store;
 
+/// Records that the hub refused `device`'s audit trail (`why`) and suspends the device, in the
+/// caller's transaction.
+fn suspend(tx: &rusqlite::Connection, device: &str, why: &str) -> Result<(), Error> {
+    append(
+        tx,
+        &[AuditEvent {
+            user: "system".into(),
+            role: "hub".into(),
+            action: "audit_refused".into(),
+            outcome: "failure".into(),
+            resource: Some(format!("Device/{device}")),
+            detail: Some(why.to_owned()),
+            ..AuditEvent::default()
+        }],
+    )?;
+    tx.execute(
+        "UPDATE devices SET audit_refused_at = ?2 WHERE id = ?1 AND audit_refused_at IS NULL",
+        params![device, crate::store::now_secs()],
+    )?;
+    Ok(())
+}
+
 /// A device paired with this hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -356,23 +378,7 @@ impl Store {
         };
         let problem = check_chain(&key, witnessed_seq, &witnessed_hash, entries, head, device);
         if let Err(problem) = problem {
-            append(
-                &tx,
-                &[AuditEvent {
-                    user: "system".into(),
-                    role: "hub".into(),
-                    action: "audit_refused".into(),
-                    outcome: "failure".into(),
-                    patient: None,
-                    resource: Some(format!("Device/{device}")),
-                    detail: Some(problem.to_string()),
-                    break_glass: false,
-                }],
-            )?;
-            tx.execute(
-                "UPDATE devices SET audit_refused_at = ?2 WHERE id = ?1 AND audit_refused_at IS NULL",
-                params![device, crate::store::now_secs()],
-            )?;
+            suspend(&tx, device, &problem.to_string())?;
             tx.commit()?;
             return Err(Error::AuditChain(problem));
         }
@@ -437,22 +443,7 @@ impl Store {
     pub fn suspend_device(&self, device: &str, why: &str) -> Result<(), Error> {
         let mut inner = self.lock();
         let tx = inner.conn.transaction()?;
-        append(
-            &tx,
-            &[AuditEvent {
-                user: "system".into(),
-                role: "hub".into(),
-                action: "audit_refused".into(),
-                outcome: "failure".into(),
-                resource: Some(format!("Device/{device}")),
-                detail: Some(why.to_owned()),
-                ..AuditEvent::default()
-            }],
-        )?;
-        tx.execute(
-            "UPDATE devices SET audit_refused_at = ?2 WHERE id = ?1 AND audit_refused_at IS NULL",
-            params![device, crate::store::now_secs()],
-        )?;
+        suspend(&tx, device, why)?;
         tx.commit()?;
         Ok(())
     }

@@ -125,6 +125,26 @@ pub fn offer(dir: &Path, admin: &str) -> String {
     .to_owned()
 }
 
+/// `hearth hub devices ARGS… --admin-url ADMIN --account admin@clinic` on a running hub.
+pub fn devices_cmd(hub_dir: &Path, admin: &str, args: &[&str]) -> String {
+    let mut a = vec!["hub", "devices"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--admin-url", admin, "--account", "admin@clinic"]);
+    ok(&hearth(hub_dir, &a, &format!("{ADMIN_PW}\n")))
+}
+
+/// The id of the paired device named `name`, from `hearth hub devices list`.
+pub fn device_id(hub_dir: &Path, admin: &str, name: &str) -> String {
+    devices_cmd(hub_dir, admin, &["list"])
+        .lines()
+        .find(|l| l.contains(name))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// Adds the `nurse@clinic` hub account (role nurse, password `NURSE_PW`).
 pub fn add_nurse(hub_dir: &Path) {
     ok(&hearth(
