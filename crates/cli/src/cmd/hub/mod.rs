@@ -167,14 +167,8 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
                 .map_err(|e| anyhow!("cannot save the account: {}", e.reason))?;
             node.admin_store("hearth hub")?
                 .audit_append(&[store::AuditEvent {
-                    user: node.user.clone(),
-                    role: node.role.to_string(),
-                    action: "user_change".into(),
-                    outcome: "success".into(),
-                    patient: None,
-                    resource: None,
                     detail: Some(format!("hub account {name} set (role={role})")),
-                    break_glass: false,
+                    ..node.session()?.event("user_change")
                 }])?;
             outln!(
                 "Hub account '{name}' saved with role {role}{}.",
@@ -187,14 +181,8 @@ fn account(ctx: &mut Context, cmd: AccountCommand) -> Result<()> {
             }
             node.admin_store("hearth hub")?
                 .audit_append(&[store::AuditEvent {
-                    user: node.user.clone(),
-                    role: node.role.to_string(),
-                    action: "user_change".into(),
-                    outcome: "success".into(),
-                    patient: None,
-                    resource: None,
                     detail: Some(format!("hub account {name} removed")),
-                    break_glass: false,
+                    ..node.session()?.event("user_change")
                 }])?;
             outln!("Hub account '{name}' removed.");
         }
