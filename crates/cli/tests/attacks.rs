@@ -77,6 +77,41 @@ fn guessing_rebinding_cross_site_posts_and_stale_cookies_are_refused() {
             }
         }
         assert_eq!((checked, waited), (5, 25));
+        // The hub counts them and lists the failures as security events, with their source.
+        let metrics = attacker
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for want in [
+            "hearth_security_events_total{kind=\"login_failed\"} 5",
+            "hearth_security_events_total{kind=\"login_throttled\"} 25",
+        ] {
+            assert!(metrics.contains(want), "{want} in {metrics}");
+        }
+        let events: serde_json::Value = attacker
+            .get(format!("{admin}/admin/security-events"))
+            .basic_auth("admin@clinic", Some(ADMIN_PW))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let failed = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["action"] == "login_failed"
+                    && e["user"] == "nurse@clinic"
+                    && e["detail"] == "hub login from 127.0.0.1"
+            })
+            .count();
+        assert_eq!(failed, 5, "{events}");
         // The owner, from elsewhere, is not locked out by the stranger (before: 429 for
         // everyone until the back-off ran out).
         let owner = client_from([127, 0, 0, 2]);
@@ -154,6 +189,19 @@ fn guessing_rebinding_cross_site_posts_and_stale_cookies_are_refused() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
         let admin_cookie = cookie_of(&resp);
+        let home = owner
+            .get(format!("{admin}/ui"))
+            .header("Cookie", admin_cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            home.contains("Security events") && home.contains("login_failed"),
+            "{home}"
+        );
         let resp = owner
             .post(format!("{admin}/ui/accounts"))
             .header("Cookie", admin_cookie)

@@ -7,6 +7,8 @@
 //! GET  /admin/devices               paired devices, last contact      (hub administrator)
 //! POST /admin/devices/{id}/revoke   refuse a device from now on       (hub administrator)
 //! GET  /admin/audit?patient=P       audit entries of every device and the hub (hub administrator)
+//! GET  /admin/security-events?limit=N  refusals, failed logins, refused device trails, break-glass,
+//!                                    account/key/device/policy changes, newest first (administrator)
 //! POST /admin/backup                take a backup now (ADR 20)        (hub administrator)
 //! GET  /ui …                        the administration screens (see `admin_ui`)
 //! ```
@@ -93,6 +95,7 @@ pub fn router(state: AdminHandle) -> Router {
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{id}/revoke", post(revoke))
         .route("/admin/audit", get(audit_report))
+        .route("/admin/security-events", get(security_events))
         .route("/admin/backup", post(backup_now))
         .route("/ui", get(crate::admin_ui::home))
         .route("/ui/login", post(crate::admin_ui::login))
@@ -238,6 +241,26 @@ async fn metrics(State(s): State<AdminHandle>) -> CouchResult<Response> {
         "counter",
         "Handshakes and envelopes refused.",
         one(m.rpc_refused.load(Ordering::Relaxed)),
+    );
+    metric(
+        "hearth_security_events_total",
+        "counter",
+        "Security events since start: logins refused for wrong credentials, login attempts held back by the back-off, record accesses refused, device audit trails refused.",
+        vec![
+            (
+                "{kind=\"login_failed\"}".into(),
+                s.hub.auth.failed_logins.load(Ordering::Relaxed),
+            ),
+            (
+                "{kind=\"login_throttled\"}".into(),
+                s.hub.auth.throttled_logins.load(Ordering::Relaxed),
+            ),
+            ("{kind=\"denied\"}".into(), m.denied.load(Ordering::Relaxed)),
+            (
+                "{kind=\"audit_refused\"}".into(),
+                m.audit_refused.load(Ordering::Relaxed),
+            ),
+        ],
     );
     metric(
         "hearth_documents_in_total",
@@ -466,6 +489,33 @@ async fn backup_now(State(s): State<AdminHandle>, headers: HeaderMap) -> CouchRe
             &e,
         )),
     }
+}
+
+async fn security_events(
+    State(s): State<AdminHandle>,
+    Query(q): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> CouchResult<Response> {
+    let p = require_admin(&s, &headers).await?;
+    let limit = q
+        .iter()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(100usize);
+    let hub = s.hub.clone();
+    let entries = blocking(move || {
+        let e = hub.store.security_events(limit)?;
+        hub.store.audit_append(&[store::AuditEvent {
+            detail: Some(format!("security events={}", e.len())),
+            ..p.event("audit_report")
+        }])?;
+        Ok(e)
+    })
+    .await?;
+    Ok(axum::Json(
+        json!({"events": entries.iter().map(store::AuditEntry::to_json).collect::<Vec<_>>()}),
+    )
+    .into_response())
 }
 
 async fn audit_report(

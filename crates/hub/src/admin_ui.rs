@@ -189,23 +189,7 @@ pub(crate) async fn login(
         Ok(p) if p.is_admin() => p,
         Ok(_) => return login_form("this needs a hub administrator account"),
         Err(e) => {
-            // Failed sign-ins are audited like every other login failure.
-            let hub = s.hub.clone();
-            let who = f.name.clone();
-            let _ = blocking(move || {
-                hub.store.audit_append(&[store::AuditEvent {
-                    user: who,
-                    role: String::new(),
-                    action: "login_failed".into(),
-                    outcome: "failure".into(),
-                    patient: None,
-                    resource: None,
-                    detail: Some("hub administration screens".into()),
-                    break_glass: false,
-                }])?;
-                Ok(())
-            })
-            .await;
+            // Failed sign-ins are audited by `Auth`, like every other login failure.
             return login_form(&e.reason);
         }
     };
@@ -245,10 +229,40 @@ pub(crate) async fn home(State(s): State<Handle>, headers: HeaderMap) -> Respons
                 rows.push((i.name, i.doc_count, i.update_seq));
             }
         }
-        Ok((rows, hub.store.list_devices()?.len()))
+        Ok((
+            rows,
+            hub.store.list_devices()?.len(),
+            hub.store.security_events(20)?,
+        ))
     })
     .await;
-    let (rows, devices) = info.unwrap_or_default();
+    let (rows, devices, events) = info.unwrap_or_default();
+    let event_rows: String = events
+        .iter()
+        .map(|e| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                e.time,
+                esc(&e.device),
+                esc(&e.event.user),
+                esc(&e.event.action),
+                esc(e
+                    .event
+                    .resource
+                    .as_deref()
+                    .or(e.event.patient.as_deref())
+                    .unwrap_or("")),
+                esc(e.event.detail.as_deref().unwrap_or("")),
+            )
+        })
+        .collect();
+    let events_html = if events.is_empty() {
+        "<p>None.</p>".to_owned()
+    } else {
+        format!(
+            r#"<table id="security-events"><thead><tr><th>Time</th><th>Device</th><th>User</th><th>Event</th><th>Record</th><th>Detail</th></tr></thead><tbody>{event_rows}</tbody></table>"#
+        )
+    };
     let dbrows: String = rows
         .iter()
         .map(|(n, c, q)| format!("<tr><td>{}</td><td>{c}</td><td>{q}</td></tr>", esc(n)))
@@ -299,6 +313,7 @@ pub(crate) async fn home(State(s): State<Handle>, headers: HeaderMap) -> Respons
 <table><thead><tr><th>Database</th><th>Documents</th><th>Sequence</th></tr></thead><tbody>{dbrows}</tbody></table></div>
 <div class="card"><h2>Relay</h2>{relay_html}</div>
 <div class="card"><h2>Backups</h2>{backup_html}</div>
+<div class="card"><h2>Security events</h2><p>Refusals, failed logins, refused device trails, break-glass and account, key, device and policy changes, newest first (all: <code>/admin/security-events</code>).</p>{events_html}</div>
 <div class="card"><h2>Pair a device</h2><form method="post" action="/ui/pair"><button type="submit">Show a pairing code</button></form></div>"#,
             esc(&s.hub.uuid),
             esc(&s.public_url),

@@ -144,6 +144,10 @@ pub struct Auth {
     free_attempts: std::sync::atomic::AtomicU32,
     /// The back-off's ceiling, in seconds.
     max_delay_secs: std::sync::atomic::AtomicU64,
+    /// Logins refused for wrong credentials (each also an audit entry), since start.
+    pub failed_logins: std::sync::atomic::AtomicU64,
+    /// Login attempts answered 429 (waiting out the back-off), since start.
+    pub throttled_logins: std::sync::atomic::AtomicU64,
 }
 
 impl Auth {
@@ -156,6 +160,8 @@ impl Auth {
             inflight: Mutex::new(HashMap::new()),
             free_attempts: std::sync::atomic::AtomicU32::new(FREE_ATTEMPTS),
             max_delay_secs: std::sync::atomic::AtomicU64::new(MAX_DELAY_SECS),
+            failed_logins: std::sync::atomic::AtomicU64::new(0),
+            throttled_logins: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -201,7 +207,6 @@ impl Auth {
         source: &str,
     ) -> CouchResult<Account> {
         let key = (name.to_owned(), source.to_owned());
-        let wrong = || CouchError::unauthorized("Name or password is incorrect.");
         // One attempt at a time per account, and the back-off is checked inside the turn:
         // parallel guesses each wait for the one before to be counted, so they cannot all
         // slip past the check made before the first failure was recorded.
@@ -213,7 +218,25 @@ impl Auth {
             .or_default()
             .clone();
         let _turn = gate.lock().unwrap_or_else(|p| p.into_inner());
-        self.throttled(&key)?;
+        if let Err(e) = self.throttled(&key) {
+            self.throttled_logins
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
+        // Every refused login is an audit entry naming the account tried and the source, from
+        // whichever door it came (CouchDB API, cookie login, RPC, administration screens).
+        let wrong = || {
+            self.failed_logins
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = store.audit_append(&[store::AuditEvent {
+                user: name.to_owned(),
+                action: "login_failed".into(),
+                outcome: "failure".into(),
+                detail: Some(format!("hub login from {source}")),
+                ..store::AuditEvent::default()
+            }]);
+            CouchError::unauthorized("Name or password is incorrect.")
+        };
         let account: Option<Account> = store.get_account(name)?;
         let Some(account) = account else {
             // An unknown name costs the same Argon2id work as a wrong password, so timing does

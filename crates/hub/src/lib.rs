@@ -89,6 +89,10 @@ pub struct Metrics {
     pub docs_in: std::sync::atomic::AtomicU64,
     /// Documents sent (`_bulk_get`).
     pub docs_out: std::sync::atomic::AtomicU64,
+    /// Record accesses refused (each an audit entry).
+    pub denied: std::sync::atomic::AtomicU64,
+    /// Device audit trails refused (the device suspended).
+    pub audit_refused: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -165,6 +169,9 @@ impl Hub {
             let raw = self.store.get_raw(db, &doc).ok()?;
             fhir::index::patients_of_json(&raw.body).into_iter().next()
         };
+        self.metrics
+            .denied
+            .fetch_add(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let events: Vec<AuditEvent> = ids
             .iter()
             .map(|id| AuditEvent {

@@ -649,12 +649,8 @@ async fn login(rpc: &RpcState, session: &str, device: &str, head: &Value, now: u
     };
     let account = match result {
         Ok(a) => a,
-        Err(e) => {
-            let hub = rpc.hub.clone();
-            let ev = audit("failure", "");
-            let _ = blocking(move || Ok(hub.store.audit_append(&[ev])?)).await;
-            return Answer::error(e.status.as_u16(), &e.error, &e.reason);
-        }
+        // A refused login is audited by `Auth` (with the device as its source).
+        Err(e) => return Answer::error(e.status.as_u16(), &e.error, &e.reason),
     };
     let exp = now + rpc.settings.token_ttl.as_secs();
     let stamp = crate::auth::credential_stamp(&account);
@@ -797,6 +793,10 @@ async fn audit_push(rpc: &RpcState, p: &Session, device: &str, body: &[u8]) -> A
                 let hub = rpc.hub.clone();
                 let dev = device.to_owned();
                 let w = why.clone();
+                rpc.hub
+                    .metrics
+                    .audit_refused
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = blocking(move || Ok(hub.store.suspend_device(&dev, &w)?)).await {
                     return Answer::error(e.status.as_u16(), &e.error, &e.reason);
                 }
@@ -809,7 +809,15 @@ async fn audit_push(rpc: &RpcState, p: &Session, device: &str, body: &[u8]) -> A
     let hub = rpc.hub.clone();
     let dev = device.to_owned();
     let who = p.user().to_owned();
-    match blocking(move || Ok(hub.store.witness_device_audit(&dev, &entries, &head)?)).await {
+    let witnessed =
+        blocking(move || Ok(hub.store.witness_device_audit(&dev, &entries, &head)?)).await;
+    if witnessed.is_err() {
+        rpc.hub
+            .metrics
+            .audit_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    match witnessed {
         Ok(w) => Answer::json(
             200,
             json!({"ok": true, "stored": w.stored, "witnessed": w.seq, "by": who}),

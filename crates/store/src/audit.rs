@@ -344,6 +344,21 @@ pub(crate) fn read_entry(
     ))
 }
 
+/// The actions that are security events ([`Store::security_events`]), besides every refusal
+/// and every break-glass access.
+pub const SECURITY_ACTIONS: &[&str] = &[
+    "login_failed",
+    "audit_refused",
+    "break_glass",
+    "permission_change",
+    "policy_change",
+    "user_change",
+    "key_change",
+    "device_revoked",
+    "audit_purge",
+    "pairing_offer",
+];
+
 const SELECT_ENTRY: &str = "SELECT seq, entry_id, device, time, user, role, action, outcome, patient, resource, detail, break_glass, prev, hash FROM audit";
 
 /// Filters for [`Store::audit_list`].
@@ -519,6 +534,38 @@ impl Store {
         if f.newest.is_some() {
             out.reverse();
         }
+        Ok(out)
+    }
+
+    /// The newest `limit` security events, newest first: refusals, failed logins, refused
+    /// device trails, break-glass, and changes to accounts, keys, devices and policy — from this
+    /// node's trail and (on a hub) the trails its devices pushed.
+    pub fn security_events(&self, limit: usize) -> Result<Vec<AuditEntry>, Error> {
+        let inner = self.lock();
+        let limit = limit.min(10_000);
+        let filter = format!(
+            "WHERE action IN ({}) OR outcome = 'denied' OR break_glass = 1 ORDER BY time DESC, seq DESC LIMIT {limit}",
+            SECURITY_ACTIONS
+                .iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut out = Vec::new();
+        for table in ["audit", "device_audit"] {
+            let sql = format!(
+                "SELECT seq, entry_id, device, time, user, role, action, outcome, patient, resource, detail, break_glass, prev, hash FROM {table} {filter}"
+            );
+            let mut st = inner.conn.prepare(&sql)?;
+            for row in st.query_map([], read_entry)? {
+                let (mut e, prev, hash) = row?;
+                e.prev = prev.try_into().unwrap_or([0; 32]);
+                e.hash = hash.try_into().unwrap_or([0; 32]);
+                out.push(e);
+            }
+        }
+        out.sort_by_key(|e| std::cmp::Reverse((e.time, e.seq)));
+        out.truncate(limit);
         Ok(out)
     }
 

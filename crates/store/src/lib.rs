@@ -40,7 +40,9 @@ mod write;
 
 pub use accounts::{Account, validate_account_name};
 pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
-pub use audit::{AUDIT_RETENTION_SECS, AuditEntry, AuditEvent, AuditFilter, AuditProblem};
+pub use audit::{
+    AUDIT_RETENTION_SECS, AuditEntry, AuditEvent, AuditFilter, AuditProblem, SECURITY_ACTIONS,
+};
 pub use changes::{Change, Changes, ChangesQuery, Style};
 pub use datadir::{
     DB_FILE, DEVICE_SECRET_FILE, DataDir, InitOptions, Session, Unlocked, VAULT_FILE,
