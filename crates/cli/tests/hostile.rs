@@ -1,6 +1,7 @@
 //! Hostile users (issue 15): every path a front-desk clerk, a nurse and an auditor can reach —
 //! the device's CLI, the Patient Explorer's pages, the local FHIR API, the hub's CouchDB API
-//! over HTTP and TLS, the RPC channel a paired device uses — tried for every kind of record,
+//! over HTTP and TLS, the RPC channel a paired device uses, the relay to an upstream — tried for
+//! every kind of record,
 //! each answer compared with what the permission matrix says, and each refusal and each access
 //! looked up in the audit trail with its patient.
 //!
@@ -656,4 +657,156 @@ fn on_the_hub_the_couchdb_api_and_the_rpc_channel_follow_the_matrix() {
         has("fd@clinic", "sync", "success"),
         "the desk tablet's pull is not accounted for"
     );
+}
+
+/// The relay: the clinic hub replicates its own copy upstream as its own principal (no role);
+/// what reaches the upstream is what the *upstream's* account may write, under the upstream's
+/// matrix, and each refusal is in the upstream's trail.
+#[test]
+fn the_relay_carries_only_what_the_upstream_account_may_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (up_dir, hub_dir) = (tmp.path().join("upstream"), tmp.path().join("hub"));
+    let up_fp = init_hub(&up_dir);
+    ok(&hearth(
+        &up_dir,
+        &["hub", "account", "add", "desk@up", "--role", "front_desk"],
+        &format!("{PASS}\ndesk-password-1\n"),
+    ));
+    let up_tls = format!("127.0.0.1:{}", free_port());
+    let (_up, up_urls) = start_hub(
+        &up_dir,
+        &["--couch-listen", "", "--couch-tls-listen", &up_tls],
+    );
+    let up_admin = up_urls["status and metrics"]
+        .trim_end_matches("/status")
+        .to_owned();
+    init_hub(&hub_dir);
+    ok(&hearth(
+        &hub_dir,
+        &[
+            "hub",
+            "upstream",
+            "set",
+            &format!("https://{up_tls}"),
+            "--upstream-user",
+            "desk@up",
+            "--tls-fingerprint",
+            &up_fp,
+        ],
+        &format!("{PASS}\ndesk-password-1\n"),
+    ));
+    let (_hub, urls) = start_hub(
+        &hub_dir,
+        &[
+            "--couch-listen",
+            "",
+            "--couch-tls-listen",
+            "",
+            "--set",
+            "relay_interval_secs=1",
+        ],
+    );
+    let admin = urls["status and metrics"]
+        .trim_end_matches("/status")
+        .to_owned();
+    let a = tmp.path().join("a");
+    device(&a, &admin, &hub_dir, "tablet A");
+    ok(&as_user(
+        &a,
+        "nurse1",
+        PIN,
+        &["demo-data", "--patients", "1"],
+    ));
+    ok(&hearth(
+        &a,
+        &[
+            "--user",
+            "nurse1",
+            "sync",
+            "--hub",
+            "--remote-user",
+            "admin@clinic",
+        ],
+        &format!("{PIN}\n{ADMIN_PW}\n"),
+    ));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let base = format!("https://{up_tls}");
+    let upstream_types = || {
+        rt.block_on(async {
+            let (status, v) = couch(
+                &client,
+                &base,
+                ("admin@clinic", ADMIN_PW),
+                reqwest::Method::GET,
+                "/records/_all_docs",
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{v}");
+            v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| Some(r["id"].as_str()?.split('/').next()?.to_owned()))
+                .collect::<BTreeSet<String>>()
+        })
+    };
+    wait_for(
+        "the relay to carry the patient upstream",
+        std::time::Duration::from_secs(60),
+        || upstream_types().contains("Patient"),
+    );
+    let writable = |t: &str| {
+        may(Role::FrontDesk, t, Action::Create) && may(Role::FrontDesk, t, Action::Update)
+    };
+    let types = upstream_types();
+    for t in &types {
+        assert!(
+            writable(t),
+            "the relay put a {t} upstream through a front-desk account"
+        );
+    }
+    for (t, _) in PROBES {
+        if writable(t) {
+            assert!(
+                types.contains(*t),
+                "{t} did not reach the upstream: {types:?}"
+            );
+        }
+    }
+    // The upstream refused the rest, each refusal in its trail under the relay's account.
+    let report = ok(&hearth(
+        &up_dir,
+        &[
+            "hub",
+            "audit",
+            "report",
+            "--json",
+            "--admin-url",
+            &up_admin,
+            "--account",
+            "admin@clinic",
+        ],
+        &format!("{ADMIN_PW}\n"),
+    ));
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let refused: BTreeSet<String> = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["user"] == "desk@up" && e["action"] == "denied")
+        .filter_map(|e| Some(e["resource"].as_str()?.split('/').next()?.to_owned()))
+        .collect();
+    for (t, _) in PROBES {
+        assert_eq!(
+            refused.contains(*t),
+            !writable(t),
+            "{t}: refused {refused:?}"
+        );
+    }
 }
