@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::Role;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
+use store::Role;
 
 struct TestHub {
     url: String,

@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::sync::Arc;
-use store::Role;
 
 use records::Records;
 use serde_json::{Value, json};
+use store::Role;
 
 const BASE: &str = "http://127.0.0.1/fhir";
 

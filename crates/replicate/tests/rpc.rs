@@ -7,13 +7,12 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::Role;
 
 use ed25519_dalek::SigningKey;
 use replicate::rpc::{Pairing, RpcClient};
 use replicate::{Endpoint, HttpDb, LocalDb, Replication};
 use serde_json::{Value, json};
-use store::{DocWrite, Store};
+use store::{DocWrite, Role, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vault::channel::{self, Envelope, Hello, Initiator, Route, StaticKey, Welcome};
 use vault::pairing::Offer;

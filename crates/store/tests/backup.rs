@@ -5,11 +5,10 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use store::Role;
 
 use serde_json::json;
 use store::backup::{self, Manifest};
-use store::{DataDir, DocId, DocWrite, Error, InitOptions, Unlocked};
+use store::{DataDir, DocId, DocWrite, Error, InitOptions, Role, Unlocked};
 use vault::backup::BackupKey;
 use vault::{KdfParams, Pin, PinPolicy};
 

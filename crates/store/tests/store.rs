@@ -3,14 +3,13 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::path::Path;
-use store::Role;
 
 use base64::Engine;
 use revtree::{Rev, Revisions};
 use serde_json::{Value, json};
 use store::{
     AttachmentInput, ChangesQuery, DataDir, DocId, DocWrite, Error, GetOptions, InitOptions,
-    OpenRev, OpenRevs, RevStatus, Store, Style, Unlocked,
+    OpenRev, OpenRevs, RevStatus, Role, Store, Style, Unlocked,
 };
 use vault::{KdfParams, Pin, PinPolicy};
 
