@@ -16,6 +16,40 @@ use common::hub::*;
 use common::ok;
 use reqwest::{Client, StatusCode};
 
+/// A loopback HTTP server that answers 200 to every POST and keeps the bodies.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_ok() {
+                keep.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, received)
+}
+
 /// The `name=value` of a response's session cookie.
 fn cookie_of(resp: &reqwest::Response) -> String {
     resp.headers()["set-cookie"]
@@ -41,9 +75,18 @@ fn guessing_rebinding_cross_site_posts_and_stale_cookies_are_refused() {
     let hub_dir = tmp.path().join("hub");
     init_hub(&hub_dir);
     add_nurse(&hub_dir);
+    // The clinic's alert receiver: the hub posts new security events to it.
+    let (hook_url, received) = webhook_receiver();
     let (_hub, urls) = start_hub(
         &hub_dir,
-        &["--couch-listen", "127.0.0.1:0", "--couch-tls-listen", ""],
+        &[
+            "--couch-listen",
+            "127.0.0.1:0",
+            "--couch-tls-listen",
+            "",
+            "--set",
+            &format!("security_webhook={hook_url}"),
+        ],
     );
     let couch = urls["CouchDB API"].clone();
     let admin = urls["status and metrics"]
@@ -112,6 +155,15 @@ fn guessing_rebinding_cross_site_posts_and_stale_cookies_are_refused() {
             })
             .count();
         assert_eq!(failed, 5, "{events}");
+        // ... and posts them to the clinic's webhook.
+        wait_for(
+            "the security webhook",
+            std::time::Duration::from_secs(30),
+            || {
+                let got = received.lock().unwrap().join("\n");
+                got.matches("\"login_failed\"").count() >= 5 && got.contains("nurse@clinic")
+            },
+        );
         // The owner, from elsewhere, is not locked out by the stranger (before: 429 for
         // everyone until the back-off ran out).
         let owner = client_from([127, 0, 0, 2]);

@@ -22,6 +22,7 @@
 //! backup_keep = 7                    # newest backups kept; older ones are removed
 //! login_free_attempts = 5            # failed logins per account and source before the back-off
 //! login_max_delay_secs = 300         # the back-off doubles from 1 s up to this
+//! security_webhook = ""              # https URL new security events are posted to ("" = off)
 //! ```
 
 use std::net::SocketAddr;
@@ -70,6 +71,9 @@ pub struct HubConfig {
     pub login_free_attempts: u32,
     /// Longest wait between attempts (the back-off doubles from 1 s).
     pub login_max_delay_secs: u64,
+    /// Where new security events are posted (JSON); empty: nowhere. `https://`, or `http://`
+    /// to this machine only.
+    pub security_webhook: String,
 }
 
 impl Default for HubConfig {
@@ -93,6 +97,7 @@ impl Default for HubConfig {
             backup_keep: 7,
             login_free_attempts: crate::auth::FREE_ATTEMPTS,
             login_max_delay_secs: crate::auth::MAX_DELAY_SECS,
+            security_webhook: String::new(),
         }
     }
 }
@@ -167,6 +172,7 @@ impl HubConfig {
             "backup_keep" => self.backup_keep = num(v)?,
             "login_free_attempts" => self.login_free_attempts = num(v)? as u32,
             "login_max_delay_secs" => self.login_max_delay_secs = num(v)?,
+            "security_webhook" => self.security_webhook = v.into(),
             other => return Err(ConfigError(format!("unknown setting {other:?}"))),
         }
         Ok(())
@@ -204,6 +210,25 @@ impl HubConfig {
         for db in &self.databases {
             store::validate_db_name(db)
                 .map_err(|e| ConfigError(format!("databases: {db:?}: {e}")))?;
+        }
+        if !self.security_webhook.is_empty() {
+            let ok = match url::Url::parse(&self.security_webhook) {
+                Ok(u) if u.scheme() == "https" => true,
+                Ok(u) if u.scheme() == "http" => {
+                    matches!(
+                        u.host(),
+                        Some(url::Host::Ipv4(a)) if a.is_loopback()
+                    ) || matches!(u.host(), Some(url::Host::Ipv6(a)) if a.is_loopback())
+                        || u.host_str() == Some("localhost")
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(ConfigError(format!(
+                    "security_webhook = {:?}: an https:// URL (events name people and records), or http:// to this machine",
+                    self.security_webhook
+                )));
+            }
         }
         if self.login_free_attempts < 1 || self.login_max_delay_secs < 1 {
             return Err(ConfigError(
@@ -253,6 +278,28 @@ pub struct Listeners {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_security_webhook_is_https_or_this_machine() {
+        for (url, ok) in [
+            ("", true),
+            ("https://siem.clinic.example/hearth", true),
+            ("http://127.0.0.1:9000/hook", true),
+            ("http://[::1]:9000/hook", true),
+            ("http://localhost:9000/hook", true),
+            ("http://siem.clinic.example/hook", false),
+            ("ftp://127.0.0.1/x", false),
+            ("not a url", false),
+        ] {
+            let mut c = HubConfig::default();
+            c.set("security_webhook", url).unwrap();
+            let r = c.validate();
+            assert_eq!(r.is_ok(), ok, "{url}");
+            if !ok {
+                assert!(r.unwrap_err().0.contains("security_webhook"), "{url}");
+            }
+        }
+    }
 
     #[test]
     fn layers_apply_in_order_and_bad_values_are_named() {

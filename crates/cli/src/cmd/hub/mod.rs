@@ -2,6 +2,7 @@
 //! status); `pair`, `devices`, `status` and `audit report` talk to it while it runs; `account`
 //! and `upstream` change it while it is stopped; `serve` is the CouchDB API alone, on loopback.
 
+mod alerts;
 mod relay;
 mod remote;
 mod start;

@@ -534,6 +534,21 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
                 Ok(())
             });
         }
+        if cfg.security_webhook.is_empty() {
+            outln!("  security webhook     off (security_webhook in hub.toml)");
+        } else {
+            outln!("  security webhook     {}", cfg.security_webhook);
+            let alerts = super::alerts::Alerts {
+                store: hub.store.clone(),
+                url: cfg.security_webhook.clone(),
+                interval: Duration::from_secs(2),
+            };
+            let stop = stopped();
+            tasks.spawn(async move {
+                alerts.run(stop).await;
+                Ok(())
+            });
+        }
         match &backups {
             Some(b) => {
                 outln!(
