@@ -344,6 +344,45 @@ pub(crate) fn read_entry(
     ))
 }
 
+/// A position in the security-event stream ([`Store::security_events_after`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventCursor {
+    audit: i64,
+    device_audit: i64,
+}
+
+/// The columns of an audit entry, as [`read_entry`] reads them.
+const ENTRY_COLUMNS: &str = "SELECT seq, entry_id, device, time, user, role, action, outcome, patient, resource, detail, break_glass, prev, hash";
+
+/// Which rows are security events: their actions, every refusal, every break-glass access.
+fn security_predicate() -> String {
+    format!(
+        "action IN ({}) OR outcome = 'denied' OR break_glass = 1",
+        SECURITY_ACTIONS
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Runs an entry query.
+fn entries<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> Result<Vec<AuditEntry>, Error> {
+    let mut st = conn.prepare(sql)?;
+    let mut out = Vec::new();
+    for row in st.query_map(params, read_entry)? {
+        let (mut e, prev, hash) = row?;
+        e.prev = prev.try_into().unwrap_or([0; 32]);
+        e.hash = hash.try_into().unwrap_or([0; 32]);
+        out.push(e);
+    }
+    Ok(out)
+}
+
 /// The actions that are security events ([`Store::security_events`]), besides every refusal
 /// and every break-glass access.
 pub const SECURITY_ACTIONS: &[&str] = &[
@@ -543,30 +582,80 @@ impl Store {
     pub fn security_events(&self, limit: usize) -> Result<Vec<AuditEntry>, Error> {
         let inner = self.lock();
         let limit = limit.min(10_000);
-        let filter = format!(
-            "WHERE action IN ({}) OR outcome = 'denied' OR break_glass = 1 ORDER BY time DESC, seq DESC LIMIT {limit}",
-            SECURITY_ACTIONS
-                .iter()
-                .map(|a| format!("'{a}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         let mut out = Vec::new();
         for table in ["audit", "device_audit"] {
             let sql = format!(
-                "SELECT seq, entry_id, device, time, user, role, action, outcome, patient, resource, detail, break_glass, prev, hash FROM {table} {filter}"
+                "{} FROM {table} WHERE {} ORDER BY rowid DESC LIMIT {limit}",
+                ENTRY_COLUMNS,
+                security_predicate()
             );
-            let mut st = inner.conn.prepare(&sql)?;
-            for row in st.query_map([], read_entry)? {
-                let (mut e, prev, hash) = row?;
-                e.prev = prev.try_into().unwrap_or([0; 32]);
-                e.hash = hash.try_into().unwrap_or([0; 32]);
-                out.push(e);
-            }
+            out.extend(entries(&inner.conn, &sql, [])?);
         }
         out.sort_by_key(|e| std::cmp::Reverse((e.time, e.seq)));
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// Where the security-event stream stands now: a cursor [`Store::security_events_after`]
+    /// continues from (events before it are not returned).
+    pub fn security_cursor(&self) -> Result<EventCursor, Error> {
+        let inner = self.lock();
+        let top = |t: &str| -> Result<i64, Error> {
+            Ok(inner.conn.query_row(
+                &format!("SELECT coalesce(max(rowid), 0) FROM {t}"),
+                [],
+                |r| r.get(0),
+            )?)
+        };
+        Ok(EventCursor {
+            audit: top("audit")?,
+            device_audit: top("device_audit")?,
+        })
+    }
+
+    /// The security events written after `cursor`, oldest first (at most 1,000), and the cursor
+    /// to continue from. Reads only the rows added since (by row id), so polling it is cheap
+    /// however long the trail.
+    pub fn security_events_after(
+        &self,
+        cursor: EventCursor,
+    ) -> Result<(Vec<AuditEntry>, EventCursor), Error> {
+        const BATCH: usize = 1_000;
+        let inner = self.lock();
+        let mut out = Vec::new();
+        let mut next = cursor;
+        for (table, from) in [
+            ("audit", &mut next.audit),
+            ("device_audit", &mut next.device_audit),
+        ] {
+            let top: i64 = inner.conn.query_row(
+                &format!("SELECT coalesce(max(rowid), 0) FROM {table}"),
+                [],
+                |r| r.get(0),
+            )?;
+            let sql = format!(
+                "{}, rowid FROM {table} WHERE rowid > ?1 AND rowid <= ?2 AND ({}) ORDER BY rowid LIMIT {BATCH}",
+                ENTRY_COLUMNS,
+                security_predicate()
+            );
+            let mut st = inner.conn.prepare(&sql)?;
+            let mut last = *from;
+            let mut n = 0;
+            for row in st.query_map(rusqlite::params![*from, top], |r| {
+                Ok((read_entry(r)?, r.get::<_, i64>(14)?))
+            })? {
+                let ((mut e, prev, hash), rowid) = row?;
+                e.prev = prev.try_into().unwrap_or([0; 32]);
+                e.hash = hash.try_into().unwrap_or([0; 32]);
+                out.push(e);
+                last = rowid;
+                n += 1;
+            }
+            // A full batch continues after its last row; otherwise everything up to `top`
+            // has been looked at.
+            *from = if n == BATCH { last } else { top };
+        }
+        Ok((out, next))
     }
 
     /// Checks the whole chain and the signed head. Returns how many entries were checked, or

@@ -41,7 +41,8 @@ mod write;
 pub use accounts::{Account, validate_account_name};
 pub use attachments::{COMPRESS_MIN_BYTES, digest as attachment_digest};
 pub use audit::{
-    AUDIT_RETENTION_SECS, AuditEntry, AuditEvent, AuditFilter, AuditProblem, SECURITY_ACTIONS,
+    AUDIT_RETENTION_SECS, AuditEntry, AuditEvent, AuditFilter, AuditProblem, EventCursor,
+    SECURITY_ACTIONS,
 };
 pub use changes::{Change, Changes, ChangesQuery, Style};
 pub use datadir::{

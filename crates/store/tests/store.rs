@@ -1439,6 +1439,45 @@ mod audit_trail {
         );
         assert_eq!(r, Err(AuditProblem::BadSignature));
     }
+
+    #[test]
+    fn security_events_stream_from_a_cursor_and_list_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(
+            &dir.path().join("hearth.db"),
+            &vault::Dek::generate().unwrap(),
+        )
+        .unwrap();
+        s.audit_append(&[event("kim", "read", Some("Patient/p1"))])
+            .unwrap();
+        let mut failed = event("mallory", "login_failed", None);
+        failed.outcome = "failure".into();
+        s.audit_append(&[failed]).unwrap();
+        // Events before the cursor are history; the stream starts after it.
+        let start = s.security_cursor().unwrap();
+        assert_eq!(s.security_events_after(start).unwrap().0, vec![]);
+        let mut denied = event("ana", "denied", Some("Patient/p1"));
+        denied.outcome = "denied".into();
+        s.audit_append(&[event("kim", "read", Some("Patient/p2")), denied])
+            .unwrap();
+        let (new, next) = s.security_events_after(start).unwrap();
+        assert_eq!(
+            new.iter()
+                .map(|e| e.event.user.as_str())
+                .collect::<Vec<_>>(),
+            ["ana"],
+            "only the refusal, not the read"
+        );
+        assert_eq!(s.security_events_after(next).unwrap().0, vec![]);
+        // The listing, newest first, has both security events and no read.
+        let all = s.security_events(10).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|e| e.event.action.as_str())
+                .collect::<Vec<_>>(),
+            ["denied", "login_failed"]
+        );
+    }
 }
 
 #[test]

@@ -1,11 +1,11 @@
-//! Security alerts: the hub's new security events (`Store::security_events`: refused logins,
-//! refused record accesses, refused device trails, break-glass, account, key, device and
-//! policy changes) posted as JSON to a webhook the clinic configures (`security_webhook` in
-//! hub.toml), every few seconds, for as long as the hub runs. A delivery that fails is tried
-//! again at the next round; nothing is posted twice in one run. Events from before the hub
-//! started are not posted (the audit trail and `/admin/security-events` keep them).
+//! Security alerts: the hub's new security events (`Store::security_events_after`: refused
+//! logins, refused record accesses, refused device trails, break-glass, account, key, device
+//! and policy changes) posted as JSON to a webhook the clinic configures (`security_webhook` in
+//! hub.toml), every few seconds, for as long as the hub runs. Each round reads only the trail
+//! rows added since the last (a cursor, not a scan); a delivery that fails is sent again at the
+//! next round. Events from before the hub started are not posted (the audit trail and
+//! `/admin/security-events` keep them).
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,15 +19,9 @@ pub struct Alerts {
     pub interval: Duration,
 }
 
-/// Ids remembered as posted (the oldest are forgotten first).
-const REMEMBERED: usize = 10_000;
-
 impl Alerts {
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -38,44 +32,45 @@ impl Alerts {
                 return;
             }
         };
-        let mut posted: HashSet<String> = HashSet::new();
-        let mut order: VecDeque<String> = VecDeque::new();
+        let store = self.store.clone();
+        let Ok(Ok(mut cursor)) = tokio::task::spawn_blocking(move || store.security_cursor()).await
+        else {
+            eprintln!("hub: security alerts are off: the audit trail cannot be read");
+            return;
+        };
         loop {
             let store = self.store.clone();
-            let events = tokio::task::spawn_blocking(move || store.security_events(500))
+            let read = tokio::task::spawn_blocking(move || store.security_events_after(cursor))
                 .await
                 .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
-            let new: Vec<_> = events
-                .into_iter()
-                .rev()
-                .filter(|e| e.time >= started && !posted.contains(&e.id))
-                .collect();
-            if !new.is_empty() {
-                let body = json!({
-                    "source": "hearth-hub",
-                    "events": new.iter().map(store::AuditEntry::to_json).collect::<Vec<_>>(),
-                });
-                match client.post(&self.url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        for e in new {
-                            posted.insert(e.id.clone());
-                            order.push_back(e.id);
-                            if order.len() > REMEMBERED
-                                && let Some(old) = order.pop_front()
-                            {
-                                posted.remove(&old);
-                            }
+                .and_then(Result::ok);
+            if let Some((events, next)) = read {
+                let delivered = events.is_empty() || {
+                    let body = json!({
+                        "source": "hearth-hub",
+                        "events": events.iter().map(store::AuditEntry::to_json).collect::<Vec<_>>(),
+                    });
+                    match client.post(&self.url).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => true,
+                        Ok(r) => {
+                            eprintln!(
+                                "hub: the security webhook answered {}; trying again",
+                                r.status()
+                            );
+                            false
+                        }
+                        Err(e) => {
+                            // Without the URL: it may carry the receiver's secret.
+                            eprintln!(
+                                "hub: the security webhook is unreachable ({}); trying again",
+                                e.without_url()
+                            );
+                            false
                         }
                     }
-                    Ok(r) => eprintln!(
-                        "hub: the security webhook answered {}; trying again",
-                        r.status()
-                    ),
-                    Err(e) => {
-                        eprintln!("hub: the security webhook is unreachable ({e}); trying again")
-                    }
+                };
+                if delivered {
+                    cursor = next;
                 }
             }
             tokio::select! {

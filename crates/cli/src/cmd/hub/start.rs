@@ -537,7 +537,12 @@ pub fn start(ctx: &mut Context, a: StartArgs) -> Result<()> {
         if cfg.security_webhook.is_empty() {
             outln!("  security webhook     off (security_webhook in hub.toml)");
         } else {
-            outln!("  security webhook     {}", cfg.security_webhook);
+            // The host only: a webhook URL often carries the receiver's secret.
+            let host = url::Url::parse(&cfg.security_webhook)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            outln!("  security webhook     {host} (new security events, every 2 s)");
             let alerts = super::alerts::Alerts {
                 store: hub.store.clone(),
                 url: cfg.security_webhook.clone(),
