@@ -357,6 +357,37 @@ async fn couch(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// An administrator's device loads `patients` demo patients and syncs them to its hub.
+fn fill_the_hub(device: &Path, patients: u32) {
+    ok(&as_user(
+        device,
+        "nurse1",
+        PIN,
+        &["demo-data", "--patients", &patients.to_string()],
+    ));
+    ok(&hearth(
+        device,
+        &[
+            "--user",
+            "nurse1",
+            "sync",
+            "--hub",
+            "--remote-user",
+            "admin@clinic",
+        ],
+        &format!("{PIN}\n{ADMIN_PW}\n"),
+    ));
+}
+
+/// A runtime and a client for the hubs' CouchDB API over TLS (their self-signed certificates).
+fn tls_client() -> (tokio::runtime::Runtime, reqwest::Client) {
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    (tokio::runtime::Runtime::new().unwrap(), client)
+}
+
 /// Hub accounts: name, role, password.
 const ACCOUNTS: &[(&str, Role, &str)] = &[
     ("fd@clinic", Role::FrontDesk, "fd-password-1"),
@@ -389,30 +420,8 @@ fn on_the_hub_the_couchdb_api_and_the_rpc_channel_follow_the_matrix() {
     // An administrator's device fills the hub.
     let a = tmp.path().join("a");
     device(&a, &admin, &hub_dir, "tablet A");
-    ok(&as_user(
-        &a,
-        "nurse1",
-        PIN,
-        &["demo-data", "--patients", "2"],
-    ));
-    ok(&hearth(
-        &a,
-        &[
-            "--user",
-            "nurse1",
-            "sync",
-            "--hub",
-            "--remote-user",
-            "admin@clinic",
-        ],
-        &format!("{PIN}\n{ADMIN_PW}\n"),
-    ));
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    fill_the_hub(&a, 2);
+    let (rt, client) = tls_client();
     rt.block_on(async {
         for base in &bases {
             for (name, role, pw) in ACCOUNTS {
@@ -711,30 +720,8 @@ fn the_relay_carries_only_what_the_upstream_account_may_write() {
         .to_owned();
     let a = tmp.path().join("a");
     device(&a, &admin, &hub_dir, "tablet A");
-    ok(&as_user(
-        &a,
-        "nurse1",
-        PIN,
-        &["demo-data", "--patients", "1"],
-    ));
-    ok(&hearth(
-        &a,
-        &[
-            "--user",
-            "nurse1",
-            "sync",
-            "--hub",
-            "--remote-user",
-            "admin@clinic",
-        ],
-        &format!("{PIN}\n{ADMIN_PW}\n"),
-    ));
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    fill_the_hub(&a, 1);
+    let (rt, client) = tls_client();
     let base = format!("https://{up_tls}");
     let upstream_types = || {
         rt.block_on(async {
