@@ -89,9 +89,7 @@ fn guessing_rebinding_cross_site_posts_and_stale_cookies_are_refused() {
         ],
     );
     let couch = urls["CouchDB API"].clone();
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // Thirty wrong passwords at once from one address: five are checked, the rest wait
@@ -277,9 +275,7 @@ fn a_revoked_device_stays_revoked_and_a_restored_copy_is_caught_before_data_move
     init_hub(&hub_dir);
     add_nurse(&hub_dir);
     let (_hub, urls) = start_hub(&hub_dir, &["--couch-listen", "", "--couch-tls-listen", ""]);
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     let devices = || devices_cmd(&hub_dir, &admin, &["list"]);
     // Re-pairing a revoked device with a fresh offer does not revive it (before: the new
     // pairing replaced its keys and lifted the revocation).

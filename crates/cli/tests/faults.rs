@@ -184,9 +184,7 @@ fn kill_9_of_a_device_during_sync_resumes_from_its_checkpoint() {
     init_hub(&hub_dir);
     add_nurse(&hub_dir);
     let (_hub, urls) = start_hub(&hub_dir, &["--couch-listen", "", "--couch-tls-listen", ""]);
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     let dev = tmp.path().join("device");
     device(&dev, &admin, &hub_dir, "tablet");
     ok(&hearth(
@@ -394,9 +392,7 @@ fn replication_through_a_faulty_network_completes_without_duplicates_or_losses()
             &format!("public_url=http://127.0.0.1:{proxy_port}"),
         ],
     );
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     // Two devices, each with its own records, both behind the proxy.
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     faulty.store(false, Ordering::Relaxed);

@@ -14,7 +14,9 @@ use std::process::Command;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::common::hub::{ADMIN_PW, NURSE_PW, PIN, add_nurse, device, hearth, init_hub, start_hub};
+use crate::common::hub::{
+    ADMIN_PW, NURSE_PW, PIN, add_nurse, admin_url, device, hearth, init_hub, start_hub,
+};
 use crate::common::{interop_dir, ok};
 
 /// Documents PouchDB writes, and documents written over HTTP with numbers it cannot hold.
@@ -320,9 +322,7 @@ fn ten_thousand_documents_come_back_byte_for_byte() {
         &hub_dir,
         &["--couch-listen", "127.0.0.1:0", "--couch-tls-listen", ""],
     );
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     let couch = urls["CouchDB API"].clone();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("nurse@clinic:{NURSE_PW}"));
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));

@@ -401,20 +401,14 @@ fn on_the_hub_the_couchdb_api_and_the_rpc_channel_follow_the_matrix() {
     let hub_dir = tmp.path().join("hub");
     init_hub(&hub_dir);
     for (name, role, pw) in ACCOUNTS {
-        ok(&hearth(
-            &hub_dir,
-            &["hub", "account", "add", name, "--role", role.as_str()],
-            &format!("{PASS}\n{pw}\n"),
-        ));
+        add_account(&hub_dir, name, role.as_str(), pw);
     }
     let tls = format!("127.0.0.1:{}", free_port());
     let (_hub, urls) = start_hub(
         &hub_dir,
         &["--couch-listen", "127.0.0.1:0", "--couch-tls-listen", &tls],
     );
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     let bases = [urls["CouchDB API"].clone(), format!("https://{tls}")];
 
     // An administrator's device fills the hub.
@@ -676,19 +670,13 @@ fn the_relay_carries_only_what_the_upstream_account_may_write() {
     let tmp = tempfile::tempdir().unwrap();
     let (up_dir, hub_dir) = (tmp.path().join("upstream"), tmp.path().join("hub"));
     let up_fp = init_hub(&up_dir);
-    ok(&hearth(
-        &up_dir,
-        &["hub", "account", "add", "desk@up", "--role", "front_desk"],
-        &format!("{PASS}\ndesk-password-1\n"),
-    ));
+    add_account(&up_dir, "desk@up", "front_desk", "desk-password-1");
     let up_tls = format!("127.0.0.1:{}", free_port());
     let (_up, up_urls) = start_hub(
         &up_dir,
         &["--couch-listen", "", "--couch-tls-listen", &up_tls],
     );
-    let up_admin = up_urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let up_admin = admin_url(&up_urls);
     init_hub(&hub_dir);
     ok(&hearth(
         &hub_dir,
@@ -715,9 +703,7 @@ fn the_relay_carries_only_what_the_upstream_account_may_write() {
             "relay_interval_secs=1",
         ],
     );
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     let a = tmp.path().join("a");
     device(&a, &admin, &hub_dir, "tablet A");
     fill_the_hub(&a, 1);

@@ -31,9 +31,7 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
     let up_tls = format!("127.0.0.1:{up_port}");
     let up_args = ["--couch-listen", "", "--couch-tls-listen", up_tls.as_str()];
     let (up, up_urls) = start_hub(&up_dir, &up_args);
-    let up_admin = up_urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let up_admin = admin_url(&up_urls);
     // Over TLS the session cookie is Secure, and nothing is sniffed into a page (issue 16).
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (cookie, nosniff) = rt.block_on(async {
@@ -120,9 +118,7 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
         &hub_dir,
         &["--couch-tls-listen", "", "--set", "relay_interval_secs=1"],
     );
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     assert!(urls["devices (RPC)"].starts_with("http://127.0.0.1:"));
 
     // The offer as a QR code, in the terminal and as PNG and SVG files.
@@ -231,9 +227,7 @@ fn devices_sync_through_the_hub_which_relays_to_an_upstream_that_comes_and_goes(
 
     // It comes back on the same address: everything buffered arrives, the backlog drains.
     let (_up, up_urls) = start_hub(&up_dir, &up_args);
-    let up_admin = up_urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let up_admin = admin_url(&up_urls);
     wait_for("the relay to catch up", Duration::from_secs(60), || {
         doc_count(&up_admin) == n2
     });
@@ -495,9 +489,7 @@ fn restore_drill_backups_taken_while_clients_write_hold_every_acknowledged_write
             "backup_keep=2",
         ],
     );
-    let admin = urls["status and metrics"]
-        .trim_end_matches("/status")
-        .to_owned();
+    let admin = admin_url(&urls);
     let couch = urls["CouchDB API"].clone();
     // No backup on disk yet: the schedule takes the first one at start.
     wait_for(

@@ -145,13 +145,25 @@ pub fn device_id(hub_dir: &Path, admin: &str, name: &str) -> String {
         .to_owned()
 }
 
-/// Adds the `nurse@clinic` hub account (role nurse, password `NURSE_PW`).
-pub fn add_nurse(hub_dir: &Path) {
+/// Adds (or resets) a hub account with a role and a password, on a stopped hub.
+pub fn add_account(hub_dir: &Path, name: &str, role: &str, password: &str) {
     ok(&hearth(
         hub_dir,
-        &["hub", "account", "add", "nurse@clinic", "--role", "nurse"],
-        &format!("{PASS}\n{NURSE_PW}\n"),
+        &["hub", "account", "add", name, "--role", role],
+        &format!("{PASS}\n{password}\n"),
     ));
+}
+
+/// Adds the `nurse@clinic` hub account (role nurse, password `NURSE_PW`).
+pub fn add_nurse(hub_dir: &Path) {
+    add_account(hub_dir, "nurse@clinic", "nurse", NURSE_PW);
+}
+
+/// The administration port's base URL, from a started hub's addresses.
+pub fn admin_url(urls: &HashMap<String, String>) -> String {
+    urls["status and metrics"]
+        .trim_end_matches("/status")
+        .to_owned()
 }
 
 /// A device node with user `nurse1` (PIN `PIN`), fast key derivation for tests.
